@@ -1,0 +1,54 @@
+"""The ``mitokit`` command line: a thin click group over the Python API.
+
+Each command group lives in its own module and imports heavy libraries inside its commands, so
+``mitokit --help`` stays fast. User-caused errors (:class:`mitokit.MitokitError`) become one line
+on stderr and exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from mitokit import __version__
+from mitokit.errors import MitokitError
+
+
+class _Group(click.Group):
+    """A click group that turns user errors into one line on stderr and exit code 2."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except MitokitError as exc:
+            click.echo(f"mitokit: error: {exc}", err=True)
+            ctx.exit(2)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="mitokit")
+def cli() -> None:
+    """mitokit: mitotic-figure detection and interpretation in H&E histopathology."""
+
+
+def _register() -> None:
+    from mitokit.cli.evaluate import evaluate
+    from mitokit.cli.labels import labels
+    from mitokit.cli.slide import slide
+
+    cli.add_command(slide)
+    cli.add_command(labels)
+    cli.add_command(evaluate)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script and ``python -m mitokit``."""
+    cli.main(args=argv, prog_name="mitokit", standalone_mode=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])
