@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mitokit.errors import input_error
 from mitokit.types import MITOSIS, NON_MITOSIS, BoxXYXY, PointXY
@@ -96,6 +97,7 @@ class Annotation:
         agreement: Agreement of the raters on this object in [0, 1] (crowd agreement, fraction of
             pathologists), or None.
         score: A model's confidence for a prediction, or None for ground truth.
+        extra: Other per-object fields of the source (phase labels, dataset, ...), by name.
     """
 
     id: str
@@ -106,6 +108,7 @@ class Annotation:
     votes: tuple[Vote, ...] = ()
     agreement: float | None = None
     score: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         if self.point is None and self.box is None:
@@ -161,6 +164,8 @@ class AnnotationSet:
         raters: Rater ids the source knows (also those without a vote here).
         source: Where the set came from (a path), for messages.
         format: The format it was read from.
+        vote_target: What a vote of 1 says yes to (``mitosis`` unless the source rates another
+            property, e.g. ``atypical`` for AMi-Br's per-rater atypicality votes).
     """
 
     annotations: list[Annotation] = field(default_factory=list)
@@ -168,6 +173,7 @@ class AnnotationSet:
     raters: list[str] = field(default_factory=list)
     source: str | None = None
     format: str | None = None
+    vote_target: str = MITOSIS
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -192,7 +198,9 @@ class AnnotationSet:
         images = self.images if image is None else {
             k: v for k, v in self.images.items() if k == image
         }
-        return AnnotationSet(kept, dict(images), list(self.raters), self.source, self.format)
+        return AnnotationSet(
+            kept, dict(images), list(self.raters), self.source, self.format, self.vote_target
+        )
 
     @classmethod
     def merge(cls, sets: Iterable[AnnotationSet]) -> AnnotationSet:
