@@ -1,0 +1,46 @@
+"""Samples for training and inference: tiles, tissue masks, patches, samplers, stain, datasets.
+
+Every function takes a slide (an object with ``read_region`` and ``dimensions``, as
+:func:`mitokit.io.open_slide` returns) or a plain ``HxWx3`` uint8 array, which
+:class:`ArraySlide` wraps. Coordinates are level-0 pixels, x = column, boxes ``[x1, y1, x2, y2]``.
+"""
+
+from mitokit.data.arrays import ArraySlide, SlideLike, as_slide, read_rgb
+from mitokit.data.datasets import PatchDataset, TileDataset, collate_detection, to_tensor
+from mitokit.data.patches import extract_patches, patches_from_annotations
+from mitokit.data.sampling import (
+    ClassBalancedBatchSampler,
+    EventTileSampler,
+    negatives_at_ratio,
+)
+from mitokit.data.stain import HEDJitter, MacenkoNormalizer, hed_jitter
+from mitokit.data.tiling import Tile, as_tiles, tile_boxes, tile_grid, tiles_for_slide
+from mitokit.data.tissue import TissueMask, require_tissue, tissue_fraction, tissue_mask
+
+__all__ = [
+    "ArraySlide",
+    "ClassBalancedBatchSampler",
+    "EventTileSampler",
+    "HEDJitter",
+    "MacenkoNormalizer",
+    "PatchDataset",
+    "SlideLike",
+    "Tile",
+    "TileDataset",
+    "TissueMask",
+    "as_slide",
+    "as_tiles",
+    "collate_detection",
+    "extract_patches",
+    "hed_jitter",
+    "negatives_at_ratio",
+    "patches_from_annotations",
+    "read_rgb",
+    "require_tissue",
+    "tile_boxes",
+    "tile_grid",
+    "tiles_for_slide",
+    "tissue_fraction",
+    "tissue_mask",
+    "to_tensor",
+]
