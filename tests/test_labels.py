@@ -75,7 +75,9 @@ def test_alpha_uses_objects_with_missing_ratings_kappa_the_modal_count():
         votes(("A", 0), ("B", 0), ("C", 0)),
         votes(("A", 1), ("B", 0), ("C", 1)),
         votes(("A", 1), ("C", 1)),  # B missing
-        votes(("A", 0),),  # a single rating cannot be paired
+        votes(
+            ("A", 0),
+        ),  # a single rating cannot be paired
     ]
     ag = agreement(sets)
     assert ag.fleiss_objects == 3 and ag.ratings_per_object == 3
@@ -136,7 +138,16 @@ def test_coarsen_to_tiles_points_and_classes():
 def test_score_distribution_figure(tmp_path):
     out = tmp_path / "fig.png"
     s = _rated_set()
-    s.annotations.append(Annotation("4", "img", point=(4, 4), votes=votes(("A", 1),)))
+    s.annotations.append(
+        Annotation(
+            "4",
+            "img",
+            point=(4, 4),
+            votes=votes(
+                ("A", 1),
+            ),
+        )
+    )
     drawn = plot_score_distribution(s, out, bins=4)
     assert sorted(drawn) == [1, 2]
     assert drawn[2].sum() == 3 and drawn[1].sum() == 1

@@ -45,6 +45,14 @@ _CLASS_SYNONYMS = {
     "impostor": NON_MITOSIS,
     "mitotic-like figure": NON_MITOSIS,
     "mitotic like figure": NON_MITOSIS,
+    "mitotic figure lookalike": NON_MITOSIS,
+    "mitotic figure look-alike": NON_MITOSIS,
+    "mitotic cell lookalike": NON_MITOSIS,
+    "mitotic cell look-alike": NON_MITOSIS,
+    "mitosis lookalike": NON_MITOSIS,
+    "mitosis look-alike": NON_MITOSIS,
+    "lookalike": NON_MITOSIS,
+    "look-alike": NON_MITOSIS,
     "hard negative": NON_MITOSIS,
     "negative": NON_MITOSIS,
 }
@@ -195,9 +203,9 @@ class AnnotationSet:
             for a in self.annotations
             if (label is None or a.label == label) and (image is None or a.image == image)
         ]
-        images = self.images if image is None else {
-            k: v for k, v in self.images.items() if k == image
-        }
+        images = (
+            self.images if image is None else {k: v for k, v in self.images.items() if k == image}
+        )
         return AnnotationSet(
             kept, dict(images), list(self.raters), self.source, self.format, self.vote_target
         )

@@ -1,0 +1,146 @@
+"""Centroid CSVs: one point per line, ``x,y`` or ``row,col``, optionally a third column.
+
+TUPAC16's ground truth lists ``row,col`` (y first); most other tools write ``x,y``. Say which
+with ``columns``; a header naming the columns (``x,y``, ``row,col``, ``y,x,score`` ...) is
+recognised and, where ``columns`` is not given, decides the order. Fields may be separated by
+commas, semicolons, tabs or spaces; blank lines and lines starting with ``#`` are skipped.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from mitokit.errors import input_error
+from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
+from mitokit.io.formats._common import make_annotation, number, read_text, short
+from mitokit.types import MITOSIS
+
+FORMAT = "centroid_csv"
+
+_X_NAMES = {"x", "col", "column", "c", "cx", "x_center", "xc"}
+_Y_NAMES = {"y", "row", "r", "cy", "y_center", "yc"}
+_SCORE_NAMES = {"score", "confidence", "prob", "probability", "p"}
+_AGREEMENT_NAMES = {"agreement"}
+_ORDERS = {("x", "y"): (0, 1), ("y", "x"): (1, 0), ("col", "row"): (0, 1), ("row", "col"): (1, 0)}
+_SPLIT = re.compile(r"\s*[,;\t]\s*|\s+")
+
+
+def split_fields(line: str) -> list[str]:
+    """Fields of one line separated by commas, semicolons, tabs or runs of spaces."""
+    return _SPLIT.split(line.strip())
+
+
+def is_number(text: str) -> bool:
+    """Whether ``text`` parses as a float."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def header_roles(fields: list[str]) -> dict[str, int] | None:
+    """Column index per role (x, y, score, agreement) from a header, or None if unrecognised."""
+    roles: dict[str, int] = {}
+    for i, name in enumerate(f.strip().lower() for f in fields):
+        for role, names in (
+            ("x", _X_NAMES),
+            ("y", _Y_NAMES),
+            ("score", _SCORE_NAMES),
+            ("agreement", _AGREEMENT_NAMES),
+        ):
+            if name in names and role not in roles:
+                roles[role] = i
+    return roles if "x" in roles and "y" in roles else None
+
+
+def read_centroid_csv(
+    path: Path,
+    *,
+    columns: tuple[str, str] | None = None,
+    label: str = MITOSIS,
+    image: str | None = None,
+    third: str = "score",
+) -> AnnotationSet:
+    """Read a centroid CSV.
+
+    Args:
+        path: The file.
+        columns: Order of the two coordinate columns: ``("x", "y")`` (the default without a
+            header) or ``("row", "col")`` (TUPAC16); ``("y", "x")`` and ``("col", "row")`` are
+            the same orders by other names. Given, it overrides a header.
+        label: Class of every point (through :func:`canonical_class`).
+        image: Image id of the points; the file's stem by default.
+        third: What a third column holds: ``"score"`` (a prediction's confidence) or
+            ``"agreement"``.
+
+    Returns:
+        Points with ids ``<image>_<n>`` (n counts the points from 1).
+
+    Raises:
+        MitokitError: A line with a non-numeric or non-finite value or a wrong number of fields.
+    """
+    path = Path(path)
+    if columns is not None:
+        key = tuple(str(c).strip().lower() for c in columns)
+        if key not in _ORDERS:
+            raise input_error(
+                path, f"columns must be ('x', 'y') or ('row', 'col'), not {tuple(columns)!r}"
+            )
+    if third not in ("score", "agreement"):
+        raise input_error(path, f"third must be 'score' or 'agreement', not {third!r}")
+    image_id = path.stem if image is None else str(image)
+    label = canonical_class(label)
+    roles: dict[str, int] | None = None
+    annotations: list[Annotation] = []
+    first = True
+    for lineno, raw in enumerate(read_text(path).splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        fields = split_fields(line)
+        if first:
+            first = False
+            if not all(is_number(f) for f in fields[:2]):
+                roles = header_roles(fields)
+                if roles is None:
+                    raise input_error(
+                        path, f"line {lineno}: not a point and not a known header ({short(line)})"
+                    )
+                continue
+        if roles is not None and columns is None:
+            ix, iy = roles["x"], roles["y"]
+            iscore, iagree = roles.get("score"), roles.get("agreement")
+            if len(fields) <= max(ix, iy):
+                raise input_error(path, f"line {lineno}: too few fields ({short(line)})")
+        else:
+            if len(fields) not in (2, 3):
+                raise input_error(
+                    path,
+                    f"line {lineno}: expected 2 or 3 fields, got {len(fields)} ({short(line)})",
+                )
+            order = _ORDERS[tuple(c.lower() for c in (columns or ("x", "y")))]  # type: ignore[index]
+            ix, iy = order
+            iscore = 2 if third == "score" else None
+            iagree = 2 if third == "agreement" else None
+        x = number(fields[ix], f"line {lineno}: x", path, text=True)
+        y = number(fields[iy], f"line {lineno}: y", path, text=True)
+        score = agreement = None
+        if iscore is not None and iscore < len(fields):
+            score = number(fields[iscore], f"line {lineno}: score", path, text=True)
+        if iagree is not None and iagree < len(fields):
+            agreement = number(fields[iagree], f"line {lineno}: agreement", path, text=True)
+        annotations.append(
+            make_annotation(
+                path,
+                f"line {lineno}",
+                id=f"{image_id}_{len(annotations) + 1}",
+                image=image_id,
+                point=(x, y),
+                label=label,
+                score=score,
+                agreement=agreement,
+            )
+        )
+    return AnnotationSet(annotations, {image_id: ImageInfo(image_id)}, [], str(path), FORMAT)
