@@ -25,3 +25,16 @@ def input_error(path: str | os.PathLike | None, problem: str) -> MitokitError:
     if path is None:
         return MitokitError(problem)
     return MitokitError(f"{os.fspath(path)}: {problem}")
+
+
+def positive_float(path: str | os.PathLike | None, value: object, name: str) -> float:
+    """``value`` as a finite float > 0, or a :class:`MitokitError` naming ``path`` and ``name``."""
+    import math
+
+    try:
+        result = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise input_error(path, f"{name} must be a positive number, got {value!r}") from None
+    if not (math.isfinite(result) and result > 0):
+        raise input_error(path, f"{name} must be a positive number, got {value!r}")
+    return result

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from mitokit.errors import MitokitError, input_error
+from mitokit.errors import MitokitError, input_error, positive_float
 from mitokit.io.atomic import atomic_path
 from mitokit.io.slides import to_rgb8
 from mitokit.types import SizeWH
@@ -89,7 +89,7 @@ def write_pyramidal_tiff(
     """
     path = Path(os.fspath(path))
     width, height, read = _as_reader(path, image)
-    mpp = _positive(path, mpp, "mpp")
+    mpp = positive_float(path, mpp, "mpp")
     if not isinstance(tile_size, int) or tile_size < 16 or tile_size % 16:
         raise input_error(path, f"tile_size must be a positive multiple of 16, got {tile_size!r}")
     if compression not in COMPRESSIONS:
@@ -260,13 +260,3 @@ def _rgb(path: Path, block: Any) -> np.ndarray:
         raise
     except ValueError as exc:
         raise input_error(path, f"cannot write these pixels: {exc}") from exc
-
-
-def _positive(path: Path, value: Any, name: str) -> float:
-    try:
-        result = float(value)
-    except (TypeError, ValueError):
-        raise input_error(path, f"{name} must be a positive number, got {value!r}") from None
-    if not (math.isfinite(result) and result > 0):
-        raise input_error(path, f"{name} must be a positive number, got {value!r}")
-    return result

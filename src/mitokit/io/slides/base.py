@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from mitokit.errors import MitokitError, input_error
+from mitokit.errors import MitokitError, input_error, positive_float
 from mitokit.types import LocationXY, SizeWH
 
 MAX_PLAUSIBLE_MPP = 10.0
@@ -306,15 +306,7 @@ class Slide(abc.ABC):
 
 
 def _check_mpp_argument(path: Path, mpp: float | None) -> float | None:
-    if mpp is None:
-        return None
-    try:
-        value = float(mpp)
-    except (TypeError, ValueError):
-        raise input_error(path, f"mpp must be a positive number, got {mpp!r}") from None
-    if not (math.isfinite(value) and value > 0):
-        raise input_error(path, f"mpp must be a positive number, got {mpp!r}")
-    return value
+    return None if mpp is None else positive_float(path, mpp, "mpp")
 
 
 def _plausible_mpp(value: float | None) -> float | None:
