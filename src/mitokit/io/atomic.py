@@ -45,3 +45,38 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary folder beside ``path``; move it onto ``path`` if the block succeeds.
+
+    A folder of outputs (a dataset, a report) appears whole or not at all. An existing
+    non-empty ``path`` is an error unless ``overwrite`` is set, in which case it is replaced
+    only once the new folder is complete.
+    """
+    import shutil
+
+    from mitokit.errors import input_error
+
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise input_error(target, "exists and is not a folder")
+    if target.is_dir() and any(target.iterdir()) and not overwrite:
+        raise input_error(target, "folder exists and is not empty (pass --overwrite to replace it)")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        if target.exists():
+            old = target.with_name(f".{target.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(target, old)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
