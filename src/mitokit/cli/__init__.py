@@ -33,13 +33,17 @@ def cli() -> None:
 
 
 def _register() -> None:
+    from mitokit.cli.demo import demo
     from mitokit.cli.evaluate import evaluate
     from mitokit.cli.labels import labels
     from mitokit.cli.slide import slide
+    from mitokit.cli.synth import synth
 
     cli.add_command(slide)
     cli.add_command(labels)
     cli.add_command(evaluate)
+    cli.add_command(synth)
+    cli.add_command(demo)
 
 
 _register()

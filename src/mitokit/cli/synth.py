@@ -1,0 +1,179 @@
+"""``mitokit synth``: synthetic H&E data with known mitosis truth, in real formats."""
+
+from __future__ import annotations
+
+import click
+
+from mitokit.cli.options import echo_json
+
+_seed = click.option("--seed", default=0, show_default=True, help="Seed: same seed, same bytes.")
+_out = click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."
+)
+_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+_raters = click.option(
+    "--raters", default=3, show_default=True, help="Pathologists rating each cell."
+)
+_noise = click.option(
+    "--rater-noise",
+    default=0.12,
+    show_default=True,
+    help="SD of each pathologist's view of the latent mitosis score m.",
+)
+_repeats = click.option(
+    "--repeat-fraction",
+    default=0.2,
+    show_default=True,
+    help="Share of cells each pathologist rates again (2-3 times).",
+)
+
+
+def _panel(raters: int, noise: float, repeat_fraction: float):
+    from mitokit.data.synthetic.labelling import RaterPanel
+
+    try:
+        return RaterPanel(n_raters=raters, noise=noise, repeat_fraction=repeat_fraction)
+    except ValueError as exc:
+        from mitokit.errors import input_error
+
+        raise input_error(None, f"rater settings: {exc}") from None
+
+
+def _bar(total: int, label: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=label, unit="", leave=False, disable=None)
+
+
+@click.group()
+def synth() -> None:
+    """Synthetic H&E patches, tiles and whole slides with every label kind."""
+
+
+@synth.command("patches")
+@_out
+@click.option("--n", "n", default=1000, show_default=True, help="Number of patches.")
+@click.option("--size", default=64, show_default=True, help="Patch side in pixels.")
+@_seed
+@_raters
+@_noise
+@_repeats
+@_overwrite
+def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
+    """Cell-centred patches with per-rater votes (labels.csv) and manifest.json."""
+    from mitokit.data.synthetic.export import write_patch_dataset
+    from mitokit.data.synthetic.generate import generate_patches
+    from mitokit.io.atomic import atomic_dir
+
+    panel = _panel(raters, rater_noise, repeat_fraction)
+    if n < 1 or size < 8:
+        raise click.BadParameter("need --n >= 1 and --size >= 8")
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        batch = generate_patches(n, seed=seed, size=size)
+        with _bar(n, "writing patches") as bar:
+            write_patch_dataset(
+                tmp,
+                batch.images,
+                batch.cells,
+                seed=seed,
+                panel=panel,
+                parameters={"size": size, "n": n},
+                progress=lambda k: bar.update(k - bar.n),
+            )
+    click.echo(f"wrote {n} patches to {out}", err=True)
+
+
+@synth.command("tiles")
+@_out
+@click.option("--n", "n", default=8, show_default=True, help="Number of tiles.")
+@click.option("--size", default=1000, show_default=True, help="Tile side in pixels.")
+@_seed
+@_raters
+@_noise
+@_repeats
+@_overwrite
+def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
+    """Tiles with pathologist votes, consensus, centroids, crowd boxes and image labels."""
+    from mitokit.data.synthetic.export import write_tile_dataset
+    from mitokit.data.synthetic.generate import generate_tiles
+    from mitokit.io.atomic import atomic_dir
+
+    panel = _panel(raters, rater_noise, repeat_fraction)
+    if n < 1 or size < 64:
+        raise click.BadParameter("need --n >= 1 and --size >= 64")
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        with _bar(n, "rendering tiles") as bar:
+            rendered = []
+            for image, cells, _stain in generate_tiles(n, seed=seed, size=size):
+                rendered.append((image, cells))
+                bar.update(1)
+        write_tile_dataset(tmp, rendered, seed=seed, panel=panel, parameters={"size": size, "n": n})
+    click.echo(f"wrote {n} tiles to {out}", err=True)
+
+
+@synth.command("slide")
+@_out
+@click.option("--width", default=20000, show_default=True, help="Level-0 width in pixels.")
+@click.option("--height", default=20000, show_default=True, help="Level-0 height in pixels.")
+@click.option("--mpp", default=0.25, show_default=True, help="Microns per pixel at level 0.")
+@_seed
+@_raters
+@_noise
+@_repeats
+@click.option(
+    "--labels/--no-labels",
+    default=True,
+    show_default=True,
+    help="Also write the label files of the slide's cells.",
+)
+@_overwrite
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+def slide(
+    out, width, height, mpp, seed, raters, rater_noise, repeat_fraction, labels, overwrite, as_json
+) -> None:
+    """A pyramidal tiled TIFF whole slide with mpp, written tile by tile, and its labels."""
+    from pathlib import Path
+
+    from mitokit.data.synthetic.export import write_slide_labels
+    from mitokit.data.synthetic.generate import write_synthetic_slide
+    from mitokit.data.synthetic.scene import SceneParams
+    from mitokit.errors import input_error
+    from mitokit.io.atomic import atomic_dir
+
+    panel = _panel(raters, rater_noise, repeat_fraction)
+    if width < 256 or height < 256:
+        raise input_error(out, "slide must be at least 256 x 256 pixels")
+    params = SceneParams(mpp=mpp)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        with _bar(100, "rendering slide") as bar:
+            cells = write_synthetic_slide(
+                Path(tmp) / "slide.tiff",
+                size=(width, height),
+                seed=seed,
+                params=params,
+                progress=lambda frac: bar.update(round(100 * frac) - bar.n),
+            )
+        if labels:
+            write_slide_labels(
+                tmp,
+                cells,
+                slide_name="slide.tiff",
+                size=(width, height),
+                seed=seed,
+                panel=panel,
+                parameters={"mpp": mpp, "scene": params},
+            )
+    summary = {
+        "slide": str(Path(out) / "slide.tiff"),
+        "width": width,
+        "height": height,
+        "mpp": mpp,
+        "cells": len(cells),
+        "mitotic_cells": int((cells.m > 0.5).sum()),
+    }
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(
+            f"wrote {summary['slide']} ({width} x {height} px, {len(cells)} cells)", err=True
+        )
