@@ -1,10 +1,10 @@
-# mitokit: `make test` and (later) `make demo` set up .venv on first use.
+# mitokit: `make test` and `make demo` set up .venv on first use.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test test-all lint format clean
+.PHONY: test test-all demo demo-quick lint format clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/mitokit demo --out demo_out/
+
+demo-quick: $(STAMP)
+	$(VENV)/bin/mitokit demo --quick --out demo_out/
 
 test-all: $(STAMP)
 	$(PY) -m pytest -q --runslow
