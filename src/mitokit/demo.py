@@ -141,9 +141,7 @@ def _stage_tiles(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **
     from mitokit.data.synthetic.generate import generate_tiles
     from mitokit.io.annotations import read_annotations
 
-    tiles = [
-        (img, cells) for img, cells, _ in generate_tiles(size.tiles, seed=seed, size=size.tile_size)
-    ]
+    tiles = [(t.image, t.cells) for t in generate_tiles(size.tiles, seed=seed, size=size.tile_size)]
     write_tile_dataset(out / "tiles", tiles, seed=seed)
     crowd = read_annotations(out / "tiles" / "crowd.json")
     centroids = read_annotations(out / "tiles" / "centroids.csv")

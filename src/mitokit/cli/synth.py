@@ -101,13 +101,15 @@ def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -
     panel = _panel(raters, rater_noise, repeat_fraction)
     if n < 1 or size < 64:
         raise click.BadParameter("need --n >= 1 and --size >= 64")
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        with _bar(n, "rendering tiles") as bar:
-            rendered = []
-            for image, cells, _stain in generate_tiles(n, seed=seed, size=size):
-                rendered.append((image, cells))
-                bar.update(1)
-        write_tile_dataset(tmp, rendered, seed=seed, panel=panel, parameters={"size": size, "n": n})
+    with atomic_dir(out, overwrite=overwrite) as tmp, _bar(n, "rendering tiles") as bar:
+        write_tile_dataset(
+            tmp,
+            ((t.image, t.cells) for t in generate_tiles(n, seed=seed, size=size)),
+            seed=seed,
+            panel=panel,
+            parameters={"size": size, "n": n},
+            progress=lambda k: bar.update(k - bar.n),
+        )
     click.echo(f"wrote {n} tiles to {out}", err=True)
 
 
@@ -150,8 +152,9 @@ def slide(
                 Path(tmp) / "slide.tiff",
                 size=(width, height),
                 seed=seed,
+                mpp=mpp,
                 params=params,
-                progress=lambda frac: bar.update(round(100 * frac) - bar.n),
+                progress=lambda done, total: bar.update(round(100 * done / total) - bar.n),
             )
         if labels:
             write_slide_labels(

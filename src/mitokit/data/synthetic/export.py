@@ -20,7 +20,7 @@ import csv
 import io
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
@@ -173,7 +173,7 @@ def _write_scene_labels(out: Path, scenes: Sequence[Any], image_labels: dict[str
 
 def write_tile_dataset(
     out: str | os.PathLike,
-    tiles: Sequence[tuple[np.ndarray, CellTable]],
+    tiles: Iterable[tuple[np.ndarray, CellTable]],
     *,
     seed: int,
     panel: RaterPanel | None = None,
@@ -185,8 +185,9 @@ def write_tile_dataset(
 
     Args:
         out: Folder to fill.
-        tiles: (image HxWx3 uint8, cells on it in tile pixels) per tile.
-        seed: Seed of the labelling processes (tile ``i`` uses a stream spawned from it).
+        tiles: (image HxWx3 uint8, cells on it in tile pixels) per tile; an iterator is
+            consumed one tile at a time, so memory does not grow with the number of tiles.
+        seed: Seed of the labelling processes (tile ``i`` uses the stream ``(seed, 1, i)``).
         panel: The pathologists.
         crowd: The crowd.
         parameters: Generator parameters to record.
@@ -197,7 +198,6 @@ def write_tile_dataset(
     """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
-    streams = np.random.SeedSequence([int(seed), 1]).spawn(len(tiles))
     scenes, objects, image_labels = [], [], {}
     for i, (image, cells) in enumerate(tiles):
         name = f"tile_{i:04d}.png"
@@ -206,7 +206,7 @@ def write_tile_dataset(
         scene = label_scene(
             cells,
             image_id=name,
-            seed=np.random.default_rng(streams[i]),
+            seed=np.random.default_rng([int(seed), 1, i]),
             panel=panel,
             crowd=crowd,
             size=(w, h),
