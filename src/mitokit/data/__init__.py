@@ -6,16 +6,33 @@ Every function takes a slide (an object with ``read_region`` and ``dimensions``,
 """
 
 from mitokit.data.arrays import ArraySlide, SlideLike, as_slide, read_rgb
-from mitokit.data.datasets import PatchDataset, TileDataset, collate_detection, to_tensor
 from mitokit.data.patches import extract_patches, patches_from_annotations
-from mitokit.data.sampling import (
-    ClassBalancedBatchSampler,
-    EventTileSampler,
-    negatives_at_ratio,
-)
 from mitokit.data.stain import HEDJitter, MacenkoNormalizer, hed_jitter
 from mitokit.data.tiling import Tile, as_tiles, tile_boxes, tile_grid, tiles_for_slide
 from mitokit.data.tissue import TissueMask, require_tissue, tissue_fraction, tissue_mask
+
+# Names whose modules import torch load on first use, so that generating data, reading slides
+# and the CLI's fast paths do not pay torch's import time and memory.
+_LAZY = {
+    "PatchDataset": "mitokit.data.datasets",
+    "TileDataset": "mitokit.data.datasets",
+    "collate_detection": "mitokit.data.datasets",
+    "to_tensor": "mitokit.data.datasets",
+    "ClassBalancedBatchSampler": "mitokit.data.sampling",
+    "EventTileSampler": "mitokit.data.sampling",
+    "negatives_at_ratio": "mitokit.data.sampling",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mitokit.data' has no attribute {name!r}")
+
 
 __all__ = [
     "ArraySlide",
