@@ -194,6 +194,8 @@ def _plot_tile(image, cells, crowd, centroids, path: Path) -> None:
         cells.x[cells.m > 0.5], cells.y[cells.m > 0.5], cells.radius[cells.m > 0.5], strict=True
     ):
         ax.add_patch(Circle((x, y), 2.2 * r + 6, fill=False, color="yellow", lw=1.2, ls="--"))
+    ax.set_xlim(0, image.shape[1])
+    ax.set_ylim(image.shape[0], 0)
     ax.set_axis_off()
     sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
     fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.01, label="crowd agreement a")

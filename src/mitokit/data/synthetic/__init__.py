@@ -1,6 +1,46 @@
 """Synthetic H&E scenes with known mitosis truth.
 
-``cells``: the truth table (latent mitosis score m per cell); ``scene``: sampling cells;
-``render``: Beer-Lambert H&E rendering; ``generate``: patches, tiles and whole slides;
-``labelling``: the labelling processes of the three papers from the same truth.
+Every cell has a latent mitosis score ``m`` in [0, 1] that drives how it looks; labels of every
+kind the papers used are drawn from that truth through simulated people.
+
+- :mod:`~mitokit.data.synthetic.cells`: the truth table (:class:`CellTable`);
+- :mod:`~mitokit.data.synthetic.scene`: tissue layout and cell sampling (:class:`SceneParams`);
+- :mod:`~mitokit.data.synthetic.render`: Beer-Lambert H&E rendering (:func:`render_region`,
+  :func:`render_cell`, :class:`StainParams`);
+- :mod:`~mitokit.data.synthetic.generate`: patches, tiles and pyramidal whole slides;
+- :mod:`~mitokit.data.synthetic.labelling`: pathologists, consensus, centroids, crowd boxes,
+  image-level presence;
+- :mod:`~mitokit.data.synthetic.export`: datasets on disk in real formats, with a manifest;
+- :mod:`~mitokit.data.synthetic.montage`: cells sorted by ``m`` beside real ones.
 """
+
+from mitokit.data.synthetic.cells import CellTable
+from mitokit.data.synthetic.generate import (
+    PatchBatch,
+    SyntheticSlide,
+    SyntheticTile,
+    generate_patches,
+    generate_tiles,
+    write_synthetic_slide,
+)
+from mitokit.data.synthetic.labelling import CrowdPanel, RaterPanel, label_scene
+from mitokit.data.synthetic.render import StainParams, render_cell, render_region
+from mitokit.data.synthetic.scene import SceneParams, sample_cells
+
+__all__ = [
+    "CellTable",
+    "CrowdPanel",
+    "PatchBatch",
+    "RaterPanel",
+    "SceneParams",
+    "StainParams",
+    "SyntheticSlide",
+    "SyntheticTile",
+    "generate_patches",
+    "generate_tiles",
+    "label_scene",
+    "render_cell",
+    "render_region",
+    "sample_cells",
+    "write_synthetic_slide",
+]
