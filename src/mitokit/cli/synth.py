@@ -28,6 +28,11 @@ _repeats = click.option(
 )
 
 
+def _panel_options(fn):
+    """The pathologist-panel options shared by every synth command."""
+    return _raters(_noise(_repeats(fn)))
+
+
 def _panel(raters: int, noise: float, repeat_fraction: float):
     from mitokit.data.synthetic.labelling import RaterPanel
 
@@ -55,9 +60,7 @@ def synth() -> None:
 @click.option("--n", "n", default=1000, show_default=True, help="Number of patches.")
 @click.option("--size", default=64, show_default=True, help="Patch side in pixels.")
 @_seed
-@_raters
-@_noise
-@_repeats
+@_panel_options
 @_overwrite
 def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
     """Cell-centred patches with per-rater votes (labels.csv) and manifest.json."""
@@ -88,9 +91,7 @@ def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite)
 @click.option("--n", "n", default=8, show_default=True, help="Number of tiles.")
 @click.option("--size", default=1000, show_default=True, help="Tile side in pixels.")
 @_seed
-@_raters
-@_noise
-@_repeats
+@_panel_options
 @_overwrite
 def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
     """Tiles with pathologist votes, consensus, centroids, crowd boxes and image labels."""
@@ -119,9 +120,7 @@ def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -
 @click.option("--height", default=20000, show_default=True, help="Level-0 height in pixels.")
 @click.option("--mpp", default=0.25, show_default=True, help="Microns per pixel at level 0.")
 @_seed
-@_raters
-@_noise
-@_repeats
+@_panel_options
 @click.option(
     "--labels/--no-labels",
     default=True,
