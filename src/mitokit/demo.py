@@ -83,7 +83,7 @@ def run_demo(
             say(f"      done in {time.perf_counter() - t:.1f} s")
         report.paragraph(f"Total run time {time.perf_counter() - t0:.0f} s (seed {seed}).")
         report.write("index.html")
-    say(f"demo written to {out}/index.html in {time.perf_counter() - t0:.0f} s")
+    say(f"demo written to {Path(out) / 'index.html'} in {time.perf_counter() - t0:.0f} s")
     return Path(out) / "index.html"
 
 
