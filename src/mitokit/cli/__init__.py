@@ -35,15 +35,21 @@ def cli() -> None:
 def _register() -> None:
     from mitokit.cli.demo import demo
     from mitokit.cli.evaluate import evaluate
+    from mitokit.cli.evaluate_tiles import tiles as evaluate_tiles
     from mitokit.cli.labels import labels
+    from mitokit.cli.predict import predict
     from mitokit.cli.slide import slide
     from mitokit.cli.synth import synth
+    from mitokit.cli.train import train
 
     cli.add_command(slide)
     cli.add_command(labels)
     cli.add_command(evaluate)
     cli.add_command(synth)
     cli.add_command(demo)
+    evaluate.add_command(evaluate_tiles)
+    cli.add_command(predict)
+    cli.add_command(train)
 
 
 _register()

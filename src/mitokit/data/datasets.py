@@ -48,6 +48,8 @@ def to_tensor(image: Any) -> torch.Tensor:
         arr = arr[:, :, None]
     if arr.ndim != 3:
         raise input_error(None, f"expected an HxWxC image, got shape {arr.shape}")
+    if not arr.flags.writeable:  # e.g. an array over Pillow's buffer: torch wants to own it
+        arr = arr.copy()
     if arr.dtype == np.uint8:
         t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1).float() / 255.0
     elif np.issubdtype(arr.dtype, np.floating):

@@ -1,0 +1,208 @@
+"""``mitokit predict``: score patches or the sub-tiles of images with trained models."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mitokit.cli.options import echo_json, json_option
+from mitokit.errors import MitokitError, input_error
+
+LABEL_SUFFIXES = (".csv", ".json", ".geojson", ".sqlite", ".db")
+
+
+def _model_options(func):
+    func = click.option(
+        "--model",
+        "models",
+        multiple=True,
+        required=True,
+        type=click.Path(),
+        help="A saved model folder, or a folder of seed folders; repeat for an ensemble (the "
+        "scores are averaged).",
+    )(func)
+    func = click.option(
+        "--tta", is_flag=True, help="Average the scores over four flips (test-time augmentation)."
+    )(func)
+    func = click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)(
+        func
+    )
+    func = click.option(
+        "--out",
+        "out_path",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Write the rows as CSV here (default: CSV on stdout).",
+    )(func)
+    return json_option(func)
+
+
+def _trained(cfgs: list[dict[str, Any]], key: str) -> Any:
+    """A data setting the models were trained with, if their configs record one."""
+    for cfg in cfgs:
+        data = cfg.get("extra", {}).get("data") or cfg.get("extra", {}).get("data_cfg") or {}
+        if isinstance(data, dict) and data.get(key) is not None:
+            return data[key]
+    return None
+
+
+def _emit(rows: list[dict], columns: list[str], out_path: str | None, as_json: bool, meta: dict):
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+    if out_path is not None:
+        from mitokit.io.atomic import write_text_atomic
+
+        write_text_atomic(out_path, buf.getvalue())
+    if as_json:
+        echo_json({**meta, "rows": rows, **({"out": str(out_path)} if out_path else {})})
+    elif out_path is not None:
+        click.echo(f"wrote {len(rows)} rows to {out_path}")
+    else:
+        click.echo(buf.getvalue(), nl=False)
+
+
+@click.group()
+def predict() -> None:
+    """Score patches or the sub-tiles of images with trained models."""
+
+
+@predict.command("patches")
+@click.argument("inputs", nargs=-1, required=True)
+@_model_options
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Patch folder of label-file inputs (default: searched beside the label file).",
+)
+@click.option(
+    "--crop",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Centre crop in pixels before scoring (default: the training setting, else none).",
+)
+def patches(
+    inputs: tuple[str, ...],
+    models: tuple[str, ...],
+    tta: bool,
+    batch_size: int,
+    out_path: str | None,
+    as_json: bool,
+    images: str | None,
+    crop: int | None,
+) -> None:
+    """Score cell patches with a patch classifier (or the mean of several).
+
+    INPUT is an image file, a folder (its PNG, JPEG and TIFF files), or a patch label file
+    (CSV / JSON) whose patches are found as in training. One row per patch: image (the file),
+    id (the label's object id, or the file stem) and score (the probability, averaged over the
+    models).
+    """
+    from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble, predict_images
+
+    items = _patch_inputs(inputs, images)
+    model, cfgs = load_ensemble(models, expect_task=PATCH_CLASSIFIER)
+    if crop is None:
+        crop = _trained(cfgs, "crop")
+    scores = predict_images(model, [p for p, _ in items], batch_size=batch_size, tta=tta, crop=crop)
+    rows = [
+        {"image": str(p), "id": i, "score": float(s)}
+        for (p, i), s in zip(items, scores, strict=True)
+    ]
+    meta = {"task": PATCH_CLASSIFIER, "models": len(model), "tta": tta, "crop": crop}
+    _emit(rows, ["image", "id", "score"], out_path, as_json, meta)
+
+
+def _patch_inputs(inputs: tuple[str, ...], images: str | None) -> list[tuple[Path, str]]:
+    from mitokit.models.classifier import image_files, read_patch_table
+
+    items: list[tuple[Path, str]] = []
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
+            items.extend((f, f.stem) for f in found)
+        elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
+            table = read_patch_table(p, images=images)
+            items.extend(zip(table.paths, table.ids, strict=True))
+        elif p.is_file():
+            items.append((p, p.stem))
+        else:
+            raise input_error(p, "file not found")
+    return items
+
+
+@predict.command("tiles")
+@click.argument("inputs", nargs=-1, required=True)
+@_model_options
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Sub-tile side in pixels (default: the training setting, else 250).",
+)
+@click.option(
+    "--stride",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Step between sub-tiles (default: the training setting, else 125).",
+)
+def tiles(
+    inputs: tuple[str, ...],
+    models: tuple[str, ...],
+    tta: bool,
+    batch_size: int,
+    out_path: str | None,
+    as_json: bool,
+    tile_size: int | None,
+    stride: int | None,
+) -> None:
+    """Score the sub-tiles of images with a tile classifier (BC) or regressor (Reg, Reg-NS).
+
+    INPUT is an image file or a folder of them. Each image is covered exactly by full sub-tiles
+    (the last row and column moved back to the edge). One row per sub-tile: image, x1, y1, x2,
+    y2 (pixels) and score (a probability for BC, the predicted tile score s_t for Reg), ready
+    for `mitokit evaluate tiles`.
+    """
+    from mitokit.models.classifier import TILE_TASKS, image_files, load_ensemble, predict_tiles
+
+    files: list[Path] = []
+    for text in inputs:
+        p = Path(text)
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise input_error(p, "file not found")
+    model, cfgs = load_ensemble(models, expect_task=TILE_TASKS)
+    tile_size = tile_size or _trained(cfgs, "tile_size") or 250
+    stride = stride or _trained(cfgs, "stride") or 125
+    if stride > tile_size:
+        raise MitokitError(f"--stride ({stride}) is larger than --tile-size ({tile_size})")
+    rows = []
+    for f in files:
+        for r in predict_tiles(
+            model, f, tile_size=tile_size, stride=stride, batch_size=batch_size, tta=tta
+        ):
+            rows.append({"image": str(f), **r})
+    meta = {
+        "task": cfgs[0]["task"],
+        "models": len(model),
+        "tta": tta,
+        "tile_size": tile_size,
+        "stride": stride,
+    }
+    _emit(rows, ["image", "x1", "y1", "x2", "y2", "score"], out_path, as_json, meta)

@@ -1,0 +1,58 @@
+"""``mitokit train``: train any model from a YAML config, in one process or under torchrun."""
+
+from __future__ import annotations
+
+import click
+
+from mitokit.cli.options import echo_json, json_option
+
+
+@click.command("train")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a config value, e.g. --set optim.lr=1e-4 --set train.epochs=5 (repeatable).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run folder (default: the config's train.out, else runs/<task>).",
+)
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
+@click.option("--no-progress", is_flag=True, help="No progress bar or per-epoch lines.")
+@json_option
+def train(config, overrides, out, resume, no_progress, as_json) -> None:
+    """Train the model CONFIG describes; keep the best epoch by validation loss.
+
+    Several GPUs or machines: launch through torchrun, e.g.
+    ``torchrun --nproc_per_node 8 -m mitokit train CONFIG``; only rank 0 writes and prints.
+    """
+    from mitokit.engines.distributed import env_world
+    from mitokit.engines.train import train as run_training
+
+    result = run_training(
+        config, overrides=overrides, out=out, resume=resume, progress=not no_progress
+    )
+    if env_world()[1] != 0:
+        return
+    summary = {
+        "best_epoch": result.best_epoch,
+        "best_val_loss": result.best_val_loss,
+        "epochs_run": result.epochs_run,
+        "stopped_early": result.stopped_early,
+        "model": str(result.model_dir),
+        "out": str(result.out_dir),
+    }
+    if as_json:
+        echo_json(summary)
+        return
+    loss = "n/a" if result.best_val_loss is None else f"{result.best_val_loss:.6g}"
+    stop = ", stopped early" if result.stopped_early else ""
+    click.echo(
+        f"best epoch {result.best_epoch} of {result.epochs_run} (val loss {loss}{stop}); "
+        f"model: {result.model_dir}"
+    )

@@ -1,0 +1,35 @@
+"""Engines: the one trainer every model uses, and the task contract it trains through.
+
+``train(config)`` runs a config (YAML file or mapping; :mod:`mitokit.engines.config`) for the
+:class:`Task` it names; multi-GPU and multi-node runs go through ``torchrun``
+(:mod:`mitokit.engines.distributed`).
+"""
+
+# ``train`` is both a submodule and its main function: importing the function here binds the
+# package attribute to the function for good (a later ``import mitokit.engines.train`` does not
+# rebind it), so ``from mitokit.engines import train`` is always the function.
+from mitokit.engines.train import TrainResult as TrainResult
+from mitokit.engines.train import train as train
+
+_LAZY = {
+    "load_config": "mitokit.engines.config",
+    "Task": "mitokit.engines.task",
+    "TaskData": "mitokit.engines.task",
+    "register_task": "mitokit.engines.task",
+    "get_task": "mitokit.engines.task",
+    "known_tasks": "mitokit.engines.task",
+    "ShardedSampler": "mitokit.engines.distributed",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mitokit.engines' has no attribute {name!r}")
+
+
+__all__ = sorted([*_LAZY, "TrainResult", "train"])

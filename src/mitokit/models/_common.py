@@ -1,0 +1,132 @@
+"""Helpers shared by the classifier and regressor tasks: config sections, flips, metrics."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from mitokit.errors import MitokitError
+
+
+def merge_section(
+    defaults: Mapping[str, Any], given: Mapping[str, Any] | None, *, section: str, task: str
+) -> dict[str, Any]:
+    """``given`` over ``defaults``; an unknown key is an error listing the valid ones."""
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise MitokitError(
+            f"unknown {section} key(s) {', '.join(map(repr, unknown))} for task {task!r}; "
+            f"valid keys: {', '.join(sorted(defaults))}"
+        )
+    return {**defaults, **given}
+
+
+def check_int(value: Any, name: str, *, minimum: int, allow_none: bool = False) -> int | None:
+    """``value`` as an int >= ``minimum`` (or None where allowed); an error naming ``name``."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise MitokitError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0) -> float:
+    """``value`` as a float in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise MitokitError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    v = float(value)
+    if not (math.isfinite(v) and low <= v <= high):
+        raise MitokitError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    return v
+
+
+def random_dihedral(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random flip / 90-degree rotation of an ``HxWxC`` array (one of the 8 symmetries)."""
+    k = int(rng.integers(0, 4))
+    out = np.rot90(image, k) if k else image
+    if rng.random() < 0.5:
+        out = out[:, ::-1]
+    return np.ascontiguousarray(out)
+
+
+def flip_views(x: torch.Tensor) -> list[torch.Tensor]:
+    """The four flips of a ``Bx3xHxW`` batch (none, horizontal, vertical, both) for TTA."""
+    return [x, x.flip(-1), x.flip(-2), x.flip(-1).flip(-2)]
+
+
+def binary_metrics(
+    y_true: np.ndarray, scores: np.ndarray, *, soft: np.ndarray | None = None, threshold: float
+) -> dict[str, float]:
+    """AUC, balanced accuracy, TPR and FPR at ``threshold``, and ECE of clipped scores.
+
+    ``y_true`` are 0/1 labels; ``soft`` optional soft labels for the calibration error. AUC is
+    NaN when one class is absent.
+    """
+    from mitokit.metrics.classification import (
+        balanced_accuracy,
+        expected_calibration_error,
+        roc_auc,
+        tpr_fpr,
+    )
+
+    y = np.asarray(y_true, dtype=float)
+    s = np.asarray(scores, dtype=float)
+    if y.size == 0:
+        return {"auc": math.nan, "balanced_accuracy": math.nan, "ece": math.nan}
+    rates = tpr_fpr(y, s, threshold)
+    both = y.min() != y.max()
+    return {
+        "auc": roc_auc(y, s) if both else math.nan,
+        "balanced_accuracy": balanced_accuracy(y, (s >= threshold).astype(float)),
+        "tpr": rates["tpr"],
+        "fpr": rates["fpr"],
+        "ece": expected_calibration_error(y if soft is None else soft, np.clip(s, 0.0, 1.0)),
+    }
+
+
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients inside the block; the previous mode is restored after."""
+    was = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was)
+
+
+class WorkerDraws:
+    """A seeded numpy Generator that gets its own stream in each DataLoader worker.
+
+    DataLoader workers receive copies of the dataset, so a generator held by a transform would
+    give every worker (and, as workers restart each epoch, every epoch) the same draws. Call
+    :meth:`get` before drawing: in the main process it returns the generator seeded with
+    ``seed``; in a worker it first reseeds the same generator object (so others holding it,
+    e.g. a :class:`~mitokit.data.stain.HEDJitter`, follow) from ``(seed, worker seed)``, where
+    the worker seed is torch's, itself derived from the loader's seeded generator: distinct per
+    worker and per epoch, and reproducible.
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self._key: tuple[int, int] | None = None
+
+    def get(self) -> np.random.Generator:
+        """The generator, reseeded first when running in a new worker."""
+        from torch.utils.data import get_worker_info
+
+        info = get_worker_info()
+        if info is not None and (info.id, info.seed) != self._key:
+            self._key = (info.id, info.seed)
+            fresh = np.random.default_rng([self.seed, int(info.seed) % 2**63])
+            self.rng.bit_generator.state = fresh.bit_generator.state
+        return self.rng
