@@ -35,6 +35,7 @@ def cli() -> None:
 def _register() -> None:
     from mitokit.cli.demo import demo
     from mitokit.cli.evaluate import evaluate
+    from mitokit.cli.evaluate_patches import patches as evaluate_patches
     from mitokit.cli.evaluate_tiles import tiles as evaluate_tiles
     from mitokit.cli.labels import labels
     from mitokit.cli.predict import predict
@@ -48,6 +49,7 @@ def _register() -> None:
     cli.add_command(synth)
     cli.add_command(demo)
     evaluate.add_command(evaluate_tiles)
+    evaluate.add_command(evaluate_patches)
     cli.add_command(predict)
     cli.add_command(train)
 

@@ -1,0 +1,81 @@
+"""``mitokit evaluate patches``: a patch classifier (or ensemble) on a label file."""
+
+from __future__ import annotations
+
+import click
+
+from mitokit.cli.options import echo_json, json_option
+
+
+@click.command("patches")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Model folder; repeat (or give a folder of seed runs) for an ensemble.",
+)
+@click.option("--labels", required=True, type=click.Path(), help="Patch label file.")
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Patch folder (default: beside the label file).",
+)
+@click.option(
+    "--exclude-ids",
+    type=click.Path(),
+    default=None,
+    help="Leave out the rows this split file lists (e.g. the training split).",
+)
+@click.option(
+    "--only-ids", type=click.Path(), default=None, help="Score only the rows this split file lists."
+)
+@click.option("--tta", is_flag=True, help="Average over the four flips.")
+@click.option("--threshold", default=0.5, show_default=True, help="Balanced-accuracy threshold.")
+@click.option(
+    "--scores",
+    "scores_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the per-patch scores (CSV).",
+)
+@json_option
+def patches(
+    models, labels, images, exclude_ids, only_ids, tta, threshold, scores_out, as_json
+) -> None:
+    """AUC, balanced accuracy and calibration error of a patch classifier on LABELS."""
+    import csv
+    import io
+
+    from mitokit.io.atomic import write_text_atomic
+    from mitokit.models.patch_eval import evaluate_patch_file
+
+    result = evaluate_patch_file(
+        models,
+        labels,
+        images=images,
+        exclude_ids=exclude_ids,
+        only_ids=only_ids,
+        tta=tta,
+        threshold=threshold,
+    )
+    rows = result.pop("scores")
+    if scores_out:
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=["id", "score", "label", "target"], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        write_text_atomic(scores_out, buf.getvalue())
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"{result['n']} patches ({result['n_positive']} {result['positive']}), "
+        f"{result['members']} model(s){' + TTA' if tta else ''}"
+    )
+    click.echo(
+        f"AUC {result['auc']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f} "
+        f"(threshold {threshold})  ECE {result['ece']:.4f} (vs mean vote)"
+    )
