@@ -1,16 +1,16 @@
-"""`mitokit evaluate patches`: a trained classifier scored on held-out rows of a label file."""
+"""A seed ensemble trained by `mitokit train --seeds`, scored by `mitokit evaluate patches`."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
+import yaml
 from click.testing import CliRunner
 
 from mitokit.cli import cli
 from mitokit.data.synthetic.export import write_patch_dataset
 from mitokit.data.synthetic.generate import generate_patches
-from mitokit.engines import train
 from mitokit.io.annotations import read_annotations
 
 
@@ -35,7 +35,14 @@ def test_evaluate_patches_on_heldout_rows(tmp_path):
         "optim": {"lr": 1e-3},
         "train": {"epochs": 1, "out": str(tmp_path / "run")},
     }
-    train(cfg, progress=False)
+    cfg_path = tmp_path / "cfg.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(
+        cli, ["train", str(cfg_path), "--seeds", "2", "--no-progress", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    members = json.loads(res.stdout)["members"]
+    assert [m["out"] for m in members] == [str(tmp_path / "run" / f"seed{i}") for i in (0, 1)]
     res = CliRunner().invoke(
         cli,
         [
@@ -54,7 +61,7 @@ def test_evaluate_patches_on_heldout_rows(tmp_path):
     )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
-    assert out["n"] == 8 and out["members"] == 1
+    assert out["n"] == 8 and out["members"] == 2
     scored = (tmp_path / "s.csv").read_text().splitlines()[1:]
     assert {line.split(",")[0] for line in scored} == set(ids[16:])
     assert 0.0 <= out["auc"] <= 1.0 and 0.0 <= out["ece"] <= 1.0
