@@ -130,3 +130,18 @@ class WorkerDraws:
             fresh = np.random.default_rng([self.seed, int(info.seed) % 2**63])
             self.rng.bit_generator.state = fresh.bit_generator.state
         return self.rng
+
+
+def collect_outputs(
+    model: torch.nn.Module, loader: Any, *, device: torch.device, label_key: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """Raw outputs, targets and binary labels of a whole loader (None when it is empty)."""
+    outs, targets, labels = [], [], []
+    with evaluating(model):
+        for batch in loader:
+            outs.append(model(batch["image"].to(device)).float().cpu())
+            targets.append(batch["target"].float().cpu())
+            labels.append(batch[label_key].cpu())
+    if not outs:
+        return None
+    return torch.cat(outs), torch.cat(targets), torch.cat(labels)

@@ -71,7 +71,7 @@ from mitokit.models._common import (
     binary_metrics,
     check_fraction,
     check_int,
-    evaluating,
+    collect_outputs,
     merge_section,
     random_dihedral,
 )
@@ -519,15 +519,10 @@ class PatchClassifierTask:
         self, model: torch.nn.Module, loader: Any, *, device: torch.device
     ) -> dict[str, float]:
         """Mean BCE, AUC, balanced accuracy at 0.5, ECE (against the soft or hard target)."""
-        logits, targets, labels = [], [], []
-        with evaluating(model):
-            for batch in loader:
-                logits.append(model(batch["image"].to(device)).float().cpu())
-                targets.append(batch["target"].float().cpu())
-                labels.append(batch["label"].cpu())
-        if not logits:
+        collected = collect_outputs(model, loader, device=device, label_key="label")
+        if collected is None:
             return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
-        z, t, y = torch.cat(logits), torch.cat(targets), torch.cat(labels)
+        z, t, y = collected
         loss = float(F.binary_cross_entropy_with_logits(z, t))
         probs = torch.sigmoid(z).numpy().astype(np.float64)
         figures = binary_metrics(y.numpy(), probs, soft=t.numpy(), threshold=0.5)

@@ -59,7 +59,7 @@ from mitokit.models._common import (
     binary_metrics,
     check_fraction,
     check_int,
-    evaluating,
+    collect_outputs,
     merge_section,
     random_dihedral,
 )
@@ -414,15 +414,10 @@ class _TileTask:
         self, model: torch.nn.Module, loader: Any, *, device: torch.device
     ) -> dict[str, float]:
         """Mean loss; tile AUC; TPR, FPR and balanced accuracy at 0.5; ECE of clipped scores."""
-        outs, targets, labels = [], [], []
-        with evaluating(model):
-            for batch in loader:
-                outs.append(model(batch["image"].to(device)).float().cpu())
-                targets.append(batch["target"].float().cpu())
-                labels.append(batch["tile_label"].cpu())
-        if not outs:
+        collected = collect_outputs(model, loader, device=device, label_key="tile_label")
+        if collected is None:
             return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
-        z, t, y = torch.cat(outs), torch.cat(targets), torch.cat(labels)
+        z, t, y = collected
         loss = float(self._loss_of(z, t))
         scores = torch.sigmoid(z) if self.output == "logit" else z
         figures = binary_metrics(y.numpy(), scores.numpy().astype(np.float64), threshold=0.5)
