@@ -52,6 +52,9 @@ def _register() -> None:
     evaluate.add_command(evaluate_patches)
     cli.add_command(predict)
     cli.add_command(train)
+    from mitokit.cli.experiment import experiment
+
+    cli.add_command(experiment)
 
 
 _register()

@@ -1,0 +1,151 @@
+"""The synthetic studies (Reg vs Reg-NS vs BC; soft vs majority labels) at a tiny scale."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mitokit.cli import cli
+from mitokit.errors import MitokitError
+from mitokit.experiments import reg_vs_regns, soft_vs_majority
+from mitokit.experiments import synthetic_studies as studies
+
+TINY = {"epochs": 1, "input_size": 32, "threads": 1, "device": "cpu"}
+
+
+@pytest.fixture(scope="module")
+def reg(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reg") / "study"
+    result = reg_vs_regns(
+        out,
+        seed=3,
+        n_train_tiles=2,
+        n_test_tiles=2,
+        tile_size=512,
+        sub_tile=128,
+        stride=128,
+        ratios=(0, 2),
+        batch_size=8,
+        **TINY,
+    )
+    return out, result
+
+
+@pytest.fixture(scope="module")
+def soft(tmp_path_factory):
+    out = tmp_path_factory.mktemp("soft") / "study"
+    result = soft_vs_majority(
+        out, seed=5, n_patches=60, n_test_patches=30, batch_size=8, folds=3, **TINY
+    )
+    return out, result
+
+
+def test_reg_methods_have_monotone_rates_at_the_nine_thresholds(reg):
+    out, res = reg
+    assert list(res["methods"]) == ["Reg", "Reg-NS2", "BC"]
+    assert res["methods"]["Reg-NS2"]["negative_ratio"] == 2
+    assert res["methods"]["BC"]["task"] == "tile_classifier"
+    for name, m in res["methods"].items():
+        rows = m["rows"]
+        assert [r["threshold"] for r in rows] == pytest.approx(list(studies.THRESHOLDS)), name
+        for key in ("tpr", "fpr"):
+            values = np.array([r[key] for r in rows])
+            assert ((values >= 0) & (values <= 1)).all(), (name, key)
+            assert (np.diff(values) <= 0).all(), (name, key, values)
+        assert set(m["fpr_at_tpr"]) == {"reg@0.5", "0.8", "0.9"}
+    # The paper's table layout: one row per threshold, a TPR and an FPR column per method.
+    assert len(res["table"]) == 9
+    assert set(res["table"][0]) == {"threshold"} | {
+        f"{n} {k}" for n in res["methods"] for k in ("TPR", "FPR")
+    }
+    on_disk = json.loads((out / "result.json").read_text())
+    assert on_disk["methods"]["Reg"]["rows"] == res["methods"]["Reg"]["rows"]
+    assert (out / "sweep.csv").read_text().splitlines()[0].startswith("threshold,Reg TPR")
+    for rel in res["figures"].values():
+        assert (out / rel).is_file()
+
+
+def test_reg_predicts_on_held_out_images_only(reg):
+    out, res = reg
+    split = res["split"]
+    assert split["train_seed"] != split["test_seed"]
+    assert split["train_images"] and split["test_images"]
+    assert not set(split["train_sha1"]) & set(split["test_sha1"])
+    # Every sub-tile of every test image was scored: 2 images x 4 x 4 sub-tiles of 128 px.
+    assert res["data"]["n_test_subtiles"] == 2 * 16
+    assert (out / "data" / "train" / "crowd.json").is_file()
+    assert (out / "data" / "test" / "crowd.json").is_file()
+
+
+def test_reg_answer_compares_every_method_with_reg(reg):
+    _, res = reg
+    equal = res["equal_tpr"]
+    assert equal["targets"]["reg@0.5"] == res["methods"]["Reg"]["tpr"]
+    assert set(res["answer"]["lower_fpr_than_reg"]) == {"Reg-NS2", "BC"}
+
+
+def test_soft_and_majority_share_split_and_held_out_test(soft):
+    out, res = soft
+    split = res["split"]
+    assert split["same_split"] is True
+    assert split["majority"] == split["soft"]
+    assert split["soft"]["train"] and split["soft"]["val"]
+    assert not set(split["soft"]["train"]) & set(split["soft"]["val"])
+    assert split["train_seed"] != split["test_seed"]
+    assert res["data"]["n_test"] == 30
+    for name in ("majority", "soft"):
+        m = res["methods"][name]
+        for key in ("balanced_accuracy", "ece_truth", "ece_m", "ece_votes", "brier_truth"):
+            assert 0.0 <= m[key] <= 1.0, (name, key)
+        assert m["auc"] is None or 0.0 <= m["auc"] <= 1.0
+    assert set(res["answer"]) == {
+        "soft_lower_ece_truth",
+        "soft_lower_ece_m",
+        "soft_lower_ece_votes",
+    }
+    cfg_m = json.loads((out / "runs" / "majority" / "config.resolved.json").read_text())
+    cfg_s = json.loads((out / "runs" / "soft" / "config.resolved.json").read_text())
+    assert (cfg_m["data"]["target"], cfg_s["data"]["target"]) == ("majority", "soft")
+    assert cfg_m["train"]["seed"] == cfg_s["train"]["seed"]
+    assert (out / res["figures"]["reliability"]).is_file()
+    # Weights are not kept by default; the logs are.
+    assert res["methods"]["soft"]["model"] is None
+    assert (out / "runs" / "soft" / "log.csv").is_file()
+    assert not any((out / "runs" / "soft" / d).exists() for d in ("best", "last", "state"))
+
+
+def test_bad_settings_and_used_folders_are_user_errors(tmp_path):
+    with pytest.raises(MitokitError, match="must include 0"):
+        reg_vs_regns(tmp_path / "a", ratios=(1, 2))
+    assert not (tmp_path / "a").exists()
+    used = tmp_path / "used"
+    used.mkdir()
+    (used / "x.txt").write_text("x")
+    with pytest.raises(MitokitError, match="not empty"):
+        soft_vs_majority(used, n_patches=8, n_test_patches=4)
+
+
+def test_a_failed_study_leaves_no_folder(tmp_path, monkeypatch):
+    def boom(*_, **__):
+        raise MitokitError("training failed")
+
+    monkeypatch.setattr(studies, "_train_run", boom)
+    with pytest.raises(MitokitError, match="training failed"):
+        soft_vs_majority(tmp_path / "s", n_patches=8, n_test_patches=4, **TINY)
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_soft_vs_majority_json(tmp_path):
+    out = tmp_path / "cli"
+    args = ["experiment", "synthetic", "soft-vs-majority", "--out", str(out), "--quick"]
+    res = CliRunner().invoke(
+        cli, [*args, "--scale", "0.05", "--threads", "1", "--device", "cpu", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["study"] == "soft_vs_majority" and data["settings"]["epochs"] == 2
+    again = CliRunner().invoke(cli, [*args, "--scale", "0.05"])
+    assert again.exit_code == 2 and "not empty" in again.output
