@@ -248,7 +248,14 @@ class _Run:
         if data.batch_sampler:
             loader = DataLoader(data.train, batch_sampler=counter, **common)
         else:
-            loader = DataLoader(data.train, batch_size=bs, sampler=counter, **common)
+            # A last batch of one item cannot train batch normalisation: drop it (only then).
+            loader = DataLoader(
+                data.train,
+                batch_size=bs,
+                sampler=counter,
+                drop_last=len(counter) % bs == 1 and len(counter) > 1,
+                **common,
+            )
         return self._on_device(loader), sampler, counter
 
     def _val_loader(self) -> Any:

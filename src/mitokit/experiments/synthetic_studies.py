@@ -291,23 +291,6 @@ def _predict_test_tiles(
     return images, np.asarray(boxes, dtype=np.float64).reshape(-1, 4), np.asarray(scores)
 
 
-def _tile_epoch_length(cfg: Mapping[str, Any], seed: int, batch_size: int) -> int | None:
-    """The run's draws per epoch, one more where the last batch would hold a single tile.
-
-    Batch normalisation cannot train on a batch of one, and the engine keeps a short last
-    batch; the task's default length (``events x (1 + ratio)``) is known only from its data.
-    """
-    from mitokit.engines.task import get_task
-
-    n = cfg["data"]["epoch_length"]
-    if n is None:
-        n = get_task(cfg["task"]).build_data(cfg["data"], seed=seed).info["epoch_length"]
-    n = int(n)
-    if n % batch_size != 1:
-        return cfg["data"]["epoch_length"]
-    return n + 1
-
-
 def _fpr_at(y: np.ndarray, s: np.ndarray, tpr: float) -> float | None:
     from mitokit.metrics.classification import fpr_at_tpr
 
@@ -476,7 +459,6 @@ def reg_vs_regns(
                     epochs=epochs, batch_size=int(batch_size), seed=int(seed), device=dev, lr=lr
                 ),
             }
-            cfg["data"]["epoch_length"] = _tile_epoch_length(cfg, int(seed), int(batch_size))
             result, seconds = _train_run(cfg, out / "runs" / name)
             info = json.loads((result.out_dir / "info.json").read_text(encoding="utf-8"))
             data_info = info.get("data", {})
