@@ -154,3 +154,18 @@ def test_ece_bad_input():
         expected_calibration_error([0, 1], [0.5, 0.5], n_bins=0)
     # Soft labels are fine here.
     assert expected_calibration_error([0.5, 0.5], [0.5, 0.5]) == 0.0
+
+
+def test_best_threshold_hand_computed():
+    from mitokit.metrics.classification import best_threshold
+
+    # separable: any cut between 0.2 and 0.3; the midpoint is returned
+    assert best_threshold([0, 0, 1, 1], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(0.25)
+    # J = 0.5 at >= 0.8 and at >= 0.35; the higher cut comes first: midway 0.8 / 0.4
+    t = best_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    assert t == pytest.approx(0.6)
+    assert balanced_accuracy([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx(0.75)
+    # lowest score positive and everything above it: the cut sits on that score
+    assert best_threshold([1, 1, 1, 0], [0.1, 0.2, 0.3, 0.05]) == pytest.approx(0.075)
+    with pytest.raises(MitokitError, match="one class"):
+        best_threshold([1, 1], [0.2, 0.3])

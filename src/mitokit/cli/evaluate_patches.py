@@ -33,7 +33,13 @@ from mitokit.cli.options import echo_json, json_option
     "--only-ids", type=click.Path(), default=None, help="Score only the rows this split file lists."
 )
 @click.option("--tta", is_flag=True, help="Average over the four flips.")
-@click.option("--threshold", default=0.5, show_default=True, help="Balanced-accuracy threshold.")
+@click.option(
+    "--threshold",
+    default="0.5",
+    show_default=True,
+    help="Balanced-accuracy threshold: a number, or 'validation' to choose it (best balanced "
+    "accuracy) on the models' own validation rows.",
+)
 @click.option(
     "--scores",
     "scores_out",
@@ -52,6 +58,13 @@ def patches(
     from mitokit.io.atomic import write_text_atomic
     from mitokit.models.patch_eval import evaluate_patch_file
 
+    if threshold != "validation":
+        try:
+            threshold = float(threshold)
+        except ValueError:
+            raise click.BadParameter(
+                f"{threshold!r} is neither a number nor 'validation'", param_hint="--threshold"
+            ) from None
     result = evaluate_patch_file(
         models,
         labels,
@@ -77,5 +90,7 @@ def patches(
     )
     click.echo(
         f"AUC {result['auc']:.4f}  balanced accuracy {result['balanced_accuracy']:.4f} "
-        f"(threshold {threshold})  ECE {result['ece']:.4f} (vs mean vote)"
+        f"(threshold {result['threshold']:.3g}"
+        f"{' chosen on validation' if result.get('threshold_source') else ''})  "
+        f"ECE {result['ece']:.4f} (vs mean vote)"
     )

@@ -210,6 +210,28 @@ def _roc(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fpr, tpr
 
 
+def best_threshold(y_true: Any, scores: Any) -> float:
+    """The score threshold of highest balanced accuracy (Youden's J = TPR - FPR).
+
+    Taken from :func:`sklearn.metrics.roc_curve`; among equally good thresholds the one
+    midway between the chosen score and the next lower score is returned, so that a threshold
+    chosen on validation data does not sit on a validation score. Choose it on validation rows,
+    then apply it to test rows.
+
+    Raises:
+        MitokitError: Bad inputs, or only one class present.
+    """
+    from sklearn.metrics import roc_curve
+
+    y, s = _check_pair(y_true, scores)
+    _check_both_classes(y, "a threshold")
+    fpr, tpr, thr = roc_curve(y.astype(int), s, drop_intermediate=False)
+    j = tpr - fpr
+    k = int(np.argmax(j[1:])) + 1  # index 0 is the "nothing positive" point (threshold inf)
+    lower = s[s < thr[k]]
+    return float((thr[k] + lower.max()) / 2.0) if lower.size else float(thr[k])
+
+
 def fpr_at_tpr(y_true: Any, scores: Any, target_tpr: float) -> float:
     """The lowest FPR at which the ROC curve reaches ``target_tpr``, interpolated linearly.
 

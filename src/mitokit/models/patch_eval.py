@@ -23,7 +23,7 @@ def evaluate_patch_file(
     exclude_ids: str | os.PathLike | None = None,
     only_ids: str | os.PathLike | None = None,
     tta: bool = False,
-    threshold: float = 0.5,
+    threshold: float | str = 0.5,
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """AUC, balanced accuracy, ECE of an ensemble on the patches of a label file.
@@ -36,13 +36,16 @@ def evaluate_patch_file(
             the held-out test set).
         only_ids: A split file whose rows alone are scored.
         tta: Average over the four flips.
-        threshold: Score threshold of the balanced accuracy.
+        threshold: Score threshold of the balanced accuracy, or ``"validation"``: the threshold
+            of highest balanced accuracy on the models' own validation rows (re-scored from
+            the data settings saved with the models; see :func:`validation_threshold`).
         batch_size: Patches per forward pass.
 
     Returns:
         ``n``, ``n_positive``, ``auc``, ``balanced_accuracy``, ``ece`` (against the mean vote),
-        ``ece_hard`` (against the majority label), ``members``, ``scores`` (per row: id, score,
-        label, target).
+        ``ece_hard`` (against the majority label), ``members``, ``threshold`` (and, when it
+        was chosen on validation, ``threshold_source`` and ``n_validation``), ``scores`` (per
+        row: id, score, label, target).
     """
     from mitokit.metrics.classification import (
         balanced_accuracy,
@@ -72,6 +75,16 @@ def evaluate_patch_file(
     )
     y = table.label[rows]
     soft = table.score[rows]
+    chosen: dict[str, Any] = {}
+    if isinstance(threshold, str):
+        if threshold != "validation":
+            raise input_error(
+                None, f"threshold must be a number or 'validation', got {threshold!r}"
+            )
+        chosen = validation_threshold(
+            ensemble, cfgs, tta=tta, crop=crop, batch_size=batch_size, exclude=rows, table=table
+        )
+        threshold = chosen["threshold"]
     return {
         "labels": str(labels),
         "n": int(len(rows)),
@@ -81,7 +94,8 @@ def evaluate_patch_file(
         "tta": tta,
         "auc": roc_auc(y, scores),
         "balanced_accuracy": balanced_accuracy(y, (scores >= threshold).astype(int)),
-        "threshold": threshold,
+        "threshold": float(threshold),
+        **{k: v for k, v in chosen.items() if k != "threshold"},
         "ece": expected_calibration_error(soft, scores),
         "ece_hard": expected_calibration_error(y, scores),
         "scores": [
@@ -89,6 +103,64 @@ def evaluate_patch_file(
             for i, s, t, v in zip(rows, scores, y, soft, strict=True)
         ],
     }
+
+
+def validation_threshold(
+    ensemble: Any,
+    cfgs: Sequence[dict[str, Any]],
+    *,
+    tta: bool,
+    crop: int | None,
+    batch_size: int,
+    exclude: np.ndarray | None = None,
+    table: Any = None,
+) -> dict[str, Any]:
+    """The balanced-accuracy threshold of an ensemble on its members' validation rows.
+
+    The rows are rebuilt from the data settings saved with each model (label file, split,
+    folds, fold, split seed), so they are exactly the rows the run validated on; all members
+    must share them. Rows that are also being evaluated (``exclude``, positions in ``table``)
+    are refused, so a test set can never choose its own threshold.
+
+    Raises:
+        MitokitError: Members validated on different rows, no validation rows, or validation
+            rows that overlap the evaluated rows.
+    """
+    from mitokit.metrics.classification import best_threshold
+    from mitokit.models.classifier import predict_images
+    from mitokit.models.tasks_patch import PatchClassifierTask
+
+    task = PatchClassifierTask()
+    datas = [(c.get("extra", {}) or {}).get("data") for c in cfgs]
+    if any(d is None for d in datas):
+        raise input_error(None, "a model was saved without its data settings: give a number")
+    keys = {json_key(d) for d in datas}
+    if len(keys) > 1:
+        raise input_error(None, "ensemble members validated on different rows: give a number")
+    vt, _, _, val_idx = task.split_rows(datas[0])
+    if len(val_idx) == 0:
+        raise input_error(datas[0].get("labels"), "the models had no validation rows")
+    if exclude is not None and table is not None:
+        evaluated = {table.ids[i] for i in exclude}
+        if any(vt.ids[i] in evaluated for i in val_idx):
+            raise input_error(
+                datas[0].get("labels"),
+                "the models' validation rows overlap the evaluated rows: give a number",
+            )
+    scores = predict_images(
+        ensemble, [vt.paths[i] for i in val_idx], batch_size=batch_size, tta=tta, crop=crop
+    )
+    return {
+        "threshold": best_threshold(vt.label[val_idx], scores),
+        "threshold_source": "validation",
+        "n_validation": int(len(val_idx)),
+    }
+
+
+def json_key(value: Any) -> str:
+    import json
+
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 def _trained_crop(cfgs: Sequence[dict[str, Any]]) -> int | None:

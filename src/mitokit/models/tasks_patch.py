@@ -411,23 +411,21 @@ class PatchClassifierTask:
             output="logit",
         )
 
-    def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
-        """Training and validation patches (see the module docstring for the keys).
+    def split_rows(
+        self, data_cfg: Mapping[str, Any]
+    ) -> tuple[PatchTable, np.ndarray, np.ndarray, np.ndarray]:
+        """The label table and the row positions of the pool, training and validation sets.
 
-        Raises:
-            MitokitError: Missing labels, bad settings, a patch not found, or a class without
-                training rows (``"class 'atypical' has no training samples in <file>"``).
+        The same rows :meth:`build_data` trains and validates on, so that an evaluation can
+        re-score a trained model's own validation rows (e.g. to choose a threshold there).
         """
         cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
         if cfg["labels"] is None:
             raise MitokitError("data.labels is required (a patch label file)")
-        if cfg["target"] not in ("majority", "soft"):
-            raise MitokitError(f"data.target must be 'majority' or 'soft', got {cfg['target']!r}")
         split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
         folds = check_int(cfg["folds"], "data.folds", minimum=0)
         fold = check_int(cfg["fold"], "data.fold", minimum=0, allow_none=True)
         n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
-        batch_size = check_int(cfg["batch_size"], "data.batch_size", minimum=2)
         table = read_patch_table(cfg["labels"], images=cfg["images"])
         pool = split_pool(table, cfg["split"], split_seed=split_seed)
         if n_max is not None and n_max < len(pool):
@@ -436,7 +434,20 @@ class PatchClassifierTask:
         tr, va = fold_split(
             table.label[pool], table.groups[pool], folds=folds, fold=fold, seed=split_seed
         )
-        train_idx, val_idx = pool[tr], pool[va]
+        return table, pool, pool[tr], pool[va]
+
+    def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
+        """Training and validation patches (see the module docstring for the keys).
+
+        Raises:
+            MitokitError: Missing labels, bad settings, a patch not found, or a class without
+                training rows (``"class 'atypical' has no training samples in <file>"``).
+        """
+        cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
+        if cfg["target"] not in ("majority", "soft"):
+            raise MitokitError(f"data.target must be 'majority' or 'soft', got {cfg['target']!r}")
+        batch_size = check_int(cfg["batch_size"], "data.batch_size", minimum=2)
+        table, pool, train_idx, val_idx = self.split_rows(cfg)
         for cls, name in ((1, table.positive), (0, table.negative)):
             if not (table.label[train_idx] == cls).any():
                 raise MitokitError(
