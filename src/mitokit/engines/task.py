@@ -100,7 +100,12 @@ def _load_builtin_tasks() -> None:
     # Importing the model modules registers their tasks.
     import importlib
 
-    for module in ("mitokit.models.classifier",):
+    for module in (
+        "mitokit.models.classifier",
+        "mitokit.models.detector",
+        "mitokit.models.wss",
+        "mitokit.models.diffusion",
+    ):
         try:
             importlib.import_module(module)
         except ModuleNotFoundError as exc:  # a formulation not written yet
