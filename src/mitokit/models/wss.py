@@ -1,0 +1,855 @@
+"""Weakly supervised mitosis localisation from image-level labels (the second paper).
+
+Importing this module registers the training task ``weak_localiser`` with the engine
+(:func:`mitokit.engines.task.register_task`) and its slide predictor
+(:func:`mitokit.models.predictors.register_predictor`).
+
+Model (:class:`WeakLocaliser`): a torchvision ResNet-18 truncated after its third block
+(``layer3``: 256 channels, stride 16), then a 1 x 1 convolution giving one logit per location of
+the ``ceil(H / 16) x ceil(W / 16)`` map; its sigmoid is the instance (location) score. The image
+logit aggregates the map, by ``aggregation``:
+
+- ``max`` (default): the largest instance logit, so the image probability is the largest
+  instance probability (max-pooling MIL);
+- ``mean``: the image probability is the mean instance probability (computed as a logit in log
+  space, so the BCE stays exact and stable);
+- ``embedding_mean`` / ``embedding_max``: the ``layer3`` embeddings are pooled over the locations
+  (mean / channel-wise max) and classified by the same 1 x 1 convolution used as a linear layer
+  (for the mean this equals the mean instance logit);
+- ``attention``: attention-based MIL (Ilse et al., ICML 2018): weights ``a_k = softmax_k(w^T
+  (tanh(V h_k) * sigmoid(U h_k)))`` (``attention: gated``) or ``softmax_k(w^T tanh(V h_k))``
+  (``plain``), pooled embedding ``sum_k a_k h_k``, classified by the same linear layer.
+
+The loss is the BCE of the image logit against the image label. Whatever the aggregation, the
+localisation map is the sigmoid of the instance logits. Weights are random (torchvision's
+initialisation under the engine's seed) or a local ResNet-18 file (``model.weights``, read by
+:func:`mitokit.models.backbones.load_init_weights`; its ``layer4`` and ``fc`` are dropped);
+nothing is downloaded. Inputs are float ``Bx3xHxW`` in [0, 1]; ImageNet normalisation happens
+inside the model, and no resampling: the pixel size stays the training one (``data.mpp``).
+
+Localisation (:func:`map_to_points`): the sigmoid map is upsampled bilinearly to the input size,
+thresholded (``score >= threshold``), and each 8-connected component
+(:func:`scipy.ndimage.label`) becomes one point: its centroid weighted by the map values, and as
+score the component's *maximum* map value. Points are continuous pixel coordinates (pixel
+``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``, so its centre is ``(j + 0.5, i +
+0.5)``). The threshold is chosen on the validation images at each evaluation and stored in the
+model as the buffer ``threshold`` (so it is saved with the weights), by ``model.threshold``:
+
+- ``roc``: the ROC operating point (Youden's J) of the image-level validation probabilities,
+  :func:`mitokit.metrics.classification.best_threshold`;
+- ``max_f1``: the threshold of highest pooled point F1 on the validation images with known truth
+  points, among 0.05, 0.10 ... 0.95 (ROC where no validation image has truth points);
+- ``fixed``: ``model.fixed_threshold``.
+
+Without a usable validation set (no validation images, or one class only for ``roc``) the
+threshold keeps its previous value (initially ``fixed_threshold``).
+
+Data (``data`` section):
+
+- ``labels``: a synthetic tiles folder (``mitokit synth tiles``: ``images/``,
+  ``image_labels.csv``, and ``centroids.csv`` used as evaluation truth); or a CSV with columns
+  ``image,label`` (label 0/1); or any label file :func:`~mitokit.io.annotations.read_annotations`
+  reads, where an image is positive when it holds at least one ``mitosis`` object and those
+  objects' centres are the evaluation truth. Images are found as in
+  :mod:`mitokit.models.tasks_tile` (``images`` or ``images/`` beside the label file).
+- ``points``: a label file of truth mitoses for evaluation only (overrides the above); never
+  used for training.
+- train / validation split by image (``val_fraction``, ``val_images``, ``split_seed``; see
+  :func:`~mitokit.models.tasks_tile.split_images`).
+- ``input_size``: side of the square training crops, taken at random positions when an image is
+  bigger (its label is the whole image's, so a crop may miss the image's mitosis: choose the
+  images' size where possible) and padded with white when smaller; null trains on whole images.
+  Validation always uses whole images. Slides are read in tiles of ``input_size`` pixels (250
+  when null).
+- ``mpp``: microns per pixel of the images (default 0.25, saved with the model so slides are read
+  at that resolution); ``radius_um``: matching radius of the point F1 (7.5 um, 30 px at 0.25).
+- ``augment``: HED jitter and random flips / 90-degree rotations of the training crops.
+
+Validation figures (``evaluate``): ``loss`` (image BCE), image ``auc``, ``balanced_accuracy``,
+``tpr``, ``fpr`` (image probability >= 0.5), ``ece``, the chosen ``threshold`` and, where truth
+points are known, ``point_precision``, ``point_recall``, ``point_f1`` at that threshold (matched
+one-to-one within ``radius_um`` by :func:`mitokit.metrics.detection.match_points`).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import numbers
+import warnings
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+from torch.utils.data import Dataset
+
+from mitokit.engines.task import TaskData, register_task
+from mitokit.errors import MitokitError, input_error
+from mitokit.models._common import (
+    WorkerDraws,
+    binary_metrics,
+    check_fraction,
+    check_int,
+    evaluating,
+    merge_section,
+    random_dihedral,
+)
+from mitokit.models.backbones import IMAGENET_MEAN, IMAGENET_STD
+from mitokit.models.predictors import TilePrediction, model_mpp, register_predictor
+from mitokit.types import MITOSIS
+
+WEAK_LOCALISER = "weak_localiser"
+AGGREGATIONS = ("max", "mean", "embedding_mean", "embedding_max", "attention")
+ATTENTIONS = ("gated", "plain")
+THRESHOLD_RULES = ("roc", "max_f1", "fixed")
+#: Thresholds tried by the ``max_f1`` rule.
+F1_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
+STRIDE = 16
+WIDTH = 256  # channels of ResNet-18's layer3
+DEFAULT_TILE = 250  # slide tile side when data.input_size is null
+IMAGE_LABELS = "image_labels.csv"
+TRUTH_POINTS = "centroids.csv"
+_TRUNK = ("conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3")
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+
+
+class WeakLocaliser(nn.Module):
+    """ResNet-18 up to ``layer3``, a 1 x 1 instance classifier and an aggregation (see module).
+
+    Args:
+        aggregation: One of :data:`AGGREGATIONS`.
+        attention: ``gated`` or ``plain`` (the ``attention`` aggregation only).
+        attention_dim: Hidden size of the attention network.
+        threshold: Initial value of the localisation threshold buffer.
+        threshold_rule: How evaluation re-chooses the threshold: one of
+            :data:`THRESHOLD_RULES` (``fixed`` keeps ``threshold``).
+
+    Attributes:
+        features: The truncated trunk (torchvision layer names).
+        classifier: The 1 x 1 convolution, 256 -> 1.
+        threshold: Scalar buffer: the map threshold points are extracted at.
+        threshold_rule: The rule (a plain attribute; it comes from the config).
+    """
+
+    def __init__(
+        self,
+        *,
+        aggregation: str = "max",
+        attention: str = "gated",
+        attention_dim: int = 128,
+        threshold: float = 0.5,
+        threshold_rule: str = "roc",
+    ) -> None:
+        super().__init__()
+        import torchvision
+
+        if aggregation not in AGGREGATIONS:
+            raise MitokitError(
+                f"model.aggregation must be one of {', '.join(AGGREGATIONS)}, got {aggregation!r}"
+            )
+        if attention not in ATTENTIONS:
+            raise MitokitError(
+                f"model.attention must be one of {', '.join(ATTENTIONS)}, got {attention!r}"
+            )
+        if threshold_rule not in THRESHOLD_RULES:
+            raise MitokitError(
+                f"model.threshold must be one of {', '.join(THRESHOLD_RULES)}, "
+                f"got {threshold_rule!r}"
+            )
+        dim = check_int(attention_dim, "model.attention_dim", minimum=1)
+        self.aggregation = aggregation
+        self.threshold_rule = threshold_rule
+        self.attention = attention
+        net = torchvision.models.resnet18(weights=None)
+        self.features = nn.Sequential(OrderedDict((name, getattr(net, name)) for name in _TRUNK))
+        self.classifier = nn.Conv2d(WIDTH, 1, kernel_size=1)
+        if aggregation == "attention":
+            self.attention_v = nn.Linear(WIDTH, dim)
+            self.attention_u = nn.Linear(WIDTH, dim) if attention == "gated" else None
+            self.attention_w = nn.Linear(dim, 1)
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.register_buffer("threshold", torch.tensor(float(threshold)))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """``layer3`` embeddings ``(B, 256, ceil(H/16), ceil(W/16))`` of a batch in [0, 1]."""
+        if x.ndim != 4 or x.shape[1] != 3:
+            raise MitokitError(f"expected a Bx3xHxW batch, got shape {tuple(x.shape)}")
+        return self.features((x.float() - self.mean) / self.std)
+
+    def forward_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image logits ``(B,)`` and instance logits ``(B, h, w)`` (stride 16)."""
+        feats = self.embed(x)
+        logits = self.classifier(feats)[:, 0]
+        return self.aggregate(feats, logits), logits
+
+    def aggregate(self, feats: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+        """The image logit ``(B,)`` from embeddings ``(B, C, h, w)`` and instance logits."""
+        flat = logits.flatten(1).float()
+        if self.aggregation == "max":
+            return flat.amax(dim=1)
+        if self.aggregation == "mean":
+            # logit(mean sigmoid) = log(sum sigmoid(l)) - log(sum sigmoid(-l)), in log space.
+            return torch.logsumexp(F.logsigmoid(flat), 1) - torch.logsumexp(F.logsigmoid(-flat), 1)
+        if self.aggregation == "embedding_mean":
+            pooled = feats.mean(dim=(2, 3))
+        elif self.aggregation == "embedding_max":
+            pooled = feats.amax(dim=(2, 3))
+        else:
+            h = feats.flatten(2).transpose(1, 2)  # (B, K, C)
+            pooled = (self.attention_weights(h).unsqueeze(-1) * h).sum(dim=1)
+        weight = self.classifier.weight.view(1, -1)
+        return F.linear(pooled, weight, self.classifier.bias).squeeze(-1)
+
+    def attention_weights(self, h: torch.Tensor) -> torch.Tensor:
+        """Attention weights ``(B, K)`` (summing to 1) over the locations ``h`` ``(B, K, C)``."""
+        if self.aggregation != "attention":
+            raise MitokitError(f"a {self.aggregation!r} model has no attention")
+        a = torch.tanh(self.attention_v(h))
+        if self.attention_u is not None:
+            a = a * torch.sigmoid(self.attention_u(h))
+        return torch.softmax(self.attention_w(a).squeeze(-1), dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Image logits ``(B,)``."""
+        return self.forward_maps(x)[0]
+
+    def scores(self, x: torch.Tensor) -> torch.Tensor:
+        """Image probabilities ``(B,)``."""
+        return torch.sigmoid(self(x))
+
+    def localise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Image probabilities ``(B,)`` and heatmaps ``(B, H, W)``: the upsampled sigmoid map."""
+        image, logits = self.forward_maps(x)
+        return torch.sigmoid(image), upsample_map(torch.sigmoid(logits.float()), x.shape[-2:])
+
+
+def upsample_map(prob: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """A ``(B, h, w)`` (or ``(h, w)``) map resized bilinearly to ``size`` (H, W)."""
+    single = prob.ndim == 2
+    batch = (prob[None] if single else prob)[:, None].float()
+    hw = (int(size[0]), int(size[1]))
+    out = F.interpolate(batch, size=hw, mode="bilinear", align_corners=False)
+    return out[0, 0] if single else out[:, 0]
+
+
+def build_weak_localiser(
+    *,
+    aggregation: str = "max",
+    attention: str = "gated",
+    attention_dim: int = 128,
+    weights: str | None = None,
+    threshold: float = 0.5,
+    threshold_rule: str = "roc",
+) -> WeakLocaliser:
+    """A :class:`WeakLocaliser`, random or with its trunk from a local ResNet-18 file.
+
+    The file is checked and read by :func:`~mitokit.models.backbones.load_init_weights` into a
+    full ResNet-18, whose ``conv1`` ... ``layer3`` are then copied (``layer4`` and ``fc`` are not
+    used). Never downloaded.
+
+    Raises:
+        MitokitError: Bad settings, or a weights file that is missing, unreadable or not a
+            ResNet-18 (the message names the file).
+    """
+    model = WeakLocaliser(
+        aggregation=aggregation,
+        attention=attention,
+        attention_dim=attention_dim,
+        threshold=threshold,
+        threshold_rule=threshold_rule,
+    )
+    if weights is not None:
+        from mitokit.models.backbones import build_resnet
+
+        full = build_resnet("resnet18", weights=weights, input_size=None)
+        state = {
+            k: v for k, v in full.features.state_dict().items() if k.split(".", 1)[0] in _TRUNK
+        }
+        model.features.load_state_dict(state)
+    return model
+
+
+# --------------------------------------------------------------------------------------------
+# Map -> points
+
+
+def map_to_points(heatmap: Any, threshold: float) -> np.ndarray:
+    """Points of a heatmap: one per 8-connected component of ``heatmap >= threshold``.
+
+    Args:
+        heatmap: ``(H, W)`` map in [0, 1] at the input's resolution (array or tensor).
+        threshold: Map threshold (inclusive).
+
+    Returns:
+        ``(N, 3)`` float64 ``x, y, score``: the map-weighted centroid of each component in pixel
+        coordinates (pixel centres at ``index + 0.5``) and the component's maximum, highest
+        score first.
+    """
+    from scipy import ndimage
+
+    heat = heatmap.detach().cpu().numpy() if torch.is_tensor(heatmap) else heatmap
+    heat = np.asarray(heat, dtype=np.float64)
+    if heat.ndim != 2:
+        raise MitokitError(f"a heatmap must be 2-D, got shape {heat.shape}")
+    labels, n = ndimage.label(heat >= float(threshold), structure=np.ones((3, 3), dtype=bool))
+    if n == 0:
+        return np.zeros((0, 3), dtype=np.float64)
+    index = np.arange(1, n + 1)
+    weights = np.maximum(heat, 1e-12)  # a zero threshold keeps zero-valued pixels: still weighted
+    centres = np.asarray(ndimage.center_of_mass(weights, labels, index), dtype=np.float64)
+    peaks = np.asarray(ndimage.maximum(heat, labels, index), dtype=np.float64)
+    points = np.column_stack([centres[:, 1] + 0.5, centres[:, 0] + 0.5, peaks])
+    return points[np.argsort(-points[:, 2], kind="stable")]
+
+
+def point_counts(
+    pred_xy: np.ndarray, truth_xy: np.ndarray, *, radius_px: float
+) -> tuple[int, int, int]:
+    """TP, FP, FN of one image (optimal one-to-one matching within ``radius_px``)."""
+    from mitokit.metrics.detection import match_points
+
+    m = match_points(pred_xy, truth_xy, radius_px=radius_px)
+    return len(m.pairs), len(m.unmatched_pred), len(m.unmatched_truth)
+
+
+def pooled_point_scores(
+    maps: Sequence[np.ndarray],
+    truths: Sequence[np.ndarray],
+    *,
+    threshold: float,
+    radius_px: float,
+) -> dict[str, float]:
+    """Point precision, recall and F1 pooled over images (micro, as MIDOG) at one threshold.
+
+    Args:
+        maps: Heatmaps ``(H, W)`` at the input resolution.
+        truths: ``(n, 2)`` truth points per image.
+        threshold: Map threshold.
+        radius_px: Matching radius in pixels.
+    """
+    from mitokit.metrics.detection import precision_recall_f1
+
+    tp = fp = fn = 0
+    for heat, truth in zip(maps, truths, strict=True):
+        a, b, c = point_counts(map_to_points(heat, threshold)[:, :2], truth, radius_px=radius_px)
+        tp, fp, fn = tp + a, fp + b, fn + c
+    p, r, f = precision_recall_f1(tp, fp, fn)
+    return {"precision": p, "recall": r, "f1": f, "tp": tp, "fp": fp, "fn": fn}
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def read_image_labels(path: str | Path) -> dict[str, int]:
+    """An ``image,label`` CSV (label 0 or 1; ``#`` lines skipped) as ``{image: label}``.
+
+    Raises:
+        MitokitError: Missing file, no ``image`` / ``label`` column, a label that is not 0 or 1,
+            a repeated image, or no rows (the message names the file and the line).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise input_error(p, "image-label file not found")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise input_error(p, f"unreadable image-label file ({exc})") from None
+    lines = [(i, ln) for i, ln in enumerate(text.splitlines(), 1) if ln.strip()]
+    lines = [(i, ln) for i, ln in lines if not ln.lstrip().startswith("#")]
+    if not lines:
+        raise input_error(p, "empty image-label file")
+    rows = list(csv.reader([ln for _, ln in lines]))
+    header = [h.strip().lower() for h in rows[0]]
+    if "image" not in header or "label" not in header:
+        raise input_error(p, f"expected columns image,label, got {','.join(rows[0])!r}")
+    ci, cl = header.index("image"), header.index("label")
+    out: dict[str, int] = {}
+    for (line, _), row in zip(lines[1:], rows[1:], strict=True):
+        if len(row) <= max(ci, cl):
+            raise input_error(p, f"line {line}: expected {len(header)} fields, got {len(row)}")
+        image, raw = row[ci].strip(), row[cl].strip().lower()
+        value = {"0": 0, "1": 1, "0.0": 0, "1.0": 1, "false": 0, "true": 1}.get(raw)
+        if value is None:
+            raise input_error(p, f"line {line}: label must be 0 or 1, got {row[cl]!r}")
+        if not image:
+            raise input_error(p, f"line {line}: empty image name")
+        if image in out:
+            raise input_error(p, f"line {line}: image {image!r} is listed twice")
+        out[image] = value
+    if not out:
+        raise input_error(p, "no images listed")
+    return out
+
+
+def _is_image_label_table(path: Path) -> bool:
+    if path.suffix.lower() != ".csv":
+        return False
+    try:
+        with path.open(encoding="utf-8-sig") as fh:
+            for line in fh:
+                if line.strip() and not line.lstrip().startswith("#"):
+                    cols = {c.strip().lower() for c in next(csv.reader([line]))}
+                    return {"image", "label"} <= cols and not cols & {"x", "x1", "id"}
+    except (OSError, UnicodeDecodeError):
+        return False
+    return False
+
+
+def _mitosis_centres(anns: Any, image_ids: Sequence[str]) -> dict[str, np.ndarray]:
+    """Centres of the ``mitosis`` objects per image (by id, else by file basename)."""
+    from mitokit.io.annotations import canonical_class
+
+    by_name = {Path(i).name: i for i in image_ids}
+    found: dict[str, list[tuple[float, float]]] = {i: [] for i in image_ids}
+    for ann in anns:
+        if canonical_class(ann.label) != MITOSIS:
+            continue
+        image = ann.image if ann.image in found else by_name.get(Path(str(ann.image)).name)
+        if image is not None:
+            found[image].append(tuple(ann.center))
+    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 2) for k, v in found.items()}
+
+
+class WeakSource:
+    """Images with image-level labels and, where known, truth points (evaluation only).
+
+    Attributes:
+        labels_file: The file the image labels came from.
+        paths: Image id -> image file.
+        sizes: Image id -> (width, height).
+        labels: Image id -> 0 / 1.
+        points: Image id -> ``(n, 2)`` truth points, for the images whose truth is known.
+        points_file: The file the truth points came from, or None.
+    """
+
+    def __init__(
+        self,
+        labels_file: Path,
+        paths: Mapping[str, Path],
+        sizes: Mapping[str, tuple[int, int]],
+        labels: Mapping[str, int],
+        points: Mapping[str, np.ndarray],
+        points_file: Path | None,
+    ) -> None:
+        self.labels_file = labels_file
+        self.paths = dict(paths)
+        self.sizes = dict(sizes)
+        self.labels = dict(labels)
+        self.points = dict(points)
+        self.points_file = points_file
+
+    @property
+    def image_ids(self) -> list[str]:
+        """Image ids, sorted."""
+        return sorted(self.paths)
+
+
+def read_weak_source(
+    labels: str | Path, *, images: str | Path | None = None, points: str | Path | None = None
+) -> WeakSource:
+    """Read image-level labels (and truth points) as the ``data`` section describes.
+
+    Raises:
+        MitokitError: A missing or unreadable file, an image not found, or no image.
+    """
+    from mitokit.io.annotations import AnnotationSet, ImageInfo, read_annotations
+    from mitokit.models.tasks_tile import read_tile_source
+
+    p = Path(labels)
+    truth_file = Path(points) if points is not None else None
+    if p.is_dir():
+        if not (p / IMAGE_LABELS).is_file():
+            from mitokit.models.tasks_tile import resolve_labels
+
+            p = resolve_labels(p)  # a folder of other label files (consensus ...)
+        else:
+            p = p / IMAGE_LABELS
+            if truth_file is None and (p.parent / TRUTH_POINTS).is_file():
+                truth_file = p.parent / TRUTH_POINTS
+    elif not p.is_file():
+        raise input_error(p, "label file not found")
+    if _is_image_label_table(p):
+        image_labels = read_image_labels(p)
+        listed = AnnotationSet(images={i: ImageInfo(i) for i in image_labels})
+        source = read_tile_source(p, images=images, annotations=listed)
+        truth = {}
+    else:
+        source = read_tile_source(p, images=images)
+        truth = _mitosis_centres(source.annotations, source.image_ids)
+        image_labels = {i: int(len(truth[i]) > 0) for i in source.image_ids}
+    if truth_file is not None:
+        truth = _mitosis_centres(read_annotations(truth_file), source.image_ids)
+    return WeakSource(p, source.paths, source.sizes, image_labels, truth, truth_file)
+
+
+class WeakImageDataset(Dataset):
+    """Images with their image label; random crops and augmentation for training.
+
+    Items: ``image`` (float ``3xHxW`` in [0, 1]), ``label`` (float32 0/1), ``image_id``,
+    ``points`` (float32 ``(n, 2)`` truth points in the item's pixels; empty when unknown, and
+    always for training crops), ``has_points`` (bool) and ``radius_px`` (float32).
+
+    Args:
+        source: The images and labels.
+        image_ids: The images of this split.
+        crop: Side of a random square crop (training), or None for whole images.
+        augment: HED jitter and random flips / rotations.
+        hed_sigma: HED jitter scale half-width.
+        hed_bias: HED jitter shift half-width.
+        radius_px: Matching radius of the point evaluation.
+        draws: Seeded generator of the crops and augmentations.
+    """
+
+    def __init__(
+        self,
+        source: WeakSource,
+        image_ids: Sequence[str],
+        *,
+        crop: int | None = None,
+        augment: bool = False,
+        hed_sigma: float = 0.05,
+        hed_bias: float = 0.01,
+        radius_px: float = 30.0,
+        draws: WorkerDraws | None = None,
+    ) -> None:
+        from mitokit.data.stain import HEDJitter
+        from mitokit.models.tasks_tile import _ImageOpener
+
+        self.ids = list(image_ids)
+        self.labels = [int(source.labels[i]) for i in self.ids]
+        self.points = [source.points.get(i) for i in self.ids]
+        self.opener = _ImageOpener({i: source.paths[i] for i in self.ids})
+        self.crop = crop
+        self.augment = bool(augment)
+        self.radius_px = float(radius_px)
+        self.draws = draws if draws is not None else WorkerDraws(0)
+        self.colour = HEDJitter(hed_sigma, hed_bias, seed=self.draws.rng) if augment else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        from mitokit.data.arrays import crop_padded
+        from mitokit.data.datasets import to_tensor
+
+        rng = self.draws.get()  # reseeds first in a new worker (shared with the colour jitter)
+        arr = self.opener(self.ids[index])
+        truth = self.points[index]
+        if self.crop is not None:
+            h, w = arr.shape[:2]
+            x0 = int(rng.integers(0, w - self.crop + 1)) if w > self.crop else 0
+            y0 = int(rng.integers(0, h - self.crop + 1)) if h > self.crop else 0
+            arr = crop_padded(arr, x0, y0, self.crop, self.crop)
+            truth = None  # training crops carry no truth (and need none)
+        if self.colour is not None:
+            arr = self.colour(arr)
+        if self.augment and arr.shape[0] == arr.shape[1]:
+            arr = random_dihedral(arr, rng)
+            truth = None
+        pts = np.zeros((0, 2), np.float32) if truth is None else truth.astype(np.float32)
+        return {
+            "image": to_tensor(arr),
+            "label": torch.tensor(float(self.labels[index]), dtype=torch.float32),
+            "image_id": self.ids[index],
+            "points": torch.from_numpy(pts.reshape(-1, 2)),
+            "has_points": truth is not None,
+            "radius_px": torch.tensor(self.radius_px, dtype=torch.float32),
+        }
+
+
+def collate_images(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A batch: images stacked when they share a size (else a list), points as a list."""
+    images = [it["image"] for it in items]
+    same = all(im.shape == images[0].shape for im in images)
+    return {
+        "image": torch.stack(images) if same else images,
+        "label": torch.stack([it["label"] for it in items]),
+        "image_id": [it["image_id"] for it in items],
+        "points": [it["points"] for it in items],
+        "has_points": torch.tensor([bool(it["has_points"]) for it in items]),
+        "radius_px": torch.stack([it["radius_px"] for it in items]),
+    }
+
+
+def batch_maps(
+    model: WeakLocaliser, images: torch.Tensor | list[torch.Tensor], device: torch.device
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Image logits ``(B,)`` and instance logit maps (one ``(h, w)`` per image) of a batch."""
+    if isinstance(images, torch.Tensor):
+        logits, maps = model.forward_maps(images.to(device))
+        return logits, list(maps)
+    outs = [model.forward_maps(im[None].to(device)) for im in images]
+    return torch.cat([o[0] for o in outs]), [o[1][0] for o in outs]
+
+
+# --------------------------------------------------------------------------------------------
+# Task
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+@register_task(WEAK_LOCALISER)
+class WeakLocaliserTask:
+    """Image-level BCE training of :class:`WeakLocaliser`; localisation evaluated on points."""
+
+    name = WEAK_LOCALISER
+    model_defaults: Mapping[str, Any] = {
+        "weights": None,
+        "aggregation": "max",
+        "attention": "gated",
+        "attention_dim": 128,
+        "threshold": "roc",
+        "fixed_threshold": 0.5,
+    }
+    data_defaults: Mapping[str, Any] = {
+        "labels": None,
+        "images": None,
+        "points": None,
+        "input_size": None,
+        "mpp": 0.25,
+        "radius_um": 7.5,
+        "val_fraction": 0.2,
+        "val_images": None,
+        "split_seed": 0,
+        "augment": True,
+        "hed_sigma": 0.05,
+        "hed_bias": 0.01,
+        "n_max": None,
+    }
+
+    def build_model(self, model_cfg: Mapping[str, Any]) -> WeakLocaliser:
+        """The weak localiser, random or with a local ResNet-18 trunk."""
+        cfg = merge_section(self.model_defaults, model_cfg, section="model", task=self.name)
+        return build_weak_localiser(
+            aggregation=cfg["aggregation"],
+            attention=cfg["attention"],
+            attention_dim=cfg["attention_dim"],
+            weights=cfg["weights"],
+            threshold=check_fraction(cfg["fixed_threshold"], "model.fixed_threshold"),
+            threshold_rule=cfg["threshold"],
+        )
+
+    def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
+        """Training images (random crops, augmented) and whole validation images, by image.
+
+        Raises:
+            MitokitError: Missing labels or images, bad settings, or a training split of one
+                class only.
+        """
+        from mitokit.metrics.detection import radius_to_px
+
+        cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
+        if cfg["labels"] is None:
+            raise MitokitError(
+                "data.labels is required (a `mitokit synth tiles` folder, an image,label CSV "
+                "or a label file with points)"
+            )
+        crop = check_int(cfg["input_size"], "data.input_size", minimum=32, allow_none=True)
+        split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
+        n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
+        val_fraction = check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9)
+        for key in ("mpp", "radius_um"):
+            v = cfg[key]
+            if isinstance(v, bool) or not isinstance(v, numbers.Real) or not v > 0:
+                raise MitokitError(f"data.{key} must be a positive number, got {v!r}")
+        radius_px = radius_to_px(radius_um=float(cfg["radius_um"]), mpp=float(cfg["mpp"]))
+
+        source = read_weak_source(cfg["labels"], images=cfg["images"], points=cfg["points"])
+        ids = source.image_ids[:n_max] if n_max else source.image_ids
+        from mitokit.models.tasks_tile import split_images
+
+        try:
+            train_ids, val_ids = split_images(
+                ids, val_fraction=val_fraction, val_images=cfg["val_images"], seed=split_seed
+            )
+        except MitokitError as exc:
+            raise input_error(source.labels_file, str(exc)) from None
+        n_pos = sum(source.labels[i] for i in train_ids)
+        if n_pos in (0, len(train_ids)):
+            kind = "positive" if n_pos == 0 else "negative"
+            raise input_error(source.labels_file, f"no {kind} image among the training images")
+        draws = WorkerDraws(seed)
+        train = WeakImageDataset(
+            source,
+            train_ids,
+            crop=crop,
+            augment=bool(cfg["augment"]),
+            hed_sigma=float(cfg["hed_sigma"]),
+            hed_bias=float(cfg["hed_bias"]),
+            radius_px=radius_px,
+            draws=draws,
+        )
+        val = WeakImageDataset(source, val_ids, radius_px=radius_px) if val_ids else None
+        info = {
+            "labels": str(source.labels_file),
+            "points": None if source.points_file is None else str(source.points_file),
+            "input_size": crop,
+            "radius_px": radius_px,
+            "train_images": train_ids,
+            "val_images": val_ids,
+            "n_train": len(train_ids),
+            "n_val": len(val_ids),
+            "n_train_positive": int(n_pos),
+            "n_val_positive": int(sum(source.labels[i] for i in val_ids)),
+            "n_val_with_points": int(sum(i in source.points for i in val_ids)),
+        }
+        return TaskData(train=train, val=val, collate=collate_images, info=info)
+
+    def loss(
+        self, model: nn.Module, batch: Any, *, device: torch.device
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """BCE of the image logits against the image labels."""
+        images = batch["image"]
+        if isinstance(images, torch.Tensor):
+            logits = model(images.to(device))
+        else:
+            logits = torch.cat([model(im[None].to(device)) for im in images])
+        target = batch["label"].to(device).float()
+        loss = F.binary_cross_entropy_with_logits(logits.float(), target)
+        return loss, {"bce": float(loss.detach()), "positive_share": float(target.mean())}
+
+    def evaluate(self, model: nn.Module, loader: Any, *, device: torch.device) -> dict[str, float]:
+        """Image BCE, AUC, balanced accuracy; the chosen threshold; point F1 where known."""
+        module = _unwrap(model)
+        logits, labels, maps, truths, radius = [], [], [], [], 30.0
+        with evaluating(module):
+            for batch in loader:
+                z, lmaps = batch_maps(module, batch["image"], device)
+                logits.append(z.float().cpu())
+                labels.append(batch["label"].float().cpu())
+                images = batch["image"]
+                for k, m in enumerate(lmaps):
+                    size = images[k].shape[-2:]
+                    if bool(batch["has_points"][k]):
+                        maps.append(upsample_map(torch.sigmoid(m.float()), size).cpu().numpy())
+                        truths.append(batch["points"][k].cpu().numpy().astype(np.float64))
+                radius = float(batch["radius_px"][0])
+        if not logits:
+            return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
+        z, y = torch.cat(logits), torch.cat(labels)
+        loss = float(F.binary_cross_entropy_with_logits(z, y))
+        probs = torch.sigmoid(z).numpy().astype(np.float64)
+        out: dict[str, float] = {"loss": loss}
+        out.update(binary_metrics(y.numpy(), probs, threshold=0.5))
+        threshold = self._choose_threshold(module, y.numpy(), probs, maps, truths, radius)
+        with torch.no_grad():
+            module.threshold.fill_(threshold)
+        out["threshold"] = threshold
+        if maps:
+            scores = pooled_point_scores(maps, truths, threshold=threshold, radius_px=radius)
+            out.update({f"point_{k}": float(scores[k]) for k in ("precision", "recall", "f1")})
+        out["n"] = int(len(y))
+        return out
+
+    def _choose_threshold(
+        self,
+        model: WeakLocaliser,
+        y: np.ndarray,
+        probs: np.ndarray,
+        maps: list[np.ndarray],
+        truths: list[np.ndarray],
+        radius: float,
+    ) -> float:
+        from mitokit.metrics.classification import best_threshold
+
+        rule = getattr(model, "threshold_rule", "roc")
+        if rule == "fixed":
+            return float(model.threshold)
+        if rule == "max_f1":
+            if maps:
+                f1 = [
+                    pooled_point_scores(maps, truths, threshold=t, radius_px=radius)["f1"]
+                    for t in F1_GRID
+                ]
+                return float(F1_GRID[int(np.argmax(f1))])
+            warnings.warn(
+                "threshold max_f1: no validation image has truth points; using the ROC point",
+                stacklevel=2,
+            )
+        if y.min() == y.max():
+            return float(model.threshold)  # one class only: keep the previous threshold
+        return float(best_threshold(y, probs))
+
+
+# --------------------------------------------------------------------------------------------
+# Slide predictor
+
+
+class WeakLocaliserPredictor:
+    """Points and a heatmap per tile from a trained weak localiser (the Predictor contract).
+
+    ``predict`` gives, per tile, the points of :func:`map_to_points` at the model's stored
+    threshold (tile pixels), the image probability as ``tile_score`` and the upsampled sigmoid
+    map as ``heatmap`` (at the tile's resolution).
+
+    Attributes:
+        tile_size: ``data.input_size`` of the training run (250 when it was null).
+        tile_multiple: 16, the map's stride: the model reads tiles of any multiple of it.
+        threshold: The map threshold stored in the model.
+        mpp: ``data.mpp`` of the training run.
+    """
+
+    def __init__(self, model: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> None:
+        data = (cfg.get("extra") or {}).get("data") or {}
+        self.task = cfg["task"]
+        self.tile_size = int(data.get("input_size") or DEFAULT_TILE)
+        self.tile_multiple = STRIDE  # fully convolutional: any multiple of the stride fits
+        self.mpp = model_mpp(dict(cfg))
+        self.device = torch.device(device)
+        self.model = _unwrap(model).to(self.device).eval()
+        self.threshold = float(self.model.threshold)
+
+    @torch.no_grad()
+    def predict(self, batch: torch.Tensor) -> list[TilePrediction]:
+        """Predictions for a ``Bx3xHxW`` float batch in [0, 1]."""
+        probs, heat = self.model.localise(batch.to(self.device))
+        probs = probs.float().cpu().numpy()
+        heat = heat.float().cpu().numpy()
+        return [
+            TilePrediction(
+                points=map_to_points(h, self.threshold),
+                tile_score=float(p),
+                heatmap=h.astype(np.float32),
+            )
+            for p, h in zip(probs, heat, strict=True)
+        ]
+
+
+@register_predictor(WEAK_LOCALISER)
+def _predictor_factory(
+    model: nn.Module, cfg: dict[str, Any], device: torch.device
+) -> WeakLocaliserPredictor:
+    return WeakLocaliserPredictor(model, cfg, device)
+
+
+__all__ = [
+    "AGGREGATIONS",
+    "F1_GRID",
+    "STRIDE",
+    "THRESHOLD_RULES",
+    "WEAK_LOCALISER",
+    "WeakImageDataset",
+    "WeakLocaliser",
+    "WeakLocaliserPredictor",
+    "WeakLocaliserTask",
+    "WeakSource",
+    "build_weak_localiser",
+    "collate_images",
+    "map_to_points",
+    "pooled_point_scores",
+    "read_image_labels",
+    "read_weak_source",
+    "upsample_map",
+]

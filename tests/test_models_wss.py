@@ -1,0 +1,462 @@
+"""The weak localiser: map shape, aggregations, map -> points, threshold, I/O, predictor, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F  # noqa: N812
+from click.testing import CliRunner
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from mitokit.cli import cli
+from mitokit.engines.task import get_task, known_tasks
+from mitokit.errors import MitokitError
+from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, write_annotations
+from mitokit.metrics.classification import best_threshold
+from mitokit.models.io import load_model, save_model
+from mitokit.models.predictors import load_predictor
+from mitokit.models.wss import (
+    AGGREGATIONS,
+    WEAK_LOCALISER,
+    WeakLocaliser,
+    collate_images,
+    map_to_points,
+    read_image_labels,
+    read_weak_source,
+)
+
+CPU = torch.device("cpu")
+
+
+def _model(aggregation: str = "max", seed: int = 0, **kw) -> WeakLocaliser:
+    torch.manual_seed(seed)
+    return get_task(WEAK_LOCALISER).build_model({"aggregation": aggregation, **kw})
+
+
+# --------------------------------------------------------------------------------------------
+# A tiny image-label folder: dark discs (mitoses) on light noise, as `mitokit synth tiles` lays
+# out its folder (images/, image_labels.csv, centroids.csv).
+
+
+def _write_toy(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    (root / "images").mkdir(parents=True)
+    lines, anns, info = ["image,label"], [], {}
+    yy, xx = np.mgrid[0:size, 0:size] + 0.5
+    for i in range(n):
+        name = f"tile_{i:04d}.png"
+        img = rng.normal(200, 12, (size, size, 3))
+        label = i % 2
+        if label:
+            cx, cy = rng.uniform(12, size - 12, 2)
+            disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= 7**2
+            img[disc] = (70, 40, 110)
+            anns.append(Annotation(id=f"{name}/m", image=name, point=(float(cx), float(cy))))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / name)
+        lines.append(f"{name},{label}")
+        info[name] = ImageInfo(name, width=size, height=size)
+    (root / "image_labels.csv").write_text("\n".join(lines) + "\n")
+    write_annotations(AnnotationSet(anns, info), root / "centroids.csv")
+    return root
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    return _write_toy(tmp_path_factory.mktemp("wss") / "tiles")
+
+
+# --------------------------------------------------------------------------------------------
+# Model
+
+
+def test_task_registered():
+    assert WEAK_LOCALISER in known_tasks()
+
+
+def test_map_has_stride_16_and_input_sized_heatmap():
+    model = _model().eval()
+    with torch.no_grad():
+        for h, w in ((64, 96), (70, 70), (128, 80)):
+            x = torch.rand(2, 3, h, w)
+            image, logits = model.forward_maps(x)
+            assert image.shape == (2,)
+            assert logits.shape == (2, math.ceil(h / 16), math.ceil(w / 16))
+            probs, heat = model.localise(x)
+            assert heat.shape == (2, h, w)
+            assert ((heat >= 0) & (heat <= 1)).all() and ((probs >= 0) & (probs <= 1)).all()
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_image_score_in_unit_interval(aggregation):
+    model = _model(aggregation).eval()
+    with torch.no_grad():
+        s = model.scores(torch.rand(3, 3, 64, 64))
+    assert s.shape == (3,) and ((s >= 0) & (s <= 1)).all()
+
+
+def _fixed_map_model(aggregation: str, feats: torch.Tensor) -> WeakLocaliser:
+    """A model whose embeddings are ``feats`` and whose instance logit is channel 0 + 0.25."""
+    model = _model(aggregation)
+    model.embed = lambda x: feats  # the map no longer depends on the image
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.weight[0, 0] = 1.0
+        model.classifier.bias.fill_(0.25)
+    return model
+
+
+FEATS = torch.zeros(2, 256, 2, 2)
+FEATS[0, 0] = torch.tensor([[-1.0, 2.0], [0.5, -3.0]])
+FEATS[1, 0] = torch.tensor([[-2.0, -1.5], [-0.5, -4.0]])
+FEATS[:, 1] = 7.0  # another channel: invisible to the classifier
+LOGITS = FEATS[:, 0].flatten(1) + 0.25
+EXPECTED_PROB = {
+    "max": torch.sigmoid(LOGITS.max(1).values),
+    "mean": torch.sigmoid(LOGITS).mean(1),
+    "embedding_mean": torch.sigmoid(LOGITS.mean(1)),  # linear: pooled embedding = mean logit
+    "embedding_max": torch.sigmoid(FEATS[:, 0].flatten(1).max(1).values + 0.25),
+    "attention": torch.sigmoid(LOGITS.mean(1)),  # zero attention scores: uniform weights
+}
+
+
+@pytest.mark.parametrize("aggregation", AGGREGATIONS)
+def test_loss_is_bce_of_the_aggregated_map(aggregation):
+    model = _fixed_map_model(aggregation, FEATS)
+    if aggregation == "attention":
+        with torch.no_grad():
+            model.attention_w.weight.zero_()
+            model.attention_w.bias.zero_()
+    y = torch.tensor([1.0, 0.0])
+    batch = {"image": torch.rand(2, 3, 32, 32), "label": y}
+    loss, logs = get_task(WEAK_LOCALISER).loss(model, batch, device=CPU)
+    p = EXPECTED_PROB[aggregation].double()
+    expected = float(-(y * p.log() + (1 - y) * (1 - p).log()).mean())
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
+    assert logs["positive_share"] == 0.5
+    assert torch.allclose(model.scores(batch["image"]).double(), p, atol=1e-6)
+
+
+def test_max_loss_by_hand():
+    # max aggregation: the image logit is the largest instance logit, 2.25 and -0.25.
+    model = _fixed_map_model("max", FEATS)
+    batch = {"image": torch.rand(2, 3, 32, 32), "label": torch.tensor([1.0, 0.0])}
+    loss, _ = get_task(WEAK_LOCALISER).loss(model, batch, device=CPU)
+    by_hand = (math.log1p(math.exp(-2.25)) + math.log1p(math.exp(-0.25))) / 2
+    assert float(loss.detach()) == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_mean_aggregation_is_stable_for_extreme_logits():
+    model = _fixed_map_model("mean", torch.full((1, 256, 2, 2), -200.0))
+    batch = {"image": torch.rand(1, 3, 32, 32), "label": torch.tensor([1.0])}
+    loss, _ = get_task(WEAK_LOCALISER).loss(model, batch, device=CPU)
+    assert float(loss.detach()) == pytest.approx(199.75, rel=1e-4)  # -log(sigmoid(-199.75))
+
+
+def test_bad_model_settings_are_errors():
+    task = get_task(WEAK_LOCALISER)
+    with pytest.raises(MitokitError, match="model.aggregation must be one of"):
+        task.build_model({"aggregation": "sum"})
+    with pytest.raises(MitokitError, match="model.threshold must be one of"):
+        task.build_model({"threshold": "youden"})
+    with pytest.raises(MitokitError, match="unknown model key"):
+        task.build_model({"arch": "resnet50"})
+
+
+def test_trunk_from_local_resnet18_file(tmp_path):
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(3)
+    net = torchvision.models.resnet18(weights=None)
+    path = tmp_path / "r18.safetensors"
+    save_file({k: v.contiguous() for k, v in net.state_dict().items()}, path)
+    model = _model(weights=str(path))
+    assert torch.equal(model.features.layer3[1].conv2.weight, net.layer3[1].conv2.weight)
+    assert torch.equal(model.features.bn1.running_var, net.bn1.running_var)
+    with pytest.raises(MitokitError, match="not found"):
+        _model(weights=str(tmp_path / "missing.safetensors"))
+
+
+# --------------------------------------------------------------------------------------------
+# Map -> points
+
+
+def test_map_to_points_gives_weighted_centroids_and_component_maxima():
+    heat = np.zeros((20, 20))
+    heat[2:4, 4:7] = 0.8
+    heat[2, 4] = 0.9
+    heat[10, 15] = 0.6
+    heat[15, 2] = 0.3  # below the threshold
+    heat[17, 17] = heat[18, 18] = 0.7  # diagonal neighbours: one component (8-connectivity)
+    heat[5, 10] = 0.5  # exactly at the threshold: kept
+    pts = map_to_points(heat, 0.5)
+    assert pts.shape == (4, 3)
+    assert pts[:, 2].tolist() == [0.9, 0.7, 0.6, 0.5]  # highest score first
+    # Component 1: weights 0.9 at (row 2, col 4) and 0.8 at the five others; +0.5: pixel centres.
+    x = (0.9 * 4 + 0.8 * (5 + 6 + 4 + 5 + 6)) / 4.9 + 0.5
+    y = (0.9 * 2 + 0.8 * (2 + 2 + 3 + 3 + 3)) / 4.9 + 0.5
+    assert pts[0, :2] == pytest.approx([x, y])
+    assert pts[1, :2] == pytest.approx([18.0, 18.0])
+    assert pts[2, :2] == pytest.approx([15.5, 10.5])
+    assert pts[3, :2] == pytest.approx([10.5, 5.5])
+    assert map_to_points(heat, 0.95).shape == (0, 3)
+    assert map_to_points(torch.from_numpy(heat), 0.85)[:, 2].tolist() == [0.9]
+
+
+# --------------------------------------------------------------------------------------------
+# Data
+
+
+def test_folder_labels_and_truth_points(toy):
+    source = read_weak_source(toy)
+    assert source.labels_file.name == "image_labels.csv"
+    assert source.points_file.name == "centroids.csv"
+    assert len(source.image_ids) == 12 and sum(source.labels.values()) == 6
+    assert all(len(source.points[i]) == source.labels[i] for i in source.image_ids)
+    # A label file with points: positive = at least one mitosis; its points are the truth.
+    from_points = read_weak_source(toy / "centroids.csv", images=toy / "images")
+    assert from_points.labels == source.labels
+    assert all(np.array_equal(from_points.points[i], source.points[i]) for i in source.image_ids)
+
+
+def test_bad_image_label_files_are_errors(tmp_path):
+    bad = tmp_path / "labels.csv"
+    bad.write_text("image,label\na.png,1\nb.png,2\n")
+    with pytest.raises(MitokitError, match=r"labels\.csv: line 3: label must be 0 or 1"):
+        read_image_labels(bad)
+    bad.write_text("image,label\na.png,1\na.png,0\n")
+    with pytest.raises(MitokitError, match="listed twice"):
+        read_image_labels(bad)
+    bad.write_text("image,label\nmissing.png,1\n")
+    with pytest.raises(MitokitError, match="not found"):
+        read_weak_source(bad)
+    with pytest.raises(MitokitError, match="data.labels is required"):
+        get_task(WEAK_LOCALISER).build_data({}, seed=0)
+
+
+def test_build_data_splits_by_image_and_crops(toy):
+    data = get_task(WEAK_LOCALISER).build_data(
+        {"labels": str(toy), "input_size": 48, "val_fraction": 0.25}, seed=0
+    )
+    assert data.info["n_train"] == 9 and data.info["n_val"] == 3
+    assert not set(data.info["train_images"]) & set(data.info["val_images"])
+    item = data.train[0]
+    assert item["image"].shape == (3, 48, 48) and not item["has_points"]
+    val = data.val[0]
+    assert val["image"].shape == (3, 64, 64) and val["has_points"]
+    assert float(val["radius_px"]) == pytest.approx(30.0)  # 7.5 um at 0.25 um/px
+    batch = collate_images([data.val[0], data.val[1]])
+    assert batch["image"].shape == (2, 3, 64, 64) and len(batch["points"]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold, evaluation, training step
+
+
+def _val_loader(toy: Path, **data) -> DataLoader:
+    cfg = {"labels": str(toy), "val_images": [f"tile_{i:04d}.png" for i in range(6)], **data}
+    d = get_task(WEAK_LOCALISER).build_data(cfg, seed=0)
+    return DataLoader(d.val, batch_size=4, collate_fn=collate_images)
+
+
+def test_roc_threshold_is_best_threshold_of_val_image_scores(toy):
+    loader = _val_loader(toy)
+    model = _model().eval()
+    with torch.no_grad():
+        figures = get_task(WEAK_LOCALISER).evaluate(model, loader, device=CPU)
+        probs = torch.cat([model.scores(b["image"]) for b in loader]).double().numpy()
+    y = np.concatenate([b["label"].numpy() for b in loader])
+    assert float(model.threshold) == pytest.approx(best_threshold(y, probs), abs=1e-6)
+    assert figures["threshold"] == pytest.approx(float(model.threshold))
+    assert figures["n"] == 6 and 0 <= figures["auc"] <= 1
+    assert {"loss", "balanced_accuracy", "point_precision", "point_recall", "point_f1"} <= set(
+        figures
+    )
+    z = torch.logit(torch.from_numpy(probs).clamp(1e-7, 1 - 1e-7))
+    expected_loss = float(F.binary_cross_entropy_with_logits(z, torch.from_numpy(y)))
+    assert figures["loss"] == pytest.approx(expected_loss, rel=1e-3)
+
+
+def test_fixed_and_max_f1_thresholds(toy):
+    loader = _val_loader(toy)
+    task = get_task(WEAK_LOCALISER)
+    model = _model(threshold="fixed", fixed_threshold=0.3).eval()
+    with torch.no_grad():
+        assert task.evaluate(model, loader, device=CPU)["threshold"] == pytest.approx(0.3)
+    model = _model(threshold="max_f1").eval()
+    with torch.no_grad():
+        t = task.evaluate(model, loader, device=CPU)["threshold"]
+    from mitokit.models.wss import F1_GRID
+
+    assert t in F1_GRID and float(model.threshold) == pytest.approx(t)
+
+
+def test_one_step_lowers_the_loss(toy):
+    data = get_task(WEAK_LOCALISER).build_data({"labels": str(toy), "augment": False}, seed=0)
+    batch = collate_images([data.train[i] for i in range(8)])
+    task = get_task(WEAK_LOCALISER)
+    for aggregation in ("max", "attention"):
+        model = _model(aggregation).train()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+        loss0, logs = task.loss(model, batch, device=CPU)
+        assert all(np.isfinite(v) for v in logs.values())
+        opt.zero_grad()
+        loss0.backward()
+        opt.step()
+        loss1, _ = task.loss(model, batch, device=CPU)
+        assert float(loss1.detach()) < float(loss0.detach()), aggregation
+
+
+def test_images_of_different_sizes_go_one_by_one():
+    model = _model().eval()
+    a, b = torch.rand(3, 64, 64), torch.rand(3, 48, 80)
+    batch = {"image": [a, b], "label": torch.tensor([1.0, 0.0])}
+    loss, _ = get_task(WEAK_LOCALISER).loss(model, batch, device=CPU)
+    with torch.no_grad():
+        za, zb = model(a[None]), model(b[None])
+    expected = F.binary_cross_entropy_with_logits(torch.cat([za, zb]), batch["label"])
+    assert float(loss.detach()) == pytest.approx(float(expected), rel=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# Saving, loading, predicting
+
+
+def _saved(tmp_path: Path, *, threshold: float = 0.37, aggregation: str = "attention") -> Path:
+    model = _model(aggregation)
+    with torch.no_grad():
+        model.threshold.fill_(threshold)
+    cfg = {**get_task(WEAK_LOCALISER).model_defaults, "aggregation": aggregation}
+    extra = {"data": {"mpp": 0.25, "input_size": 64}}
+    return save_model(model, tmp_path / "m", task=WEAK_LOCALISER, model_cfg=cfg, extra=extra)
+
+
+def test_save_load_round_trip_keeps_the_threshold(tmp_path):
+    folder = _saved(tmp_path)
+    model, _ = load_model(folder, expect_task=WEAK_LOCALISER)
+    original = _model("attention").eval()
+    assert float(model.threshold) == pytest.approx(0.37)
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        _, heat = model.localise(x)
+        assert torch.equal(model(x), original(x))
+    assert heat.shape == (2, 64, 64)
+
+
+def test_predictor_returns_points_in_tile_pixels_and_a_heatmap(tmp_path):
+    folder = _saved(tmp_path, threshold=0.0, aggregation="max")
+    predictor = load_predictor(folder)
+    assert predictor.task == WEAK_LOCALISER
+    assert predictor.tile_size == 64 and predictor.mpp == 0.25
+    x = torch.rand(2, 3, 64, 80)
+    preds = predictor.predict(x)
+    assert len(preds) == 2
+    model, _ = load_model(folder)
+    with torch.no_grad():
+        probs, heat = model.localise(x)
+    for p, prob, h in zip(preds, probs, heat, strict=True):
+        assert p.heatmap.shape == (64, 80) and p.heatmap.dtype == np.float32
+        assert np.allclose(p.heatmap, h.numpy())
+        assert p.tile_score == pytest.approx(float(prob))
+        # Threshold 0: the whole tile is one component, its point the map-weighted centroid.
+        assert p.points.shape == (1, 3)
+        x_c, y_c, score = p.points[0]
+        assert 0 <= x_c <= 80 and 0 <= y_c <= 64
+        assert score == pytest.approx(float(h.max()))
+        assert x_c == pytest.approx(float((h.sum(0) * (torch.arange(80) + 0.5)).sum() / h.sum()))
+
+
+# --------------------------------------------------------------------------------------------
+# Training through the CLI, and the aggregation study
+
+
+def test_cli_train_tiny_config(tmp_path, toy):
+    cfg = tmp_path / "wss.yaml"
+    cfg.write_text(
+        "task: weak_localiser\n"
+        f"data: {{labels: {toy}, input_size: 48, val_fraction: 0.34}}\n"
+        "optim: {lr: 0.001}\n"
+        "train: {epochs: 1, batch_size: 4, device: cpu}\n"
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["train", str(cfg), "--out", str(out), "--no-progress", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["best_epoch"] == 1
+    row = json.loads((out / "log.json").read_text())[0]
+    assert {"val_loss", "val_auc", "val_threshold", "val_point_f1"} <= set(row)
+    predictor = load_predictor(out / "best")
+    assert predictor.threshold == pytest.approx(row["val_threshold"])
+    assert predictor.mpp == 0.25 and predictor.tile_size == 48
+
+
+def test_tiny_aggregation_study(tmp_path):
+    from mitokit.experiments.wss_study import aggregation_ablation
+
+    res = aggregation_ablation(
+        tmp_path / "study",
+        aggregations=["max", "mean"],
+        n_train_tiles=8,
+        n_test_tiles=4,
+        tile_size=64,
+        mitotic_fraction=0.3,
+        epochs=1,
+        batch_size=4,
+        threads=1,
+        device="cpu",
+    )
+    assert list(res["methods"]) == ["max", "mean"]
+    for m in res["methods"].values():
+        assert 0 <= m["f1"] <= m["oracle_f1"] <= 1 and 0 <= m["chance_f1"] <= 1
+    lines = (tmp_path / "study" / "table.csv").read_text().strip().splitlines()
+    assert lines[0].startswith("aggregation,image_auc") and len(lines) == 3
+    assert json.loads((tmp_path / "study" / "result.json").read_text())["study"] == (
+        "wss_aggregations"
+    )
+    with pytest.raises(MitokitError, match="aggregations must be"):
+        aggregation_ablation(tmp_path / "other", aggregations=["sum"])
+
+
+@pytest.mark.slow
+def test_learns_generated_tiles_well_enough_to_localise(tmp_path):
+    from mitokit.experiments.wss_study import aggregation_ablation
+
+    res = aggregation_ablation(
+        tmp_path / "study", aggregations=["max"], seed=0, threads=1, device="cpu"
+    )
+    m = res["methods"]["max"]
+    assert m["image_auc"] > 0.8
+    assert m["f1"] > m["chance_f1"] + 0.1
+    assert m["recall"] > 0.3
+
+
+def test_cli_wss_aggregations(tmp_path):
+    out = tmp_path / "study"
+    result = CliRunner().invoke(
+        cli,
+        [
+            "experiment",
+            "synthetic",
+            "wss-aggregations",
+            "--out",
+            str(out),
+            "--quick",
+            "--scale",
+            "0.25",
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "embedding_max" in result.output and (out / "table.csv").is_file()
