@@ -34,6 +34,7 @@ def cli() -> None:
 
 def _register() -> None:
     from mitokit.cli.demo import demo
+    from mitokit.cli.detect import detect
     from mitokit.cli.evaluate import evaluate
     from mitokit.cli.evaluate_patches import patches as evaluate_patches
     from mitokit.cli.evaluate_tiles import tiles as evaluate_tiles
@@ -51,6 +52,7 @@ def _register() -> None:
     evaluate.add_command(evaluate_tiles)
     evaluate.add_command(evaluate_patches)
     cli.add_command(predict)
+    cli.add_command(detect)
     cli.add_command(train)
     from mitokit.cli.experiment import experiment
 

@@ -73,7 +73,12 @@ def points(
     positive; matching is one-to-one and optimal. Counts are summed over images before precision,
     recall and F1 are computed (micro, as MIDOG); the mean per-image F1 is shown as macro F1.
     The radius defaults to 7.5 um, converted with --mpp or the mpp the truth file gives for all of
-    its images.
+    its images. --sweep adds pooled F1 over score thresholds and the per-image results at the
+    best one.
+
+    --pred may also be the output folder of `mitokit detect` (or one slide's folder in it): the
+    detections.geojson of every slide are read. A predicted image id that the truth lacks is
+    matched to the truth image of the same file stem (slide.svs <-> slide), when that is unique.
     """
     from mitokit.io.annotations import read_annotations
     from mitokit.metrics.detection import evaluate_points, radius_to_px, sweep_thresholds
@@ -83,7 +88,7 @@ def points(
     if threshold is not None and not math.isfinite(threshold):
         raise MitokitError(f"--threshold must be finite, got {threshold}")
     truth = read_annotations(truth_path, format=truth_format)
-    pred = read_annotations(pred_path, format=pred_format)
+    pred = _align_images(_read_predictions(pred_path, pred_format), truth)
     if radius_px is None:
         if mpp is None:
             mpp = _common_mpp(truth, truth_path)
@@ -94,17 +99,69 @@ def points(
             )
     radius = radius_to_px(radius_um=radius_um, radius_px=radius_px, mpp=mpp)
     result = evaluate_points(pred, truth, radius_px=radius, threshold=threshold, label=label)
-    swept = sweep_thresholds(pred, truth, radius_px=radius, label=label) if sweep else None
+    swept = best = None
+    if sweep:
+        swept = sweep_thresholds(pred, truth, radius_px=radius, label=label)
+        best = evaluate_points(
+            pred, truth, radius_px=radius, threshold=swept.best_threshold, label=label
+        )
 
     if as_json:
         out = result.to_dict()
         out["pred"] = str(pred_path)
         out["truth"] = str(truth_path)
         if swept is not None:
-            out["sweep"] = swept.to_dict()
+            out["sweep"] = {**swept.to_dict(), "at_best": best.to_dict()}
         echo_json(out)
         return
-    _print_table(result, swept)
+    _print_table(result, swept, best)
+
+
+DETECT_OUTPUT = "detections.geojson"
+"""What `mitokit detect` writes per slide, read when --pred is its output folder."""
+
+
+def _read_predictions(path: str, fmt: str | None):
+    """Predictions from a file, or from the slide folders of a `mitokit detect` output."""
+    from pathlib import Path
+
+    from mitokit.io.annotations import AnnotationSet, read_annotations
+
+    p = Path(path)
+    files: list[Path] = []
+    if fmt is None and p.is_dir():
+        own = p / DETECT_OUTPUT
+        files = [own] if own.is_file() else sorted(p.glob(f"*/{DETECT_OUTPUT}"))
+    if not files:
+        return read_annotations(path, format=fmt)
+    return AnnotationSet.merge(read_annotations(f, format="geojson") for f in files)
+
+
+def _align_images(pred, truth):
+    """Rename predicted image ids the truth lacks to the truth id of the same file stem."""
+    from dataclasses import replace
+    from pathlib import PurePath
+
+    from mitokit.io.annotations import AnnotationSet
+
+    truth_ids = set(truth.images) | {a.image for a in truth.annotations}
+    by_stem: dict[str, set[str]] = {}
+    for t in truth_ids:
+        by_stem.setdefault(PurePath(t).stem, set()).add(t)
+    rename = {}
+    for p in set(pred.images) | {a.image for a in pred.annotations}:
+        if p in truth_ids:
+            continue
+        found = by_stem.get(PurePath(p).stem, set()) | by_stem.get(p, set())
+        if len(found) == 1:
+            rename[p] = found.pop()
+    if not rename:
+        return pred
+    anns = [a.with_(image=rename.get(a.image, a.image)) for a in pred.annotations]
+    images = {}
+    for k, info in pred.images.items():
+        images[rename.get(k, k)] = replace(info, id=rename.get(k, k))
+    return AnnotationSet(anns, images, list(pred.raters), pred.source, pred.format)
 
 
 def _common_mpp(truth, path: str) -> float | None:
@@ -120,7 +177,24 @@ def _common_mpp(truth, path: str) -> float | None:
     return float(values[0])
 
 
-def _print_table(result, swept) -> None:
+def _print_table(result, swept, best=None) -> None:
+    _print_counts(result)
+    threshold = "none" if result.threshold is None else f"{result.threshold:g}"
+    click.echo(
+        f"macro F1 {result.macro_f1:.3f}  radius {result.radius_px:.2f} px  "
+        f"label {result.label}  threshold {threshold}"
+    )
+    if swept is not None:
+        click.echo(
+            f"sweep: best F1 {swept.best_f1:.3f} at threshold {swept.best_threshold:g} "
+            f"({len(swept.rows)} thresholds)"
+        )
+    if best is not None:
+        click.echo(f"\nper image at the best threshold ({swept.best_threshold:g}):")
+        _print_counts(best)
+
+
+def _print_counts(result) -> None:
     rows = [(r.image, r.tp, r.fp, r.fn, r.precision, r.recall, r.f1) for r in result.per_image]
     width = max([len("image"), len("pooled")] + [len(str(r[0])) for r in rows])
     header = f"{'image':<{width}}  {'tp':>5} {'fp':>5} {'fn':>5}  "
@@ -134,13 +208,3 @@ def _print_table(result, swept) -> None:
         f"{'pooled':<{width}}  {result.tp:>5} {result.fp:>5} {result.fn:>5}  "
         f"{result.precision:>6.3f} {result.recall:>6.3f} {result.f1:>6.3f}"
     )
-    threshold = "none" if result.threshold is None else f"{result.threshold:g}"
-    click.echo(
-        f"macro F1 {result.macro_f1:.3f}  radius {result.radius_px:.2f} px  "
-        f"label {result.label}  threshold {threshold}"
-    )
-    if swept is not None:
-        click.echo(
-            f"sweep: best F1 {swept.best_f1:.3f} at threshold {swept.best_threshold:g} "
-            f"({len(swept.rows)} thresholds)"
-        )

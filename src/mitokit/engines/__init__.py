@@ -2,7 +2,8 @@
 
 ``train(config)`` runs a config (YAML file or mapping; :mod:`mitokit.engines.config`) for the
 :class:`Task` it names; multi-GPU and multi-node runs go through ``torchrun``
-(:mod:`mitokit.engines.distributed`).
+(:mod:`mitokit.engines.distributed`). ``SlidePredictor(predictor).run(slides, out)`` runs a trained
+model over whole slides (:mod:`mitokit.engines.slide`).
 """
 
 # ``train`` is both a submodule and its main function: importing the function here binds the
@@ -19,6 +20,7 @@ _LAZY = {
     "get_task": "mitokit.engines.task",
     "known_tasks": "mitokit.engines.task",
     "ShardedSampler": "mitokit.engines.distributed",
+    "SlidePredictor": "mitokit.engines.slide",
 }
 
 

@@ -1,0 +1,143 @@
+"""``mitokit detect``: count mitoses on whole slides with a trained model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from mitokit.cli.options import echo_json, json_option, mpp_option
+
+
+@click.command("detect")
+@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="A saved model folder (or a training run folder, whose best/ is used).",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Output folder; each slide gets OUT/<slide stem>/.",
+)
+@mpp_option
+@click.option(
+    "--threshold",
+    type=click.FloatRange(0.0, 1.0),
+    default=None,
+    help="Keep detections scoring at least this (default: the model's own, else 0.5).",
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Tile reader threads (default: up to 4, one per CPU core).",
+)
+@click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    help="cpu, cuda, cuda:N, or auto (under torchrun: the GPU of the local rank).",
+)
+@click.option(
+    "--tile-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="Force the tile size (must fit the model; default: the model's).",
+)
+@click.option(
+    "--overlap-um",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Overlap of neighbouring tiles in um (default: max(1/8 tile, 10 um)).",
+)
+@click.option("--overwrite", is_flag=True, help="Redo slides whose output is already complete.")
+@json_option
+def detect(
+    inputs: tuple[Path, ...],
+    model_path: Path,
+    out_dir: Path,
+    mpp: float | None,
+    threshold: float | None,
+    batch_size: int,
+    workers: int | None,
+    device: str,
+    tile_size: int | None,
+    overlap_um: float | None,
+    overwrite: bool,
+    as_json: bool,
+) -> None:
+    """Detect mitotic figures on whole slides and find each slide's hotspot.
+
+    SLIDE_OR_DIR is a slide or image file, or a folder of them. Per slide, OUT/<stem>/ gets
+    detections.csv, detections.geojson (QuPath), tiles.csv, heatmap.png and summary.json (count,
+    tissue area, count per mm2, and the 10-HPF hotspot of 2.37 mm2). Slides already done are
+    skipped; a slide that fails is reported in one line and the others go on (exit code 2 at the
+    end). Under torchrun each process takes every WORLD_SIZE-th slide.
+    """
+    import torch
+
+    from mitokit.engines.distributed import env_world
+    from mitokit.engines.slide import SlidePredictor
+    from mitokit.errors import MitokitError, input_error
+    from mitokit.models.predictors import load_predictor
+
+    folder = _model_folder(model_path)
+    predictor = load_predictor(folder, device=_device(device, env_world()[2], torch))
+    try:
+        engine = SlidePredictor(
+            predictor,
+            batch_size=batch_size,
+            workers=workers,
+            threshold=threshold,
+            tile_size=tile_size,
+            overlap_um=overlap_um,
+            progress=not as_json,
+            log=lambda line: click.echo(line, err=True),
+        )
+    except MitokitError as exc:
+        raise input_error(folder, str(exc)) from None
+    summary = engine.run(inputs, out_dir, mpp=mpp, overwrite=overwrite)
+    if as_json:
+        echo_json(summary.to_dict())
+    else:
+        for s in summary.done:
+            what = _what(engine.kind)
+            click.echo(f"{s.slide}: {s.count} {what} in {s.seconds:.1f} s -> {s.folder}")
+        click.echo(
+            f"{len(summary.done)} done, {len(summary.skipped)} skipped (already done), "
+            f"{len(summary.failed)} failed; run summary: {summary.path}"
+        )
+    if summary.failed:
+        raise click.exceptions.Exit(2)
+
+
+def _what(kind: str) -> str:
+    return "mitotic figures" if kind == "points" else "positive tiles"
+
+
+def _model_folder(path: Path) -> Path:
+    """The model folder itself, or the ``best/`` of a training run."""
+    from mitokit.models.io import CONFIG
+
+    if not (path / CONFIG).is_file() and (path / "best" / CONFIG).is_file():
+        return path / "best"
+    return path
+
+
+def _device(choice: str, local_rank: int, torch) -> str:  # noqa: ANN001 - the torch module
+    from mitokit.errors import input_error
+
+    if choice != "auto":
+        if choice.startswith("cuda") and not torch.cuda.is_available():
+            raise input_error(None, f"--device {choice}: no CUDA device here")
+        return choice
+    if torch.cuda.is_available():
+        return f"cuda:{local_rank % torch.cuda.device_count()}"
+    return "cpu"
