@@ -154,3 +154,36 @@ def test_radius_from_the_mpp_in_the_truth_file(tmp_path):
     out = json.loads(result.stdout)
     assert out["radius_px"] == pytest.approx(30.0)
     assert (out["tp"], out["fp"], out["fn"]) == (3, 3, 1)
+
+
+def test_overlays_on_the_real_frames(tmp_path, shared_data):
+    """Predictions drawn on the six MITOS-ATYPIA-14 frames: hits, false alarms, misses."""
+    import numpy as np
+    from PIL import Image
+
+    from mitokit.io.annotations import read_annotations
+
+    frames = shared_data / "mitos_atypia14" / "frames"
+    truth = read_annotations(frames)
+    mitoses = [a for a in truth if a.label == MITOSIS]
+    first = sorted(truth.images)[0]
+    # every true mitosis but one found, plus one false alarm on the first frame
+    kept = [a.with_(score=0.9) for a in mitoses[1:]]
+    fa = Annotation(id="fa", image=first, point=(5.0, 5.0), label=MITOSIS, score=0.8)
+    pred = AnnotationSet([*kept, fa], {})
+    pred_path = tmp_path / "pred.csv"
+    write_annotations(pred, pred_path, format="csv")
+    out = tmp_path / "overlays"
+    res = _run(
+        "--pred", str(pred_path), "--truth", str(frames), "--mpp", "0.2456",
+        "--overlay", str(out), "--json",
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    body = json.loads(res.stdout)
+    assert (body["tp"], body["fp"], body["fn"]) == (len(mitoses) - 1, 1, 1)
+    assert len(body["overlays"]) == len(truth.images) == 6
+    png = np.asarray(Image.open(body["overlays"][0]).convert("RGB"))
+    # red crosses (false alarm, on the first frame) and green circles are drawn
+    red = (png[..., 0] > 230) & (png[..., 1] < 90) & (png[..., 2] < 80)
+    green = (png[..., 1] > 180) & (png[..., 0] < 80) & (png[..., 2] < 100)
+    assert red.sum() > 10 and green.sum() > 10

@@ -53,6 +53,14 @@ def evaluate() -> None:
 )
 @click.option("--sweep", is_flag=True, help="Also report F1 over score thresholds.")
 @click.option("--label", default="mitosis", show_default=True, help="The class evaluated.")
+@click.option(
+    "--overlay",
+    "overlay_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write one PNG per image found beside the truth: predictions (hits / false alarms) "
+    "against true objects and imposters, at --threshold (or the best one with --sweep).",
+)
 @json_option
 def points(
     pred_path: str,
@@ -65,6 +73,7 @@ def points(
     threshold: float | None,
     sweep: bool,
     label: str,
+    overlay_dir: str | None,
     as_json: bool,
 ) -> None:
     """Detection F1 by one-to-one point matching within a radius (MIDOG).
@@ -106,8 +115,14 @@ def points(
             pred, truth, radius_px=radius, threshold=swept.best_threshold, label=label
         )
 
+    overlays = []
+    if overlay_dir is not None:
+        at = swept.best_threshold if swept is not None else threshold
+        overlays = _write_overlays(overlay_dir, pred, truth, truth_path, radius, label, at)
     if as_json:
         out = result.to_dict()
+        if overlay_dir is not None:
+            out["overlays"] = overlays
         out["pred"] = str(pred_path)
         out["truth"] = str(truth_path)
         if swept is not None:
@@ -115,6 +130,37 @@ def points(
         echo_json(out)
         return
     _print_table(result, swept, best)
+    if overlay_dir is not None:
+        click.echo(f"{len(overlays)} overlay(s) written to {overlay_dir}")
+
+
+def _write_overlays(out_dir, pred, truth, truth_path, radius, label, threshold) -> list[str]:
+    """One overlay PNG per truth image whose file can be found; their paths."""
+    from pathlib import Path
+
+    from mitokit.data.arrays import read_rgb
+    from mitokit.io.formats.geojson import image_file_stem
+    from mitokit.report.overlay import find_image, plot_point_overlay
+
+    pred_by, truth_by = pred.by_image(), truth.by_image()
+    written = []
+    for image_id, info in sorted(truth.images.items()):
+        found = find_image(info, truth_path)
+        if found is None:
+            continue
+        path = Path(out_dir) / f"{image_file_stem(image_id)}_overlay.png"
+        plot_point_overlay(
+            read_rgb(found),
+            path,
+            pred=pred_by.get(image_id, []),
+            truth=truth_by.get(image_id, []),
+            radius_px=radius,
+            label=label,
+            threshold=threshold,
+            title=str(image_id),
+        )
+        written.append(str(path))
+    return written
 
 
 DETECT_OUTPUT = "detections.geojson"
