@@ -47,7 +47,7 @@ def experiment() -> None:
 
 @experiment.group()
 def synthetic() -> None:
-    """Studies on generated data: Reg vs Reg-NS on tiles, soft vs majority labels on patches."""
+    """Studies on generated data: Reg vs Reg-NS, soft vs majority labels, WSS aggregations."""
 
 
 @synthetic.command("reg-vs-regns")
@@ -123,6 +123,99 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
             f"{m['ece_truth']:>9.3f} {m['ece_m']:>7.3f} {m['ece_votes']:>9.3f}"
         )
     click.echo(f"written to {out} (result.json, calibration.csv, figures/)")
+
+
+@synthetic.command("wss-aggregations")
+@_out
+@_seed
+@_quick
+@_scale
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of every model."
+)
+@_threads
+@_device
+@json_option
+def wss_aggregations(out, seed, quick, scale, epochs, threads, device, as_json) -> None:
+    """The weak localiser's aggregation ablation (second paper) on generated tiles.
+
+    Trains one localiser per aggregation (max, mean, embedding_mean, embedding_max, attention)
+    from image-level labels only and scores each on held-out tiles: image AUC and point
+    precision / recall / F1 at 7.5 um against the mitosis centroids.
+    """
+    from mitokit.experiments.wss_study import WSS_QUICK, aggregation_ablation
+
+    extra = dict(WSS_QUICK) if quick else {}
+    if epochs is not None:
+        extra["epochs"] = epochs
+    result = aggregation_ablation(
+        out, seed=seed, scale=scale, threads=threads, device=device, progress=_say, **extra
+    )
+    if as_json:
+        echo_json(result)
+        return
+    data = result["data"]
+    click.echo(
+        f"held-out tiles: {data['n_test_tiles']} ({data['n_test_positive']} positive, "
+        f"{data['n_test_mitoses']} mitoses); points matched within 7.5 um"
+    )
+    click.echo(
+        f"{'aggregation':<15} {'AUC':>6} {'bal.acc':>7} {'thr':>6} {'P':>6} {'R':>6} {'F1':>6} "
+        f"{'chance':>6} {'oracle':>6}"
+    )
+    for name, m in result["methods"].items():
+        click.echo(
+            f"{name:<15} {_num(m['image_auc']):>6} {m['image_balanced_accuracy']:>7.3f} "
+            f"{m['threshold']:>6.3f} {m['precision']:>6.3f} {m['recall']:>6.3f} "
+            f"{m['f1']:>6.3f} {m['chance_f1']:>6.3f} {m['oracle_f1']:>6.3f}"
+        )
+    click.echo(f"written to {out} (result.json, table.csv)")
+
+
+@synthetic.command("det-variants")
+@_out
+@_seed
+@_quick
+@_scale
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 4)."
+)
+@_threads
+@_device
+@json_option
+def det_variants(out, seed, quick, scale, epochs, threads, device, as_json) -> None:
+    """Faster R-CNN with and without negative sampling and agreement-weighted loss.
+
+    Trains Det, Det-NS, Det-WL and Det-NS-WL on synthetic tiles labelled with crowd boxes and
+    their agreement, and scores each on held-out tiles: point precision, recall and F1 at
+    7.5 um (threshold chosen on validation) and the best F1 over thresholds.
+    """
+    from mitokit.experiments.detection_study import DET_QUICK
+    from mitokit.experiments.detection_study import det_variants as run
+
+    extra = dict(DET_QUICK) if quick else {}
+    if epochs is not None:
+        extra["epochs"] = epochs
+    result = run(
+        out, seed=seed, scale=scale, threads=threads, device=device, progress=_say, **extra
+    )
+    if as_json:
+        echo_json(result)
+        return
+    click.echo(
+        f"held-out mitoses: {result['data']['n_test_truth']} (consensus); chance F1 "
+        f"{result['chance_f1']:.3f}"
+    )
+    click.echo(
+        f"{'variant':<10} {'thresh':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'bestF1':>6} "
+        f"{'s/epoch':>7}"
+    )
+    for name, m in result["variants"].items():
+        click.echo(
+            f"{name:<10} {m['threshold']:>6.2f} {m['precision']:>6.3f} {m['recall']:>6.3f} "
+            f"{m['f1']:>6.3f} {m['best_f1']:>6.3f} {m['seconds_per_epoch']:>7.1f}"
+        )
+    click.echo(f"written to {out} (result.json, table.csv)")
 
 
 def _num(value: float | None) -> str:

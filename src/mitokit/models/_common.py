@@ -47,13 +47,40 @@ def check_fraction(value: Any, name: str, *, low: float = 0.0, high: float = 1.0
     return v
 
 
-def random_dihedral(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random flip / 90-degree rotation of an ``HxWxC`` array (one of the 8 symmetries)."""
+def draw_dihedral(rng: np.random.Generator) -> tuple[int, bool]:
+    """One of the 8 symmetries of a square, drawn uniformly: ``(quarter turns, mirror)``."""
     k = int(rng.integers(0, 4))
-    out = np.rot90(image, k) if k else image
-    if rng.random() < 0.5:
+    return k, bool(rng.random() < 0.5)
+
+
+def apply_dihedral(image: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    """``k`` counter-clockwise quarter turns (``np.rot90``) of an ``HxWxC`` array, then a
+    left-right mirror when ``flip``."""
+    out = np.rot90(image, k) if k % 4 else image
+    if flip:
         out = out[:, ::-1]
     return np.ascontiguousarray(out)
+
+
+def dihedral_boxes(
+    boxes: np.ndarray, k: int, flip: bool, *, width: float, height: float
+) -> np.ndarray:
+    """Boxes ``[x1, y1, x2, y2]`` (pixel edges) moved as :func:`apply_dihedral` moves the pixels
+    of a ``width x height`` image."""
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = b[:, 0], b[:, 1], b[:, 2], b[:, 3]
+    w, h = float(width), float(height)
+    for _ in range(k % 4):  # a quarter turn: (x, y) -> (y, w - x); the size becomes (h, w)
+        x1, y1, x2, y2 = y1, w - x2, y2, w - x1
+        w, h = h, w
+    if flip:
+        x1, x2 = w - x2, w - x1
+    return np.stack([x1, y1, x2, y2], axis=1)
+
+
+def random_dihedral(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A random flip / 90-degree rotation of an ``HxWxC`` array (one of the 8 symmetries)."""
+    return apply_dihedral(image, *draw_dihedral(rng))
 
 
 def flip_views(x: torch.Tensor) -> list[torch.Tensor]:
