@@ -24,3 +24,4 @@ def test_config_loads_and_names_a_known_task(path):
 def test_there_are_configs_for_each_formulation():
     names = {p.stem for p in CONFIGS}
     assert {"patch-classifier", "amibr-atypical", "tile-bc", "tile-reg", "tile-reg-ns"} <= names
+    assert {"diffusion", "amibr-diffusion"} <= names

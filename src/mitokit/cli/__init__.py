@@ -38,6 +38,7 @@ def _register() -> None:
     from mitokit.cli.evaluate import evaluate
     from mitokit.cli.evaluate_patches import patches as evaluate_patches
     from mitokit.cli.evaluate_tiles import tiles as evaluate_tiles
+    from mitokit.cli.generate import generate
     from mitokit.cli.labels import labels
     from mitokit.cli.predict import predict
     from mitokit.cli.slide import slide
@@ -54,6 +55,7 @@ def _register() -> None:
     cli.add_command(predict)
     cli.add_command(detect)
     cli.add_command(train)
+    cli.add_command(generate)
     from mitokit.cli.experiment import experiment
 
     cli.add_command(experiment)

@@ -43,6 +43,11 @@ class Task(Protocol):
 
     ``model_defaults`` / ``data_defaults`` give every valid key of the config's ``model`` and
     ``data`` sections with its default, so unknown keys are rejected with the list of valid ones.
+
+    Optional hook: a task may define ``after_step(model)``; the engine then calls it after every
+    optimizer step with the model itself (unwrapped from DDP, on every rank), e.g. to update a
+    moving average of the weights kept inside the model (the diffusion task's EMA). Whatever it
+    changes should live in the model's ``state_dict`` so checkpoints and resumption carry it.
     """
 
     name: str

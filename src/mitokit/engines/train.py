@@ -350,6 +350,7 @@ class _Run:
         self.counter.count = 0
         log_every = int(self.tc["log_every"])
         clip = float(self.tc["grad_clip"])
+        after_step = getattr(task, "after_step", None)  # optional hook, e.g. a weight average
         bar = tqdm(
             self.train_loader,
             desc=f"epoch {epoch}/{epochs}",
@@ -368,6 +369,8 @@ class _Run:
             if clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
             self.optimizer.step()
+            if after_step is not None:
+                after_step(unwrap(model))
             loss_sum += loss.detach().double()
             n_batches += 1
             for key, value in (figs or {}).items():

@@ -1,0 +1,164 @@
+"""Sampling speed and agreement of DDPM, DDIM and DPM-Solver on transitions; prints one JSON.
+
+For one diffusion model: transition sets per second of the full DDPM chain (T steps) and of
+DDIM and DPM-Solver++ at a few steps (25 and 50 by default), the network evaluations per image,
+and, with the sets scored by a patch-classifier ensemble, each sampler's mean score-vs-condition
+curve and its largest gap to the DDPM curve (the fast samplers should not change what the
+classifier sees). Every sampler generates the same sets (same seed, same starting noise).
+
+Without ``--model`` a tiny model is trained first on synthetic 32x32 cell patches (a minute on
+CPU: timings then describe the tiny network, and its curves are those of an undertrained model);
+without ``--classifier`` a quick tiny patch classifier is trained on the same patches.
+
+Usage::
+
+    python benchmarks/diffusion_sampling.py                          # tiny, CPU
+    python benchmarks/diffusion_sampling.py --model runs/diffusion \\
+        --classifier runs/patch-classifier --sets 100 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _quick_models(work: Path, *, size: int, n: int, epochs: int, seed: int) -> tuple[Path, Path]:
+    """Train a tiny diffusion model and a tiny classifier on synthetic patches."""
+    from mitokit.data.synthetic import generate_patches
+    from mitokit.data.synthetic.export import write_patch_dataset
+    from mitokit.engines.train import train
+    from mitokit.models.diffusion import TINY_MODEL
+
+    batch = generate_patches(n, seed=seed, size=size)
+    cells = work / "cells"
+    cells.mkdir(parents=True)
+    write_patch_dataset(cells, batch.images, batch.cells, seed=seed)
+    labels = str(cells / "labels.csv")
+    dpm = train(
+        {
+            "task": "diffusion",
+            "model": {**TINY_MODEL, "sample_size": size, "ema_decay": 0.99},
+            "data": {"labels": labels},
+            "optim": {"lr": 1e-3},
+            "train": {"epochs": epochs, "batch_size": 16, "device": "cpu", "seed": seed},
+        },
+        out=work / "dpm",
+        progress=False,
+    )
+    clf = train(
+        {
+            "task": "patch_classifier",
+            "model": {"input_size": size},
+            "data": {"labels": labels, "folds": 0, "batch_size": 16},
+            "optim": {"lr": 1e-3},
+            "train": {"epochs": 2, "batch_size": 16, "device": "cpu", "seed": seed},
+        },
+        out=work / "clf",
+        progress=False,
+    )
+    return dpm.model_dir, clf.model_dir
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--model", default=None, help="diffusion model folder (default: train a tiny one)"
+    )
+    p.add_argument("--classifier", action="append", default=None, help="patch classifier folder(s)")
+    p.add_argument("--sets", type=int, default=8)
+    p.add_argument("--conditions", default="0:1:0.25")
+    p.add_argument("--fast-steps", default="25,50", help="steps of DDIM and DPM-Solver")
+    p.add_argument("--ddpm-steps", type=int, default=None, help="default: all T")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", type=int, default=32, help="tiny model: patch size")
+    p.add_argument("--train-patches", type=int, default=96, help="tiny model: patches")
+    p.add_argument("--train-epochs", type=int, default=8, help="tiny model: epochs")
+    a = p.parse_args()
+
+    from mitokit.interpret import curve_stats, generate_transitions, good_sets, parse_grid
+    from mitokit.interpret.sampling import resolve_device
+    from mitokit.interpret.transitions import score_transitions
+    from mitokit.models.classifier import load_ensemble
+    from mitokit.models.diffusion import load_diffusion
+
+    device = resolve_device(a.device)
+    out: dict = {"torch": torch.__version__, "device": str(device)}
+    if device.type == "cpu":
+        out["cpu_threads"] = torch.get_num_threads()
+        out["load_average_at_start"] = round(os.getloadavg()[0], 2)  # other jobs skew timings
+    else:
+        out["gpu"] = torch.cuda.get_device_name(device)
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir, clf_dirs = a.model, a.classifier
+        if model_dir is None or not clf_dirs:
+            t0 = time.perf_counter()
+            tiny_dpm, tiny_clf = _quick_models(
+                Path(tmp), size=a.size, n=a.train_patches, epochs=a.train_epochs, seed=a.seed
+            )
+            out["quick_training_s"] = round(time.perf_counter() - t0, 1)
+            model_dir = model_dir or str(tiny_dpm)
+            clf_dirs = clf_dirs or [str(tiny_clf)]
+            out["quick_models"] = {"model": a.model is None, "classifier": not a.classifier}
+        model, _ = load_diffusion(model_dir, map_location=device)
+        scorer, _ = load_ensemble(clf_dirs, map_location=device)
+        conditions = parse_grid(a.conditions)
+        out.update(
+            model_parameters_m=round(sum(q.numel() for q in model.net.parameters()) / 1e6, 3),
+            sample_size=model.sample_size,
+            train_timesteps=model.num_train_timesteps,
+            sets=a.sets,
+            conditions=conditions.tolist(),
+            classifier_members=len(scorer),
+        )
+        fast = [int(s) for s in a.fast_steps.split(",") if s.strip()]
+        runs = [("ddpm", a.ddpm_steps or model.num_train_timesteps)]
+        runs += [(kind, s) for kind in ("ddim", "dpm-solver") for s in fast]
+        common = {"batch_size": a.batch_size, "device": device, "seed": a.seed}
+        generate_transitions(model, 1, conditions[:2], scheduler="ddim", steps=2, **common)
+        results, curves = {}, {}
+        for kind, steps in runs:
+            tr = generate_transitions(
+                model, a.sets, conditions, scheduler=kind, steps=steps, **common
+            )
+            scores = score_transitions(tr, scorer, batch_size=a.batch_size, device=device)
+            mean = curve_stats(scores)["mean"]
+            per_batch = max(1, a.batch_size // len(conditions))
+            steps_run = tr.nfe // (2 if tr.guidance != 1.0 else 1)
+            calls = math.ceil(a.sets / per_batch) * steps_run  # network calls (batches)
+            key = f"{kind}-{steps}"
+            curves[key] = mean
+            results[key] = {
+                "sets_per_s": round(a.sets / tr.seconds, 4),
+                "images_per_s": round(tr.images.shape[0] * tr.images.shape[1] / tr.seconds, 3),
+                "network_evaluations_per_image": tr.nfe,
+                "seconds": round(tr.seconds, 2),
+                "s_per_network_call": round(tr.seconds / calls, 4),
+                "mean_curve": [round(float(v), 4) for v in mean],
+                "good_set_yield": float(good_sets(scores).mean()),
+            }
+        ref = curves[f"ddpm-{runs[0][1]}"]
+        for key, mean in curves.items():
+            results[key]["max_gap_to_ddpm"] = round(float(np.max(np.abs(mean - ref))), 4)
+            results[key]["speedup_vs_ddpm"] = round(
+                results[key]["sets_per_s"] / results[f"ddpm-{runs[0][1]}"]["sets_per_s"], 2
+            )
+        out["samplers"] = results
+        out["largest_gap_to_ddpm"] = max(r["max_gap_to_ddpm"] for r in results.values())
+        if device.type == "cpu":
+            out["load_average_at_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

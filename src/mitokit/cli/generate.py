@@ -1,0 +1,446 @@
+"""``mitokit generate``: transitions and counterfactuals with a trained diffusion model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from mitokit.cli.options import echo_json, json_option
+from mitokit.errors import input_error
+
+LABEL_SUFFIXES = (".csv", ".json", ".geojson", ".sqlite", ".db")
+
+
+def _common(func):
+    """Options shared by both commands (applied bottom-up, shown top-down)."""
+    options = [
+        click.option(
+            "--model",
+            "model_path",
+            required=True,
+            type=click.Path(),
+            help="The diffusion model: a saved model folder or a training run folder (best/).",
+        ),
+        click.option(
+            "--classifier",
+            "classifiers",
+            multiple=True,
+            type=click.Path(),
+            help="Patch classifier(s) that score the images: a model folder or a folder of "
+            "seed folders (an ensemble); repeat to add members. Without it nothing is scored.",
+        ),
+        click.option("--tta", is_flag=True, help="Score with the four flips averaged."),
+        click.option(
+            "--guidance",
+            type=click.FloatRange(min=0),
+            default=None,
+            help="Classifier-free guidance scale (1 = none; default: the model's setting).",
+        ),
+        click.option("--seed", default=0, show_default=True, help="Seed of all noise."),
+        click.option(
+            "--batch-size",
+            type=click.IntRange(min=1),
+            default=64,
+            show_default=True,
+            help="Images per network call.",
+        ),
+        click.option(
+            "--device",
+            type=click.Choice(["auto", "cpu", "cuda"]),
+            default="auto",
+            show_default=True,
+        ),
+        click.option(
+            "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder."),
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        json_option,
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+_scheduler_option = click.option(
+    "--scheduler",
+    type=click.Choice(["ddpm", "ddim", "dpm-solver"]),
+    default=None,
+    help="Sampler: ddpm (stochastic, default), ddim (deterministic) or dpm-solver (DPM-Solver++).",
+)
+_steps_option = click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sampler steps over the whole schedule (default: all T for ddpm, 50 ddim, 25 dpm-solver).",
+)
+
+
+@click.group()
+def generate() -> None:
+    """Generate cells with a trained conditional diffusion model."""
+
+
+def _load(model_path: str, classifiers: tuple[str, ...], device: str) -> tuple[Any, Any, Any]:
+    """The diffusion model, the classifier ensemble (or None) and its training crop."""
+    from mitokit.interpret.sampling import resolve_device
+    from mitokit.models.diffusion import load_diffusion
+
+    dev = resolve_device(device)
+    model, _ = load_diffusion(model_path, map_location=dev)
+    scorer, crop = None, None
+    if classifiers:
+        from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble
+
+        scorer, cfgs = load_ensemble(classifiers, expect_task=PATCH_CLASSIFIER, map_location=dev)
+        for cfg in cfgs:  # the members' centre crop, as `mitokit predict patches` applies it
+            data = cfg.get("extra", {}).get("data") or {}
+            if isinstance(data, dict) and data.get("crop"):
+                crop = int(data["crop"])
+    return model, scorer, crop
+
+
+@generate.command("transitions")
+@click.option(
+    "--n",
+    "n_sets",
+    type=click.IntRange(min=1),
+    default=1000,
+    show_default=True,
+    help="Number of transition sets.",
+)
+@click.option(
+    "--conditions",
+    default="0:1:0.1",
+    show_default=True,
+    help="Conditions: start:stop:step (stop included) or a list a,b,c, each in [0, 1].",
+)
+@_scheduler_option
+@_steps_option
+@click.option(
+    "--first-below",
+    type=float,
+    default=0.1,
+    show_default=True,
+    help="Good set: score at the lowest condition below this.",
+)
+@click.option(
+    "--last-above",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Good set: score at the highest condition above this.",
+)
+@click.option(
+    "--max-step",
+    type=float,
+    default=0.3,
+    show_default=True,
+    help="Good set: every change between neighbouring conditions smaller than this.",
+)
+@click.option(
+    "--sets-per-grid",
+    type=click.IntRange(min=1),
+    default=16,
+    show_default=True,
+    help="Rows of each grid figure.",
+)
+@_common
+def transitions(
+    n_sets: int,
+    conditions: str,
+    scheduler: str | None,
+    steps: int | None,
+    first_below: float,
+    last_above: float,
+    max_step: float,
+    sets_per_grid: int,
+    model_path: str,
+    classifiers: tuple[str, ...],
+    tta: bool,
+    guidance: float | None,
+    seed: int,
+    batch_size: int,
+    device: str,
+    out: str,
+    overwrite: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Generate transition sets: one noise per set, denoised at every condition.
+
+    Writes OUT/images/, scores.csv, grids/, summary.json and, with --classifier, curve.png
+    (score vs condition: mean ± SE, median) and selected.png (the good sets); the summary
+    gives the good-set yield. The classifiers score each image after their training centre
+    crop, if they had one and the image is larger.
+    """
+    from mitokit.interpret.selection import parse_grid
+    from mitokit.interpret.transitions import (
+        generate_transitions,
+        score_transitions,
+        write_transitions,
+    )
+    from mitokit.io.atomic import atomic_dir
+
+    grid = parse_grid(conditions, what="--conditions")
+    _check_out(out, overwrite)
+    model, scorer, crop = _load(model_path, classifiers, device)
+    result = generate_transitions(
+        model,
+        n_sets,
+        grid,
+        scheduler=scheduler or "ddpm",
+        steps=steps,
+        guidance=guidance,
+        seed=seed,
+        batch_size=batch_size,
+        device=device,
+        progress=not no_progress,
+    )
+    scores = None
+    if scorer is not None:
+        scores = score_transitions(
+            result, scorer, batch_size=batch_size, tta=tta, crop=crop, device=device
+        )
+    meta = {"model": str(model_path), "classifier": [str(c) for c in classifiers], "tta": tta}
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        summary = write_transitions(
+            tmp,
+            result,
+            scores=scores,
+            first_below=first_below,
+            last_above=last_above,
+            max_step=max_step,
+            sets_per_grid=sets_per_grid,
+            meta=meta,
+        )
+    summary["out"] = str(out)
+    if as_json:
+        echo_json(summary)
+        return
+    line = f"{result.n_sets} sets x {len(grid)} conditions in {result.seconds:.1f} s"
+    if "good_set_yield" in summary:
+        line += (
+            f"; good sets: {summary['n_good_sets']} ({100 * summary['good_set_yield']:.1f}% yield)"
+        )
+    click.echo(f"{line}; wrote {out}")
+
+
+@generate.command("counterfactual")
+@click.option(
+    "--images",
+    "images",
+    multiple=True,
+    required=True,
+    type=click.Path(),
+    help="Cells: image files, folders of images, or a patch label file (ids and, for "
+    "--source-condition own, scores). Further paths may follow as arguments.",
+)
+@click.argument("more_images", nargs=-1, type=click.Path())
+@click.option(
+    "--t-grid",
+    default="0:1000:100",
+    show_default=True,
+    help="Noise levels t (forward steps; 0 = the input): start:stop:step or a,b,c.",
+)
+@click.option(
+    "--mode",
+    type=click.Choice(["noise", "ddim-inversion"]),
+    default="noise",
+    show_default=True,
+    help="noise: forward noise then the sampler; ddim-inversion: deterministic inversion then "
+    "DDIM.",
+)
+@click.option(
+    "--condition",
+    type=click.FloatRange(0, 1),
+    default=1.0,
+    show_default=True,
+    help="Target condition.",
+)
+@click.option(
+    "--source-condition",
+    default="null",
+    show_default=True,
+    help="ddim-inversion: condition of the inversion: null (the unconditional model), own "
+    "(each cell's score from the label file) or a number in [0, 1].",
+)
+@_scheduler_option
+@_steps_option
+@click.option(
+    "--resembles",
+    type=float,
+    default=0.5,
+    show_default=True,
+    help="Likeness: score at which the cell resembles a mitosis.",
+)
+@click.option(
+    "--convincing",
+    type=float,
+    default=0.9,
+    show_default=True,
+    help="Likeness: score at which the counterfactual is convincing.",
+)
+@click.option(
+    "--labels-images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Patch folder of a label-file input (default: searched beside the label file).",
+)
+@_common
+def counterfactual_cmd(
+    images: tuple[str, ...],
+    more_images: tuple[str, ...],
+    t_grid: str,
+    mode: str,
+    condition: float,
+    source_condition: str,
+    scheduler: str | None,
+    steps: int | None,
+    resembles: float,
+    convincing: float,
+    labels_images: str | None,
+    model_path: str,
+    classifiers: tuple[str, ...],
+    tta: bool,
+    guidance: float | None,
+    seed: int,
+    batch_size: int,
+    device: str,
+    out: str,
+    overwrite: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Counterfactuals of real cells: noised to each t, denoised with the target condition.
+
+    Writes OUT/images/, strips/ (one strip per cell, columns = t, scores printed),
+    summary.json and, with --classifier, likeness.csv: per cell the score at each t and the
+    earliest t scoring >= --resembles (t_resembles) and >= --convincing (t_convincing), empty
+    when never reached.
+    """
+    from mitokit.data.arrays import read_rgb
+    from mitokit.interpret.counterfactual import counterfactual, write_counterfactuals
+    from mitokit.interpret.selection import parse_grid
+    from mitokit.interpret.transitions import score_images
+    from mitokit.io.atomic import atomic_dir
+
+    grid = parse_grid(t_grid, what="--t-grid", integer=True)
+    items = _cell_inputs(images + more_images, labels_images)
+    src: Any = None
+    if mode == "ddim-inversion":
+        src = _source_condition(source_condition, items)
+    elif source_condition != "null":
+        raise input_error(None, "--source-condition applies to --mode ddim-inversion only")
+    _check_out(out, overwrite)
+    model, scorer, crop = _load(model_path, classifiers, device)
+    arrays = [read_rgb(p) for p, _, _ in items]
+    result = counterfactual(
+        model,
+        arrays,
+        grid,
+        condition=condition,
+        mode=mode,
+        seed=seed,
+        scheduler=scheduler,
+        steps=steps,
+        guidance=guidance,
+        source_condition=src,
+        batch_size=batch_size,
+        device=device,
+        progress=not no_progress,
+    )
+    scores = None
+    if scorer is not None:
+        scores = score_images(
+            scorer, result.images, batch_size=batch_size, tta=tta, crop=crop, device=device
+        )
+    meta = {
+        "model": str(model_path),
+        "classifier": [str(c) for c in classifiers],
+        "tta": tta,
+        "images": [str(p) for p, _, _ in items],
+    }
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        summary = write_counterfactuals(
+            tmp,
+            result,
+            [i for _, i, _ in items],
+            scores=scores,
+            thresholds=(resembles, convincing),
+            meta=meta,
+        )
+    summary["out"] = str(out)
+    if as_json:
+        echo_json(summary)
+        return
+    line = f"{len(items)} cells x {len(grid)} noise levels in {result.seconds:.1f} s"
+    if scores is not None:
+        n = len(items)
+        line += (
+            f"; resembles: {summary['n_resembles']}/{n}, convincing: {summary['n_convincing']}/{n}"
+        )
+    click.echo(f"{line}; wrote {out}")
+
+
+def _check_out(out: str, overwrite: bool) -> None:
+    """Refuse a non-empty --out before any work (atomic_dir checks again at the end)."""
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise input_error(p, "exists and is not a folder")
+    if p.is_dir() and any(p.iterdir()) and not overwrite:
+        raise input_error(p, "folder exists and is not empty (pass --overwrite to replace it)")
+
+
+def _cell_inputs(paths: tuple[str, ...], images: str | None) -> list[tuple[Path, str, float]]:
+    """(file, id, score or NaN) for image files, folders and patch label files."""
+    from mitokit.models.classifier import image_files, read_patch_table
+
+    items: list[tuple[Path, str, float]] = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
+            items.extend((f, f.stem, float("nan")) for f in found)
+        elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
+            table = read_patch_table(p, images=images)
+            items.extend(
+                (path, oid, float(s))
+                for path, oid, s in zip(table.paths, table.ids, table.score, strict=True)
+            )
+        elif p.is_file():
+            items.append((p, p.stem, float("nan")))
+        else:
+            raise input_error(p, "file not found")
+    if not items:
+        raise input_error(None, "no images given")
+    return items
+
+
+def _source_condition(text: str, items: list[tuple[Path, str, float]]) -> Any:
+    import math
+
+    key = str(text).strip().lower()
+    if key == "null":
+        return None
+    if key == "own":
+        missing = [str(p) for p, _, s in items if not math.isfinite(s)]
+        if missing:
+            raise input_error(
+                missing[0],
+                "has no score: --source-condition own needs the cells given by a label file",
+            )
+        return [s for _, _, s in items]
+    try:
+        value = float(key)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+        raise input_error(
+            None, f"--source-condition must be null, own or a number in [0, 1], got {text!r}"
+        )
+    return value

@@ -1,0 +1,156 @@
+"""Figures of generated cells: image grids with scores, and the score-vs-condition curve.
+
+matplotlib with the Agg backend; every figure is written atomically. A grid is drawn as one
+montage image with its labels as text, so a page of hundreds of cells stays fast to render.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+
+from mitokit.io.atomic import atomic_path
+
+_PAD = 2  # pixels between the cells of a montage
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def montage(images: np.ndarray, *, pad: int = _PAD, fill: int = 255) -> np.ndarray:
+    """``(rows, cols, S, S, 3)`` uint8 cells as one image with ``pad`` pixels between them."""
+    rows, cols, h, w = images.shape[:4]
+    out = np.full(
+        (rows * h + (rows - 1) * pad, cols * w + (cols - 1) * pad, 3), fill, dtype=np.uint8
+    )
+    for r in range(rows):
+        for c in range(cols):
+            y, x = r * (h + pad), c * (w + pad)
+            out[y : y + h, x : x + w] = images[r, c]
+    return out
+
+
+def grid_figure(
+    images: np.ndarray,
+    path: str | os.PathLike,
+    *,
+    col_labels: Sequence[str],
+    row_labels: Sequence[str] | None = None,
+    scores: np.ndarray | None = None,
+    title: str | None = None,
+    highlight: np.ndarray | None = None,
+) -> None:
+    """A grid of cells: one row per set (or cell), one column per condition (or noise level).
+
+    Args:
+        images: ``(rows, cols, S, S, 3)`` uint8.
+        path: Output image (PNG, PDF ...).
+        col_labels: One label per column, above the grid.
+        row_labels: One label per row, left of the grid.
+        scores: Optional ``(rows, cols)`` classifier scores, printed under each cell.
+        title: Figure title.
+        highlight: Optional ``(rows,)`` booleans; those rows' labels are drawn in bold green.
+    """
+    plt = _pyplot()
+    images = np.asarray(images)
+    rows, cols, h, w = images.shape[:4]
+    text_h = max(3, round(0.2 * h)) if scores is not None else 0  # room for the score
+    padded = np.full((rows, cols, h + text_h, w, 3), 255, dtype=np.uint8)
+    padded[:, :, :h] = images
+    mont = montage(padded)
+    cell_in = 0.75  # inches per cell
+    scale = cell_in / w
+    fig_w = cols * cell_in + (1.1 if row_labels is not None else 0.3)
+    fig_h = rows * (h + text_h) * scale + 0.7 + (0.3 if title else 0.0)
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=100)
+    ax.imshow(mont, interpolation="nearest")
+    ax.set_xticks([c * (w + _PAD) + w / 2 for c in range(cols)])
+    ax.set_xticklabels(list(col_labels), fontsize=7)
+    ax.xaxis.tick_top()
+    if row_labels is not None:
+        ax.set_yticks([r * (h + text_h + _PAD) + h / 2 for r in range(rows)])
+        ax.set_yticklabels(list(row_labels), fontsize=7)
+        if highlight is not None:
+            for label, good in zip(ax.get_yticklabels(), highlight, strict=True):
+                if good:
+                    label.set_color("#1a7f37")
+                    label.set_fontweight("bold")
+    else:
+        ax.set_yticks([])
+    ax.tick_params(length=0)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    if scores is not None:
+        for r in range(rows):
+            for c in range(cols):
+                s = scores[r, c]
+                if np.isfinite(s):
+                    ax.text(
+                        c * (w + _PAD) + w / 2,
+                        r * (h + text_h + _PAD) + h + text_h / 2,
+                        f"{s:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                    )
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+def curve_figure(
+    conditions: np.ndarray,
+    stats: dict[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    title: str | None = None,
+    n_sets: int | None = None,
+    xlabel: str = "condition c",
+    ylabel: str = "classifier score",
+) -> None:
+    """Score vs condition: mean with a standard-error band, median dashed, the diagonal dotted.
+
+    Args:
+        conditions: ``(n,)`` x values.
+        stats: :func:`~mitokit.interpret.selection.curve_stats` output.
+        path: Output image.
+        title: Figure title.
+        n_sets: Number of sets behind the curve (for the legend).
+        xlabel: x-axis label.
+        ylabel: y-axis label.
+    """
+    plt = _pyplot()
+    x = np.asarray(conditions, dtype=float)
+    mean, median, se = stats["mean"], stats["median"], stats["se"]
+    fig, ax = plt.subplots(figsize=(5.0, 4.0), dpi=120)
+    band = np.nan_to_num(se, nan=0.0)
+    label = "mean" + (f" of {n_sets} sets" if n_sets else "")
+    ax.fill_between(x, mean - band, mean + band, color="C0", alpha=0.25, label="mean ± SE")
+    ax.plot(x, mean, "-o", color="C0", ms=3, label=label)
+    ax.plot(x, median, "--", color="C1", label="median")
+    lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+    ax.plot([lo, hi], [lo, hi], ":", color="0.5", lw=1, label="score = condition")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    ax.set_title(title or "Classifier score of generated cells", fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+__all__ = ["curve_figure", "grid_figure", "montage"]

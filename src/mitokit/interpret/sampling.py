@@ -1,0 +1,290 @@
+"""The sampling loop of the conditional diffusion model, written out (DESIGN habit 2).
+
+The schedule is a plain diffusers scheduler object built from the training scheduler's config
+(:func:`make_scheduler`: ``ddpm`` :class:`~diffusers.DDPMScheduler`, ``ddim``
+:class:`~diffusers.DDIMScheduler` with eta 0, ``dpm-solver``
+:class:`~diffusers.DPMSolverMultistepScheduler`); the loop is ``set_timesteps``, then per timestep
+one network call and ``step(...).prev_sample`` (:func:`denoise`).
+
+Timesteps. Every chain runs over :func:`timestep_sequence`: from a start timestep ``tau`` down
+in strides of ``T // steps`` (``T``: the training steps), ``tau, tau - s, tau - 2s, ...`` while
+non-negative, the last step going to the clean image. Generation from pure noise starts at
+``tau = T - 1`` (the "trailing" spacing: the full noise level the model was trained at); a
+counterfactual starts exactly at the level its input was noised (or inverted) to, whichever the
+sampler. ``steps = T`` with ``ddpm`` is the full ancestral sampler. The stride is an integer
+(DDIM's step goes from ``t`` to ``t - T // steps``), so a chain from ``T - 1`` takes exactly
+``steps`` network evaluations when ``steps`` divides ``T`` (25, 50, 100 ... of 1000) and
+``(T - 1) // (T // steps) + 1`` otherwise (reported as ``nfe``).
+
+Randomness. Every chain has a noise key (a transition set, a cell): a row of
+:func:`noise_table` holds the seed of its starting noise (column 0) and of the noise a
+stochastic step draws at timestep ``g`` (column ``g + 1``). Chains with the same key therefore
+get the same starting noise and the same per-step noise whatever batch they run in, how large
+it is, and what else it holds: the conditions of one transition set differ only in their
+condition. (The network's arithmetic may still round differently for another batch size, so
+results are bit-identical for the same call, and equal up to rounding across batch sizes.)
+DDIM (eta 0) and DPM-Solver++ are deterministic after the starting noise.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from mitokit.errors import MitokitError
+
+SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+_ALIASES = {"dpm_solver": "dpm-solver", "dpmsolver": "dpm-solver", "dpm": "dpm-solver"}
+#: Steps used when none are given: the full chain for DDPM, the usual few for the others.
+DEFAULT_STEPS = {"ddim": 50, "dpm-solver": 25}
+
+
+def sampler_name(kind: str) -> str:
+    """The canonical name of a sampler (``dpm_solver`` -> ``dpm-solver``).
+
+    Raises:
+        MitokitError: An unknown sampler.
+    """
+    name = _ALIASES.get(str(kind).lower(), str(kind).lower())
+    if name not in SAMPLERS:
+        raise MitokitError(f"unknown scheduler {kind!r}; choose one of {', '.join(SAMPLERS)}")
+    return name
+
+
+def make_scheduler(model: Any, kind: str) -> Any:
+    """A fresh sampling scheduler built from the model's training scheduler config."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+
+    name = sampler_name(kind)
+    config = model.noise_scheduler.config
+    if name == "ddpm":
+        return DDPMScheduler.from_config(config)
+    if name == "ddim":
+        return DDIMScheduler.from_config(config)
+    return DPMSolverMultistepScheduler.from_config(config)
+
+
+def resolve_steps(kind: str, steps: int | None, num_train_timesteps: int) -> int:
+    """``steps`` checked against ``T``; the sampler's default when None."""
+    name = sampler_name(kind)
+    if steps is None:
+        steps = num_train_timesteps if name == "ddpm" else DEFAULT_STEPS[name]
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise MitokitError(f"steps must be a positive integer, got {steps!r}")
+    if steps > num_train_timesteps:
+        raise MitokitError(
+            f"steps {steps} exceed the {num_train_timesteps} timesteps the model was trained with"
+        )
+    return int(steps)
+
+
+def timestep_sequence(start: int, steps: int, num_train_timesteps: int) -> list[int]:
+    """Descending timesteps ``start, start - s, ...`` (>= 0) with stride ``s = T // steps``.
+
+    Raises:
+        MitokitError: ``start`` outside ``[0, T - 1]``.
+    """
+    if not 0 <= int(start) < num_train_timesteps:
+        raise MitokitError(f"start timestep {start} outside [0, {num_train_timesteps - 1}]")
+    stride = max(1, num_train_timesteps // int(steps))
+    return list(range(int(start), -1, -stride))
+
+
+def noise_table(seed: int, keys: Sequence[int], num_train_timesteps: int) -> np.ndarray:
+    """``(len(keys), T + 1)`` uint32 seeds: the starting noise and each timestep's noise.
+
+    Row ``i`` depends only on ``(seed, keys[i])``.
+    """
+    rows = [
+        np.random.SeedSequence([int(seed), int(k)]).generate_state(num_train_timesteps + 1)
+        for k in keys
+    ]
+    return np.stack(rows) if rows else np.zeros((0, num_train_timesteps + 1), np.uint32)
+
+
+def start_noise(table: np.ndarray, shape: Sequence[int]) -> torch.Tensor:
+    """``(B, *shape)`` standard normal noise, item ``b`` drawn from the seed ``table[b, 0]``."""
+    out = [
+        torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s)))
+        for s in table[:, 0]
+    ]
+    return torch.stack(out) if out else torch.zeros((0, *shape))
+
+
+def _step_generators(table: np.ndarray, timestep: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(int(s)) for s in table[:, int(timestep) + 1]]
+
+
+def guided_prediction(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    timestep: int,
+    condition: torch.Tensor,
+    guidance: float,
+) -> torch.Tensor:
+    """The network's output at ``timestep``, with classifier-free guidance when ``w != 1``.
+
+    ``null + w * (cond - null)``: the conditional and the null predictions come from one batch
+    of twice the size. Items whose condition is NaN (the null condition) are unaffected.
+    """
+    t = torch.tensor(int(timestep), device=x.device)
+    if float(guidance) == 1.0 or bool(torch.isnan(condition).all()):
+        return net(x, t, condition)
+    n = x.shape[0]
+    nulls = torch.full_like(condition, float("nan"))
+    out = net(torch.cat([x, x]), t, torch.cat([condition, nulls]))
+    cond, uncond = out[:n], out[n:]
+    return uncond + float(guidance) * (cond - uncond)
+
+
+def denoise(
+    net: torch.nn.Module,
+    sample: torch.Tensor,
+    condition: torch.Tensor,
+    *,
+    scheduler: Any,
+    kind: str,
+    steps: int,
+    timesteps: Sequence[int],
+    guidance: float = 1.0,
+    noise: np.ndarray | None = None,
+    on_step: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Run a chain from ``sample`` (at noise level ``timesteps[0]``) to a clean image.
+
+    Args:
+        net: The denoiser (``net(x, t, condition)``), in eval mode.
+        sample: ``(B, 3, S, S)`` samples at timestep ``timesteps[0]``.
+        condition: ``(B,)`` conditions (NaN: the null condition).
+        scheduler: A scheduler from :func:`make_scheduler` of sampler ``kind``.
+        kind: ``ddpm``, ``ddim`` or ``dpm-solver``.
+        steps: The sampler's step count (sets DDIM's stride ``T // steps``).
+        timesteps: The chain, from :func:`timestep_sequence`.
+        guidance: Classifier-free guidance scale (1: none).
+        noise: ``(B, T + 1)`` seeds of the per-step noise (:func:`noise_table`); needed by
+            ``ddpm`` only.
+        on_step: Called after each step (progress).
+
+    Returns:
+        ``(B, 3, S, S)`` images in the model's scale ([-1, 1]).
+    """
+    name = sampler_name(kind)
+    ts = [int(t) for t in timesteps]
+    if name == "ddim":
+        scheduler.set_timesteps(int(steps))  # DDIM's step goes from t to t - T // steps
+    else:
+        scheduler.set_timesteps(timesteps=ts)
+    if name == "ddpm" and noise is None:
+        raise ValueError("the ddpm sampler needs a noise table for its per-step noise")
+    x = sample
+    with torch.no_grad():
+        for t in ts:
+            out = guided_prediction(net, x, t, condition, guidance)
+            if name == "ddpm":
+                x = scheduler.step(out, t, x, generator=_step_generators(noise, t)).prev_sample
+            elif name == "ddim":
+                x = scheduler.step(out, t, x, eta=0.0).prev_sample
+            else:
+                x = scheduler.step(out, t, x).prev_sample
+            if on_step is not None:
+                on_step()
+    return x
+
+
+def ddim_invert(
+    net: torch.nn.Module,
+    sample: torch.Tensor,
+    condition: torch.Tensor,
+    *,
+    model: Any,
+    ends: Sequence[int],
+    steps: int,
+    on_step: Callable[[], None] | None = None,
+) -> dict[int, torch.Tensor]:
+    """Deterministic DDIM inversion of clean images to each timestep in ``ends``.
+
+    The inverse of :func:`denoise` with ``ddim``: the chain to ``tau`` runs up through
+    ``r, r + s, ..., tau`` (``s = T // steps``, ``r = tau mod s``), each step a
+    :class:`~diffusers.DDIMInverseScheduler` step from level ``g - s`` (the clean image below 0)
+    to ``g``, with the network evaluated at the sample's current level ``max(g - s, 0)`` and
+    the given condition (no guidance). Ends sharing a residue share one chain.
+
+    Args:
+        net: The denoiser, in eval mode.
+        sample: ``(B, 3, S, S)`` clean images in the model's scale.
+        condition: ``(B,)`` conditions of the inversion (NaN: the null condition).
+        model: The :class:`~mitokit.models.diffusion.DiffusionModel` (its training schedule).
+        ends: Timesteps to invert to, each in ``[0, T - 1]``.
+        steps: DDIM steps over the whole range (stride ``T // steps``).
+        on_step: Called after each step (progress).
+
+    Returns:
+        Timestep -> ``(B, 3, S, S)`` inverted samples.
+    """
+    from diffusers import DDIMInverseScheduler
+
+    T = int(model.num_train_timesteps)
+    inverse = DDIMInverseScheduler.from_config(model.noise_scheduler.config)
+    inverse.set_timesteps(int(steps))
+    stride = T // int(steps)
+    wanted = sorted({int(e) for e in ends})
+    for e in wanted:
+        if not 0 <= e < T:
+            raise MitokitError(f"inversion timestep {e} outside [0, {T - 1}]")
+    out: dict[int, torch.Tensor] = {}
+    with torch.no_grad():
+        for residue in sorted({e % stride for e in wanted}):
+            targets = [e for e in wanted if e % stride == residue]
+            x = sample
+            for g in range(residue, max(targets) + 1, stride):
+                level = torch.tensor(max(g - stride, 0), device=x.device)
+                eps = net(x, level, condition)
+                x = inverse.step(eps, g, x).prev_sample
+                if g in targets:
+                    out[g] = x
+                if on_step is not None:
+                    on_step()
+    return out
+
+
+def resolve_guidance(model: Any, guidance: float | None) -> float:
+    """The guidance scale: ``guidance``, or the model's setting when None; must be >= 0."""
+    g = model.settings["guidance"] if guidance is None else guidance
+    try:
+        value = float(g)
+    except (TypeError, ValueError):
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise MitokitError(f"guidance must be a number >= 0, got {g!r}")
+    return value
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``auto``/None -> CUDA when available, else CPU; a clear error for CUDA without one."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise MitokitError("device cuda requested but no CUDA device is available")
+    return dev
+
+
+__all__ = [
+    "DEFAULT_STEPS",
+    "SAMPLERS",
+    "ddim_invert",
+    "denoise",
+    "guided_prediction",
+    "make_scheduler",
+    "noise_table",
+    "resolve_device",
+    "resolve_guidance",
+    "resolve_steps",
+    "sampler_name",
+    "start_noise",
+    "timestep_sequence",
+]

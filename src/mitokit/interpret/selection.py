@@ -1,0 +1,148 @@
+"""Summaries of classifier scores of generated images: curves, good sets, likeness indices.
+
+Pure numpy on score arrays, so every rule is testable on hand-made numbers:
+
+- :func:`curve_stats`: the score-vs-condition curve of transition sets (mean, median, standard
+  error per condition);
+- :func:`good_sets`: the sets that make a clean transition (first score below 0.1, last above
+  0.9, no step larger than 0.3: the first paper's rule, every threshold a setting);
+- :func:`likeness_index`: per counterfactual cell, the earliest noise level t at which it scores
+  as a mitosis (>= 0.5, "resembles") and convincingly so (>= 0.9, "convincing").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from mitokit.errors import MitokitError
+
+
+def _scores_2d(scores: np.ndarray, what: str) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 2:
+        raise MitokitError(f"{what} must be a 2-D array, got shape {s.shape}")
+    return s
+
+
+def curve_stats(scores: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-condition mean, median and standard error of ``(n_sets, n_conditions)`` scores.
+
+    The standard error is the sample standard deviation (ddof 1) over ``sqrt(n_sets)``; NaN for
+    a single set. NaN scores are left out.
+
+    Returns:
+        ``{"mean", "median", "se", "n"}``, each of length ``n_conditions``.
+    """
+    s = _scores_2d(scores, "scores")
+    n = np.sum(np.isfinite(s), axis=0)
+    mean = np.full(s.shape[1], np.nan)
+    median = np.full(s.shape[1], np.nan)
+    se = np.full(s.shape[1], np.nan)
+    for k in range(s.shape[1]):
+        col = s[np.isfinite(s[:, k]), k]
+        if col.size:
+            mean[k], median[k] = col.mean(), np.median(col)
+        if col.size > 1:
+            se[k] = col.std(ddof=1) / np.sqrt(col.size)
+    return {"mean": mean, "median": median, "se": se, "n": n}
+
+
+def good_sets(
+    scores: np.ndarray,
+    *,
+    first_below: float = 0.1,
+    last_above: float = 0.9,
+    max_step: float = 0.3,
+) -> np.ndarray:
+    """Which transition sets change cleanly from negative to positive.
+
+    A set (one row of scores, conditions ascending) is good when its first score is below
+    ``first_below``, its last above ``last_above``, and every change between neighbouring
+    conditions is smaller than ``max_step`` in absolute value (no jump, no large reversal).
+
+    Args:
+        scores: ``(n_sets, n_conditions)`` classifier scores, at least two conditions.
+        first_below: Bound on the score at the lowest condition (strict).
+        last_above: Bound on the score at the highest condition (strict).
+        max_step: Bound on every absolute step change (strict).
+
+    Returns:
+        ``(n_sets,)`` booleans.
+    """
+    s = _scores_2d(scores, "scores")
+    if s.shape[1] < 2:
+        raise MitokitError("a transition needs at least two conditions")
+    steps = np.abs(np.diff(s, axis=1))
+    with np.errstate(invalid="ignore"):
+        return (s[:, 0] < first_below) & (s[:, -1] > last_above) & np.all(steps < max_step, axis=1)
+
+
+def likeness_index(
+    scores: np.ndarray,
+    t_grid: Sequence[float],
+    *,
+    thresholds: Sequence[float] = (0.5, 0.9),
+) -> np.ndarray:
+    """The earliest ``t`` at which each cell's score reaches each threshold.
+
+    Args:
+        scores: ``(n_cells, n_t)`` scores of the counterfactuals, column ``k`` at ``t_grid[k]``.
+        t_grid: The noise levels (any order; the earliest is the smallest t).
+        thresholds: Score thresholds (``>=``); the first paper's 0.5 ("resembles") and 0.9
+            ("convincing").
+
+    Returns:
+        ``(n_cells, len(thresholds))`` float: the t, or NaN where never reached.
+    """
+    s = _scores_2d(scores, "scores")
+    t = np.asarray(t_grid, dtype=np.float64)
+    if t.ndim != 1 or len(t) != s.shape[1]:
+        raise MitokitError(f"{s.shape[1]} score columns for a t grid of {t.size} values")
+    order = np.argsort(t, kind="stable")
+    s, t = s[:, order], t[order]
+    out = np.full((s.shape[0], len(thresholds)), np.nan)
+    for k, thr in enumerate(thresholds):
+        with np.errstate(invalid="ignore"):
+            hit = s >= float(thr)
+        first = np.argmax(hit, axis=1)
+        reached = hit.any(axis=1)
+        out[reached, k] = t[first[reached]]
+    return out
+
+
+def parse_grid(text: str, *, what: str = "grid", integer: bool = False) -> np.ndarray:
+    """``start:stop:step`` (inclusive of ``stop``) or ``a,b,c`` as a sorted array.
+
+    Raises:
+        MitokitError: Not of that form, a step <= 0, or an empty grid.
+    """
+    raw = str(text).strip()
+    try:
+        if ":" in raw:
+            parts = [float(p) for p in raw.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0:
+                raise MitokitError(f"{what} {text!r}: the step must be > 0")
+            n = int(np.floor((stop - start) / step + 1e-9)) + 1
+            values = start + step * np.arange(max(n, 0))
+        else:
+            values = np.array([float(p) for p in raw.split(",") if p.strip()])
+    except ValueError:
+        raise MitokitError(
+            f"{what} {text!r}: expected start:stop:step (e.g. 0:1:0.1) or a list a,b,c"
+        ) from None
+    if values.size == 0:
+        raise MitokitError(f"{what} {text!r} is empty")
+    values = np.round(values, 10)
+    if integer:
+        if not np.allclose(values, np.round(values)):
+            raise MitokitError(f"{what} {text!r} must hold integers")
+        values = np.round(values).astype(np.int64)
+    return np.unique(values)
+
+
+__all__ = ["curve_stats", "good_sets", "likeness_index", "parse_grid"]

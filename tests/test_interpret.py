@@ -1,0 +1,369 @@
+"""Transitions, counterfactuals, their selection rules, figures and the ``generate`` CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from _tiny_diffusion import tiny_model, write_cells
+from click.testing import CliRunner
+from PIL import Image
+
+from mitokit.cli import cli
+from mitokit.errors import MitokitError
+from mitokit.interpret import (
+    counterfactual,
+    curve_stats,
+    generate_transitions,
+    good_sets,
+    likeness_index,
+    parse_grid,
+)
+from mitokit.interpret import sampling as smp
+
+SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model(seed=0)
+
+
+def _cells(n: int = 2, size: int = 16, seed: int = 0) -> np.ndarray:
+    """Smooth random cells (uint8), easier for a tiny model to invert than white noise."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    raw = gaussian_filter(rng.random((n, size, size, 3)), (0, 2, 2, 0))
+    raw = (raw - raw.min()) / (raw.max() - raw.min())
+    return (20 + 200 * raw).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# transitions
+
+
+@pytest.mark.parametrize("scheduler", SAMPLERS)
+def test_sets_share_their_noise_across_conditions(model, scheduler):
+    tr = generate_transitions(model, 3, [0.0, 0.5, 0.5, 1.0], scheduler=scheduler, steps=10)
+    assert tr.images.shape == (3, 4, 16, 16, 3) and tr.images.dtype == np.uint8
+    np.testing.assert_array_equal(tr.images[:, 1], tr.images[:, 2])  # same condition, same image
+    assert (tr.images[:, 0] != tr.images[:, 3]).any()  # the condition changes the output
+    assert (tr.images[0] != tr.images[1]).any() and (tr.images[1] != tr.images[2]).any()
+    np.testing.assert_array_equal(tr.conditions, [0.0, 0.5, 0.5, 1.0])
+    assert tr.nfe == 10
+
+
+def _same_up_to_rounding(a: np.ndarray, b: np.ndarray) -> None:
+    """Equal but for rare +-1 grey levels (CPU kernels round differently by batch size)."""
+    diff = np.abs(a.astype(int) - b.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+
+
+def test_same_seed_same_images_whatever_the_batch(model):
+    a = generate_transitions(model, 3, [0.0, 1.0], steps=5, seed=7, batch_size=2)
+    again = generate_transitions(model, 3, [0.0, 1.0], steps=5, seed=7, batch_size=2)
+    np.testing.assert_array_equal(a.images, again.images)
+    b = generate_transitions(model, 3, [0.0, 1.0], steps=5, seed=7, batch_size=64)
+    _same_up_to_rounding(a.images, b.images)
+    c = generate_transitions(model, 3, [0.0, 1.0], steps=5, seed=8)
+    assert np.abs(a.images.astype(int) - c.images).mean() > 5
+    # a set is its key: generating set 2 alone gives the same images
+    d = generate_transitions(model, 1, [0.0, 1.0], steps=5, seed=7, first_set=2)
+    _same_up_to_rounding(d.images[0], a.images[2])
+
+
+def test_guidance_changes_the_output_and_doubles_the_evaluations(model):
+    plain = generate_transitions(model, 1, [0.2, 0.9], scheduler="ddim", steps=5)
+    guided = generate_transitions(model, 1, [0.2, 0.9], scheduler="ddim", steps=5, guidance=3.0)
+    assert guided.nfe == 2 * plain.nfe
+    assert (plain.images != guided.images).any()
+
+
+def test_generation_refuses_bad_settings(model):
+    with pytest.raises(MitokitError, match="conditions must lie in"):
+        generate_transitions(model, 1, [0.0, 1.5], steps=2)
+    with pytest.raises(MitokitError, match="unknown scheduler"):
+        generate_transitions(model, 1, [0.0], scheduler="euler", steps=2)
+    with pytest.raises(MitokitError, match="exceed"):
+        generate_transitions(model, 1, [0.0], steps=500)
+
+
+class _Oracle(torch.nn.Module):
+    """The exact noise predictor for data that is one image ``x_star``."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor, x_star: torch.Tensor) -> None:
+        super().__init__()
+        self.ac, self.x_star = alphas_cumprod, x_star
+
+    def forward(self, x, t, condition, null=None):
+        a = self.ac[int(t)]
+        return (x - a.sqrt() * self.x_star) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize(("kind", "steps"), [("ddpm", 1000), ("ddpm", 50), ("ddim", 50),
+                                             ("ddim", 10), ("dpm-solver", 25)])  # fmt: skip
+def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
+    """The loop's wiring (timesteps, strides, noise) is right when a perfect network is."""
+    model = tiny_model(num_train_timesteps=1000)
+    x_star = torch.rand(1, 3, 16, 16) * 1.6 - 0.8
+    oracle = _Oracle(model.noise_scheduler.alphas_cumprod, x_star)
+    table = smp.noise_table(0, range(2), 1000)
+    out = smp.denoise(
+        oracle,
+        smp.start_noise(table, (3, 16, 16)),
+        torch.zeros(2),
+        scheduler=smp.make_scheduler(model, kind),
+        kind=kind,
+        steps=steps,
+        timesteps=smp.timestep_sequence(999, steps, 1000),
+        noise=table,
+    )
+    torch.testing.assert_close(out, x_star.expand_as(out), atol=1e-5, rtol=0)
+    # and DDIM inversion to the middle, then DDIM back, returns the data
+    inv = smp.ddim_invert(oracle, out, torch.zeros(2), model=model, ends=[499], steps=50)
+    back = smp.denoise(
+        oracle,
+        inv[499],
+        torch.zeros(2),
+        scheduler=smp.make_scheduler(model, "ddim"),
+        kind="ddim",
+        steps=50,
+        timesteps=smp.timestep_sequence(499, 50, 1000),
+    )
+    torch.testing.assert_close(back, x_star.expand_as(back), atol=1e-5, rtol=0)
+
+
+def test_timestep_sequences_end_at_zero_with_the_stride():
+    assert smp.timestep_sequence(99, 10, 100) == [99, 89, 79, 69, 59, 49, 39, 29, 19, 9]
+    assert smp.timestep_sequence(24, 10, 100) == [24, 14, 4]
+    assert smp.timestep_sequence(3, 100, 100) == [3, 2, 1, 0]
+    with pytest.raises(MitokitError):
+        smp.timestep_sequence(100, 10, 100)
+
+
+# --------------------------------------------------------------------------------------------
+# counterfactuals
+
+
+@pytest.mark.parametrize("mode", ["noise", "ddim-inversion"])
+def test_counterfactual_at_t0_is_the_input(model, mode):
+    cells = _cells(2)
+    cf = counterfactual(model, cells, [0, 30, 100], mode=mode, steps=10)
+    assert cf.images.shape == (2, 3, 16, 16, 3)
+    np.testing.assert_array_equal(cf.images[:, 0], cells)
+    np.testing.assert_array_equal(cf.t_grid, [0, 30, 100])
+    assert (cf.images[:, 2] != cells).any()
+
+
+def test_counterfactual_noise_mode_is_seeded(model):
+    cells = _cells(2)
+    a = counterfactual(model, cells, [50], steps=10, seed=1)
+    again = counterfactual(model, cells, [50], steps=10, seed=1)
+    np.testing.assert_array_equal(a.images, again.images)
+    b = counterfactual(model, cells, [50], steps=10, seed=1, batch_size=1)
+    _same_up_to_rounding(a.images, b.images)
+    c = counterfactual(model, cells, [50], steps=10, seed=2)
+    assert np.abs(a.images.astype(int) - c.images).mean() > 5
+
+
+def test_ddim_inversion_then_ddim_denoising_reconstructs_the_input(model):
+    cells = _cells(3)
+    kw = {"condition": 0.5, "steps": 20}
+    inv = counterfactual(model, cells, [50], mode="ddim_inversion", source_condition=0.5, **kw)
+    noise = counterfactual(model, cells, [50], mode="noise", scheduler="ddim", **kw)
+    err_inv = np.abs(inv.images[:, 0].astype(int) - cells).mean()
+    err_noise = np.abs(noise.images[:, 0].astype(int) - cells).mean()
+    assert err_inv < 8.0  # grey levels, on a random tiny model
+    assert err_inv < 0.25 * err_noise
+
+
+def test_one_ddim_inversion_step_by_hand(model):
+    x0 = torch.rand(2, 3, 16, 16) * 2 - 1
+    cond = torch.tensor([0.3, float("nan")])
+    net = model.sampling_net()
+    out = smp.ddim_invert(net, x0, cond, model=model, ends=[4], steps=10)  # stride 10 > 4
+    a = model.noise_scheduler.alphas_cumprod[4]
+    with torch.no_grad():
+        eps = net(x0, torch.tensor(0), cond)
+    torch.testing.assert_close(out[4], a.sqrt() * x0 + (1 - a).sqrt() * eps)
+
+
+def test_counterfactual_refuses_bad_settings(model):
+    cells = _cells(1)
+    with pytest.raises(MitokitError, match="t grid"):
+        counterfactual(model, cells, [0, 101], steps=10)
+    with pytest.raises(MitokitError, match="ddim"):
+        counterfactual(model, cells, [10], mode="ddim-inversion", scheduler="ddpm")
+    with pytest.raises(MitokitError, match="unknown mode"):
+        counterfactual(model, cells, [10], mode="sde")
+
+
+# --------------------------------------------------------------------------------------------
+# selection rules on hand-made scores
+
+
+def test_good_sets_on_hand_made_scores():
+    scores = np.array(
+        [
+            [0.05, 0.3, 0.55, 0.8, 0.95],  # good
+            [0.05, 0.1, 0.2, 0.8, 0.95],  # jump of 0.6
+            [0.15, 0.3, 0.55, 0.8, 0.95],  # starts too high
+            [0.05, 0.3, 0.55, 0.8, 0.85],  # ends too low
+            [0.05, 0.3, 0.55, 0.8, 0.95],  # good again
+        ]
+    )
+    np.testing.assert_array_equal(good_sets(scores), [True, False, False, False, True])
+    np.testing.assert_array_equal(
+        good_sets(scores, max_step=0.7, first_below=0.2), [True, True, True, False, True]
+    )
+    # a small reversal is allowed, a large one is not (absolute step change)
+    wavy = np.array([[0.0, 0.29, 0.2, 0.45, 0.7, 0.95], [0.0, 0.29, 0.55, 0.2, 0.7, 0.95]])
+    np.testing.assert_array_equal(good_sets(wavy), [True, False])
+    with pytest.raises(MitokitError):
+        good_sets(np.zeros((2, 1)))
+
+
+def test_curve_stats_on_hand_made_scores():
+    scores = np.array([[0.0, 0.4], [0.2, 0.6], [0.4, 1.1]])
+    st = curve_stats(scores)
+    np.testing.assert_allclose(st["mean"], [0.2, 0.7])
+    np.testing.assert_allclose(st["median"], [0.2, 0.6])
+    np.testing.assert_allclose(
+        st["se"], [0.2 / math.sqrt(3), np.std([0.4, 0.6, 1.1], ddof=1) / 3**0.5]
+    )
+    single = curve_stats(np.array([[0.5, 0.6]]))
+    assert np.isnan(single["se"]).all()
+
+
+def test_likeness_index_on_hand_made_scores():
+    t = [0, 100, 200, 300]
+    scores = np.array(
+        [
+            [0.1, 0.6, 0.95, 0.99],  # resembles at 100, convincing at 200
+            [0.1, 0.2, 0.3, 0.4],  # never
+            [0.5, 0.4, 0.92, 0.3],  # already resembles at 0; convincing at 200
+            [0.1, 0.2, 0.3, 0.7],  # resembles at 300 only
+        ]
+    )
+    li = likeness_index(scores, t)
+    expected = np.array([[100, 200], [np.nan, np.nan], [0, 200], [300, np.nan]])
+    np.testing.assert_array_equal(li, expected)
+    # column order does not matter: the earliest t is the smallest
+    np.testing.assert_array_equal(likeness_index(scores[:, ::-1], t[::-1]), expected)
+
+
+def test_parse_grid():
+    np.testing.assert_allclose(parse_grid("0:1:0.25"), [0, 0.25, 0.5, 0.75, 1])
+    assert len(parse_grid("0:1:0.1")) == 11
+    np.testing.assert_array_equal(parse_grid("0:1000:100", integer=True), np.arange(0, 1001, 100))
+    np.testing.assert_allclose(parse_grid("1, 0.5"), [0.5, 1])
+    for bad in ("0:1", "a:b:c", "0:1:0", ""):
+        with pytest.raises(MitokitError):
+            parse_grid(bad)
+
+
+# --------------------------------------------------------------------------------------------
+# CLI
+
+
+def _save_classifier(folder):
+    from mitokit.engines.task import get_task
+    from mitokit.models.io import save_model
+
+    cfg = {**get_task("patch_classifier").model_defaults, "input_size": 32}
+    torch.manual_seed(0)
+    model = get_task("patch_classifier").build_model(cfg)
+    save_model(model, folder, task="patch_classifier", model_cfg=cfg)
+    return folder
+
+
+def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
+    labels = write_cells(tmp_path / "cells", n=8, size=32)
+    config = tmp_path / "dpm.yaml"
+    config.write_text(
+        "task: diffusion\n"
+        "model: {sample_size: 32, block_out_channels: [16, 32], layers_per_block: 1,\n"
+        "        down_block_types: [DownBlock2D, AttnDownBlock2D],\n"
+        "        up_block_types: [AttnUpBlock2D, UpBlock2D], norm_num_groups: 8}\n"
+        f"data: {{labels: {labels}}}\n"
+        "optim: {lr: 0.001}\n"
+        "train: {epochs: 1, batch_size: 8, device: cpu}\n"
+    )
+    runner = CliRunner()
+    res = runner.invoke(
+        cli, ["train", str(config), "--out", str(tmp_path / "run"), "--no-progress", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    run = tmp_path / "run"
+    clf = _save_classifier(tmp_path / "clf")
+
+    out = tmp_path / "tr"
+    args = ["generate", "transitions", "--model", str(run), "--n", "3", "--conditions", "0:1:0.5"]
+    args += ["--scheduler", "ddim", "--steps", "4", "--classifier", str(clf), "--out", str(out)]
+    res = runner.invoke(cli, [*args, "--no-progress", "--device", "cpu", "--json"])
+    assert res.exit_code == 0, res.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["n_sets"] == 3 and summary["conditions"] == [0.0, 0.5, 1.0]
+    assert summary["scored"] and 0.0 <= summary["good_set_yield"] <= 1.0
+    assert len(summary["curve"]["mean"]) == 3
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert len(rows) == 9 and {"set", "condition", "score", "image"} <= set(rows[0])
+    assert (out / rows[0]["image"]).is_file() and (out / "curve.png").is_file()
+    assert list((out / "grids").glob("*.png"))
+    with Image.open(out / rows[0]["image"]) as im:
+        assert im.size == (32, 32)
+
+    again = runner.invoke(cli, [*args, "--no-progress", "--device", "cpu"])
+    assert again.exit_code == 2 and "not empty" in again.output  # no half-written output
+
+    cells = sorted((tmp_path / "cells" / "images").glob("*.png"))[:2]
+    cf_out = tmp_path / "cf"
+    args = ["generate", "counterfactual", "--model", str(run / "best"), "--images", str(cells[0])]
+    args += [str(cells[1]), "--t-grid", "0:1000:500", "--mode", "ddim-inversion"]
+    args += ["--steps", "4", "--classifier", str(clf), "--out", str(cf_out), "--no-progress"]
+    res = runner.invoke(cli, [*args, "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader((cf_out / "likeness.csv").open()))
+    assert [r["id"] for r in rows] == [c.stem for c in cells]
+    assert set(rows[0]) == {"id", "score_t0", "score_t500", "score_t1000"} | {
+        "t_resembles",
+        "t_convincing",
+    }
+    assert len(list((cf_out / "strips").glob("*.png"))) == 2
+    assert len(list((cf_out / "images").glob("*.png"))) == 6
+    with Image.open(cf_out / "images" / f"{cells[0].stem}_t0000.png") as im:
+        np.testing.assert_array_equal(np.asarray(im), np.asarray(Image.open(cells[0])))
+
+    # "own" needs scores: a label file gives them, image files do not
+    own = ["--source-condition", "own", "--overwrite", "--device", "cpu"]
+    res = runner.invoke(cli, [*args, *own])
+    assert res.exit_code == 2 and "has no score" in res.output
+    res = runner.invoke(cli, [*args[:5], str(labels), *args[7:], *own])
+    assert res.exit_code == 0, res.output
+    assert len(list(csv.DictReader((cf_out / "likeness.csv").open()))) == 8
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    runner = CliRunner()
+    res = runner.invoke(
+        cli,
+        [
+            "generate",
+            "transitions",
+            "--model",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert res.exit_code == 2 and res.output.count("\n") == 1 and "nope" in res.output
+    res = runner.invoke(
+        cli,
+        ["generate", "transitions", "--model", "x", "--conditions", "0:1", "--out", "o"],
+    )
+    assert res.exit_code == 2 and "start:stop:step" in res.output
