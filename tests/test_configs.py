@@ -25,3 +25,4 @@ def test_there_are_configs_for_each_formulation():
     names = {p.stem for p in CONFIGS}
     assert {"patch-classifier", "amibr-atypical", "tile-bc", "tile-reg", "tile-reg-ns"} <= names
     assert {"diffusion", "amibr-diffusion"} <= names
+    assert {"det", "det-ns", "det-wl", "det-ns-wl", "weak-localiser"} <= names
