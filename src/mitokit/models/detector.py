@@ -104,6 +104,7 @@ from mitokit.models.backbones import ARCHS, IMAGENET_MEAN, IMAGENET_STD, read_st
 from mitokit.models.predictors import TilePrediction, model_mpp, register_predictor
 from mitokit.models.tasks_tile import (
     _ImageOpener,
+    event_tile_training_set,
     grid_tiles,
     read_tile_source,
     resolve_labels,
@@ -776,8 +777,6 @@ class DetectorTask:
                 negatives asked for, no negative tile) among the training tiles.
         """
         from mitokit.data.datasets import TileDataset, collate_detection
-        from mitokit.data.sampling import EventTileSampler
-        from mitokit.data.stain import HEDJitter
         from mitokit.metrics.detection import radius_to_px
 
         cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
@@ -811,30 +810,18 @@ class DetectorTask:
             "default_agreement": float(cfg["default_agreement"]),
             "min_box_fraction": min_fraction,
         }
-        train_tiles = grid_tiles(source, train_ids, tile_size=tile_size, stride=stride)
-        if not train_tiles:
-            raise input_error(
-                source.labels, f"no {tile_size}-pixel tile fits in the training images"
-            )
-        draws = WorkerDraws(seed)
-        colour = (
-            HEDJitter(cfg["hed_sigma"], cfg["hed_bias"], seed=draws.rng) if cfg["augment"] else None
+        train_base, sampler, draws = event_tile_training_set(
+            source,
+            train_ids,
+            opener,
+            common,
+            tile_size=tile_size,
+            stride=stride,
+            cfg=cfg,
+            ratio=ratio,
+            epoch_length=epoch_length,
+            seed=seed,
         )
-        train_base = TileDataset(
-            train_tiles, opener, source.annotations, transform=colour, **common
-        )
-        try:
-            sampler = EventTileSampler(
-                train_base.tiles,
-                source.annotations,
-                negative_ratio=ratio,
-                epoch_length=epoch_length,
-                label=MITOSIS,
-                point_box_size=point_box,
-                seed=seed,
-            )
-        except MitokitError as exc:
-            raise input_error(source.labels, f"training images: {exc}") from None
         train = DetectionTileDataset(train_base, flips=bool(cfg["augment"]), draws=draws)
         val = None
         val_tiles = grid_tiles(source, val_ids, tile_size=tile_size, stride=stride)
@@ -862,7 +849,7 @@ class DetectorTask:
             "match_radius_px": radius,
             "train_images": train_ids,
             "val_images": val_ids,
-            "n_train_tiles": len(train_tiles),
+            "n_train_tiles": len(train_base.tiles),
             "n_val_tiles": len(val_tiles),
             "n_events": int(sampler.n_events),
             "n_negative_tiles": int(len(sampler.negative_tiles)),

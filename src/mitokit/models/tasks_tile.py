@@ -188,6 +188,55 @@ def grid_tiles(
     return out
 
 
+def event_tile_training_set(
+    source: TileSource,
+    train_ids: Sequence[str],
+    opener: Any,
+    common: Mapping[str, Any],
+    *,
+    tile_size: int,
+    stride: int,
+    cfg: Mapping[str, Any],
+    ratio: float,
+    epoch_length: int | None,
+    seed: int,
+) -> tuple[Any, Any, WorkerDraws]:
+    """Training tiles and their event-then-tile sampler (tile models and the detector).
+
+    ``common`` holds the :class:`~mitokit.data.datasets.TileDataset` settings
+    (``point_box_size``, ``label``, ``default_agreement`` ...); colour jitter is added when
+    ``cfg["augment"]``. Returns (the tile dataset, the sampler, the per-worker draws).
+
+    Raises:
+        MitokitError: No tile fits in the training images, or the sampler finds no event.
+    """
+    from mitokit.data.datasets import TileDataset
+    from mitokit.data.sampling import EventTileSampler
+    from mitokit.data.stain import HEDJitter
+
+    train_tiles = grid_tiles(source, train_ids, tile_size=tile_size, stride=stride)
+    if not train_tiles:
+        raise input_error(source.labels, f"no {tile_size}-pixel tile fits in the training images")
+    draws = WorkerDraws(seed)
+    colour = (
+        HEDJitter(cfg["hed_sigma"], cfg["hed_bias"], seed=draws.rng) if cfg["augment"] else None
+    )
+    train_base = TileDataset(train_tiles, opener, source.annotations, transform=colour, **common)
+    try:
+        sampler = EventTileSampler(
+            train_base.tiles,
+            source.annotations,
+            negative_ratio=ratio,
+            epoch_length=epoch_length,
+            label=common.get("label", MITOSIS),
+            point_box_size=common["point_box_size"],
+            seed=seed,
+        )
+    except MitokitError as exc:
+        raise input_error(source.labels, f"training images: {exc}") from None
+    return train_base, sampler, draws
+
+
 class _ImageOpener:
     """Picklable ``image id -> HxWx3 uint8 array`` reader (for DataLoader workers)."""
 
@@ -314,8 +363,6 @@ class _TileTask:
                 negatives asked for, no negative tile) among the training tiles.
         """
         from mitokit.data.datasets import TileDataset
-        from mitokit.data.sampling import EventTileSampler
-        from mitokit.data.stain import HEDJitter
 
         cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
         if cfg["labels"] is None:
@@ -344,30 +391,18 @@ class _TileTask:
             "label": MITOSIS,
             "default_agreement": float(cfg["default_agreement"]),
         }
-        train_tiles = grid_tiles(source, train_ids, tile_size=tile_size, stride=stride)
-        if not train_tiles:
-            raise input_error(
-                source.labels, f"no {tile_size}-pixel tile fits in the training images"
-            )
-        draws = WorkerDraws(seed)
-        colour = (
-            HEDJitter(cfg["hed_sigma"], cfg["hed_bias"], seed=draws.rng) if cfg["augment"] else None
+        train_base, sampler, draws = event_tile_training_set(
+            source,
+            train_ids,
+            opener,
+            common,
+            tile_size=tile_size,
+            stride=stride,
+            cfg=cfg,
+            ratio=ratio,
+            epoch_length=epoch_length,
+            seed=seed,
         )
-        train_base = TileDataset(
-            train_tiles, opener, source.annotations, transform=colour, **common
-        )
-        try:
-            sampler = EventTileSampler(
-                train_base.tiles,
-                source.annotations,
-                negative_ratio=ratio,
-                epoch_length=epoch_length,
-                label=MITOSIS,
-                point_box_size=point_box,
-                seed=seed,
-            )
-        except MitokitError as exc:
-            raise input_error(source.labels, f"training images: {exc}") from None
         train = TileScoreDataset(
             train_base, target=self.target, flips=bool(cfg["augment"]), draws=draws
         )
@@ -384,7 +419,7 @@ class _TileTask:
             "stride": stride,
             "train_images": train_ids,
             "val_images": val_ids,
-            "n_train_tiles": len(train_tiles),
+            "n_train_tiles": len(train_base.tiles),
             "n_val_tiles": len(val_tiles),
             "n_events": int(sampler.n_events),
             "n_negative_tiles": int(len(sampler.negative_tiles)),
