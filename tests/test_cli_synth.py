@@ -89,7 +89,7 @@ def test_quick_demo_writes_a_report_whose_images_exist(tmp_path):
                 self.srcs.append(dict(attrs)["src"])
 
     p = Imgs()
-    p.feed((out / "index.html").read_text())
+    p.feed((out / "report.html").read_text())
     assert len(p.srcs) >= 4
     assert all((out / s).is_file() for s in p.srcs)
     assert (out / "tiles" / "crowd.json").is_file() and (out / "slide" / "slide.tiff").is_file()

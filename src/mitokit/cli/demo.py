@@ -23,7 +23,7 @@ import click
     "(default: ../shared/data/amibr/patches when present).",
 )
 def demo(out, quick, seed, real_dir) -> None:
-    """Generate data, label it every way, and write OUT/index.html."""
+    """Generate data, label it every way, and write OUT/report.html."""
     from mitokit.demo import run_demo
 
     run_demo(out, quick=quick, seed=seed, real_dir=real_dir)

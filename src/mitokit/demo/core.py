@@ -1,9 +1,11 @@
-"""``mitokit demo``: the whole of mitokit on embedded (generated) data, in minutes on a CPU.
+"""The demo's driver and its first stages: data, labels, montage, tiles, slide, the patch
+ensemble and the Reg / Reg-NS / BC comparison.
 
-Each stage writes its files under the output folder and adds a section to ``index.html``. Later
-capabilities add stages here. The last two train small models on the CPU: a three-seed
-patch-classifier ensemble, and the Reg / Reg-NS / BC comparison of
-:func:`mitokit.experiments.synthetic_studies.reg_vs_regns`.
+Each stage writes its files under the output folder and adds a section to ``report.html``.
+Stages share what later ones need (the ensemble's folder, the slide's path) through ``ctx``.
+Later stages live in :mod:`mitokit.demo.localisation` (detector, weak localiser, slide
+inference) and :mod:`mitokit.demo.diffusion` (conditional diffusion, transitions,
+counterfactuals).
 """
 
 from __future__ import annotations
@@ -45,6 +47,12 @@ QUICK = DemoSize(
     quick=True,
 )
 ENSEMBLE_SEEDS = 3
+REPORT = "report.html"
+_REDIRECT = (
+    '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+    '<meta http-equiv="refresh" content="0; url=report.html"><title>mitokit demo</title>'
+    '</head><body><a href="report.html">report.html</a></body></html>\n'
+)
 RATER_NOISE_LEVELS = (0.03, 0.08, 0.12, 0.2, 0.3, 0.45)
 
 
@@ -61,9 +69,10 @@ def run_demo(
     seed: int = 0,
     real_dir: str | os.PathLike | None = None,
     threads: int | None = None,
+    size: DemoSize | None = None,
     say: Callable[[str], None] = _say,
 ) -> Path:
-    """Run every stage of the demo into ``out`` and return the path of ``index.html``.
+    """Run every stage of the demo into ``out`` and return the path of ``report.html``.
 
     Args:
         out: Folder to fill (created; replaced as a whole when the demo completes).
@@ -73,12 +82,16 @@ def run_demo(
             ``../shared/data/amibr/patches`` when it exists.
         threads: PyTorch CPU threads for the training stages (None: PyTorch's default, one
             per core; 1 is many times faster where other processes keep the cores busy).
+        size: Overrides the sizes chosen by ``quick`` (tests use a smaller one).
         say: Progress messages.
     """
+    from mitokit.demo.diffusion import stage_diffusion
+    from mitokit.demo.localisation import stage_localisation
     from mitokit.experiments.synthetic_studies import torch_threads
-    from mitokit.io.atomic import atomic_dir
+    from mitokit.io.atomic import atomic_dir, write_text_atomic
 
-    size = QUICK if quick else FULL
+    if size is None:
+        size = QUICK if quick else FULL
     if real_dir is None and DEFAULT_REAL_DIR.is_dir():
         real_dir = DEFAULT_REAL_DIR
     t0 = time.perf_counter()
@@ -95,16 +108,27 @@ def run_demo(
             ("a whole slide", _stage_slide),
             ("patch-classifier ensemble", _stage_ensemble),
             ("Reg / Reg-NS / BC on tiles", _stage_reg_vs_regns),
+            ("detector, weak localiser and slide inference", stage_localisation),
+            ("conditional diffusion: transitions and counterfactuals", stage_diffusion),
         ]
+        ctx: dict = {}
+        timings = []
         for i, (name, stage) in enumerate(stages, 1):
             t = time.perf_counter()
             say(f"[{i}/{len(stages)}] {name} ...")
-            stage(Path(tmp), report, size=size, seed=seed, real_dir=real_dir, say=say)
-            say(f"      done in {time.perf_counter() - t:.1f} s")
-        report.paragraph(f"Total run time {time.perf_counter() - t0:.0f} s (seed {seed}).")
-        report.write("index.html")
-    say(f"demo written to {Path(out) / 'index.html'} in {time.perf_counter() - t0:.0f} s")
-    return Path(out) / "index.html"
+            stage(Path(tmp), report, size=size, seed=seed, real_dir=real_dir, say=say, ctx=ctx)
+            timings.append([name, time.perf_counter() - t])
+            say(f"      done in {timings[-1][1]:.1f} s")
+        report.section("Run time")
+        report.table(timings, header=["stage", "seconds"], digits=1)
+        report.paragraph(
+            f"Total {time.perf_counter() - t0:.0f} s (seed {seed}, "
+            f"{'--quick' if size.quick else 'full size'}, {os.cpu_count()} CPU cores)."
+        )
+        report.write(REPORT)
+        write_text_atomic(Path(tmp) / "index.html", _REDIRECT)
+    say(f"demo written to {Path(out) / REPORT} in {time.perf_counter() - t0:.0f} s")
+    return Path(out) / REPORT
 
 
 def _stage_patches(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **_) -> None:
@@ -225,7 +249,9 @@ def _plot_tile(image, cells, crowd, centroids, path: Path) -> None:
     plt.close(fig)
 
 
-def _stage_slide(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **_) -> None:
+def _stage_slide(
+    out: Path, report: HtmlReport, *, size: DemoSize, seed: int, ctx: dict, **_
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,6 +266,8 @@ def _stage_slide(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **
     folder = out / "slide"
     folder.mkdir(parents=True, exist_ok=True)
     cells = write_synthetic_slide(folder / "slide.tiff", size=size.slide, seed=seed)
+    ctx["slide"] = folder / "slide.tiff"
+    ctx["slide_cells"] = cells
     write_slide_labels(folder, cells, slide_name="slide.tiff", size=size.slide, seed=seed)
     with open_slide(folder / "slide.tiff") as slide:
         thumb = slide.get_thumbnail((1024, 1024))
@@ -275,7 +303,14 @@ def _stage_slide(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **
 
 
 def _stage_ensemble(
-    out: Path, report: HtmlReport, *, size: DemoSize, seed: int, say: Callable[[str], None], **_
+    out: Path,
+    report: HtmlReport,
+    *,
+    size: DemoSize,
+    seed: int,
+    say: Callable[[str], None],
+    ctx: dict,
+    **_,
 ) -> None:
     from mitokit.data.synthetic.generate import generate_patches
     from mitokit.engines import train
@@ -308,6 +343,7 @@ def _stage_ensemble(
             "out": str(folder),
         },
     }
+    ctx["ensemble"] = folder
     for cfg in ensemble_configs(base, ENSEMBLE_SEEDS):
         t = time.perf_counter()
         prune_run(train(cfg, progress=False).out_dir)  # keep best/ only
