@@ -10,7 +10,9 @@ from mitokit.cli.options import echo_json, json_option, mpp_option
 
 
 @click.command("detect")
-@click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument(
+    "inputs", nargs=-1, required=True, metavar="SLIDE_OR_DIR...", type=click.Path(path_type=Path)
+)
 @click.option(
     "--model",
     "model_path",
@@ -43,7 +45,8 @@ from mitokit.cli.options import echo_json, json_option, mpp_option
     "--device",
     default="auto",
     show_default=True,
-    help="cpu, cuda, cuda:N, or auto (under torchrun: the GPU of the local rank).",
+    help="cpu, cuda, cuda:N or auto; auto and cuda take the GPU of the local rank under "
+    "torchrun, cuda:N always GPU N.",
 )
 @click.option(
     "--tile-size",
@@ -137,7 +140,8 @@ def _device(choice: str, local_rank: int, torch) -> str:  # noqa: ANN001 - the t
     if choice != "auto":
         if choice.startswith("cuda") and not torch.cuda.is_available():
             raise input_error(None, f"--device {choice}: no CUDA device here")
-        return choice
-    if torch.cuda.is_available():
+        if choice != "cuda":
+            return choice
+    if torch.cuda.is_available():  # auto, or plain cuda: the GPU of this rank under torchrun
         return f"cuda:{local_rank % torch.cuda.device_count()}"
     return "cpu"

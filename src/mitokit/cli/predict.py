@@ -74,7 +74,7 @@ def predict() -> None:
 
 
 @predict.command("patches")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @_model_options
 @click.option(
     "--images",
@@ -142,7 +142,7 @@ def _patch_inputs(inputs: tuple[str, ...], images: str | None) -> list[tuple[Pat
 
 
 @predict.command("tiles")
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @_model_options
 @click.option(
     "--tile-size",
