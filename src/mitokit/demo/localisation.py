@@ -1,7 +1,716 @@
-"""Demo stage (being written)."""
+"""Demo stage: a detector and a weak localiser trained on generated tiles, then run over the
+demo's whole slide and scored against the slide's known truth.
+
+:func:`stage_localisation`:
+
+1. generates training tiles with every label kind (as the detection and weak-localisation
+   studies do, :mod:`mitokit.experiments.detection_study`, :mod:`mitokit.experiments.wss_study`);
+2. trains, through the engine, a Det-NS-WL Faster R-CNN (task ``detector``: ResNet-18 FPN, random
+   initial weights, one negative tile per positive draw, box classification loss weighted by the
+   crowd agreement of ``crowd.json``) and a weak localiser (task ``weak_localiser``, max
+   aggregation) that sees image-level labels only;
+3. runs both over the slide of the earlier stage with :class:`~mitokit.engines.slide.SlidePredictor`
+   and writes each model's ``detections.csv``, ``detections.geojson``, ``tiles.csv``,
+   ``heatmap.png`` (with the 10-HPF hotspot) and ``summary.json`` under
+   ``localisation/slides/<model>/``, as ``mitokit detect`` would;
+4. matches the detections one-to-one within 7.5 um to the slide's consensus mitoses
+   (``slide/consensus.json``) and, as a second truth, to the cells with latent ``m > 0.5``, at the
+   model's operating threshold and at the best threshold (an oracle), and reports both.
+
+The detector of the last epoch is kept (trained this briefly from random weights, its validation
+loss may rise while its validation F1 climbs, so the engine's lowest-loss ``best/`` can be an
+epoch that has hardly learnt); its operating threshold is the one of that epoch's best
+validation F1 (as in :func:`~mitokit.experiments.detection_study.det_variants`). The slide is
+read once, keeping every box scoring at least the model's ``box_score_thresh``
+(:data:`DETECTOR_FLOOR`), so that the best-threshold F1 covers the whole score range; the files
+are written at the operating threshold. The weak localiser's points are the components of its
+map at its own threshold (the validation ROC point), so its slide pass uses that threshold and
+its best F1 is taken over the component scores at or above it.
+
+How much is trained is :data:`FULL_SETTINGS` or :data:`QUICK_SETTINGS` (``--quick``); tests pass a
+smaller :class:`LocalisationSettings`. Measured with one PyTorch thread on a two-core CPU busy
+with other jobs (load average about 4, so about twice the idle time): the full stage in 5.1
+minutes (detector training 131 s, its slide pass over 507 tiles 129 s), the quick one in 1.9.
+"""
 
 from __future__ import annotations
 
+import math
+import shutil
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
 
-def stage_localisation(out, report, **_) -> None:
-    """Placeholder."""
+import numpy as np
+
+from mitokit.report import HtmlReport
+
+#: Score floor of the detector's slide pass: its ``box_score_thresh``.
+DETECTOR_FLOOR = 0.05
+
+#: Display name and output folder of each model.
+DETECTOR_NAME, DETECTOR_KEY = "Det-NS-WL detector", "detector"
+LOCALISER_NAME, LOCALISER_KEY = "weak localiser (max)", "weak_localiser"
+
+
+@dataclass(frozen=True)
+class LocalisationSettings:
+    """How much the stage generates and trains.
+
+    Attributes:
+        det_images: Generated training images of the detector (validation included).
+        det_epochs: Detector epochs.
+        det_epoch_length: Sub-tiles drawn per detector epoch.
+        wss_tiles: Generated training tiles of the weak localiser (validation included).
+        wss_epochs: Weak-localiser epochs.
+        det_image_size: Side of the detector's training images in pixels.
+        det_mitotic_fraction: Share of mitotic tumour cells in the detector's training images.
+        sub_tile: Detector tile side (training and slide) in pixels.
+        stride: Stride of the detector's training tiles.
+        det_batch_size: Detector tiles per step.
+        det_lr: Detector SGD learning rate.
+        box_batch: Proposals sampled per tile for the box head's loss.
+        proposals: Proposals the box head scores per tile at inference (fewer is faster).
+        wss_tile_size: Side of the weak localiser's training tiles in pixels.
+        wss_mitotic_fraction: Share of mitotic tumour cells in its training tiles.
+        wss_batch_size: Weak-localiser tiles per step.
+        wss_lr: Weak-localiser Adam learning rate.
+        val_fraction: Share of the training images that validate (model and threshold choice).
+        slide_batch_size: Tiles per model call on the slide.
+        crop: Side in pixels of the slide crop of the overlay figures.
+    """
+
+    det_images: int
+    det_epochs: int
+    det_epoch_length: int
+    wss_tiles: int
+    wss_epochs: int
+    det_image_size: int = 500
+    det_mitotic_fraction: float = 0.05
+    sub_tile: int = 250
+    stride: int = 125
+    det_batch_size: int = 4
+    det_lr: float = 0.01
+    box_batch: int = 128
+    proposals: int = 100
+    wss_tile_size: int = 128
+    wss_mitotic_fraction: float = 0.08
+    wss_batch_size: int = 16
+    wss_lr: float = 1e-3
+    val_fraction: float = 0.25
+    slide_batch_size: int = 8
+    crop: int = 1024
+
+
+#: Settings of the full demo.
+FULL_SETTINGS = LocalisationSettings(
+    det_images=8, det_epochs=4, det_epoch_length=32, wss_tiles=96, wss_epochs=8
+)
+#: Settings of ``mitokit demo --quick``.
+QUICK_SETTINGS = LocalisationSettings(
+    det_images=4, det_epochs=3, det_epoch_length=24, wss_tiles=48, wss_epochs=4
+)
+
+
+def settings_for(quick: bool) -> LocalisationSettings:
+    """:data:`QUICK_SETTINGS` or :data:`FULL_SETTINGS`."""
+    return QUICK_SETTINGS if quick else FULL_SETTINGS
+
+
+@dataclass(frozen=True)
+class _Model:
+    """A trained model and how its slide pass is run."""
+
+    name: str
+    key: str
+    model_dir: Path
+    threshold: float  # operating threshold
+    floor: float  # threshold of the slide pass (<= threshold)
+    seconds: float
+    validation: list[dict[str, Any]]  # per epoch
+    kept_epoch: int | None
+    density: bool  # its slide heat map is the density of its points (no heat maps of its own)
+
+
+def stage_localisation(
+    out: Path,
+    report: HtmlReport,
+    *,
+    size: Any,
+    seed: int,
+    say: Callable[[str], None],
+    ctx: dict,
+    settings: LocalisationSettings | None = None,
+    **_: Any,
+) -> dict[str, Any]:
+    """Train a detector and a weak localiser, run both over ``ctx["slide"]``, score and report.
+
+    Args:
+        out: The demo's folder; this stage writes ``localisation/``.
+        report: The report to add a section to.
+        size: The demo's :class:`~mitokit.demo.core.DemoSize` (``quick`` chooses the settings).
+        seed: Seed of the data, the split and the models.
+        say: Progress messages.
+        ctx: Must hold ``slide`` (the slide's path, with ``consensus.json`` beside it) and
+            ``slide_cells`` (its cells, with the latent score ``m``); gets ``detector`` and
+            ``weak_localiser`` (the model folders).
+        settings: Overrides the settings chosen by ``size.quick``.
+
+    Returns:
+        What is also written to ``localisation/result.json``: settings, per-model scores,
+        counts and timings.
+    """
+    from mitokit.experiments.synthetic_studies import _write_json
+
+    st = settings if settings is not None else settings_for(bool(size.quick))
+    folder = out / "localisation"
+    slide = Path(ctx["slide"])
+    cells = ctx["slide_cells"]
+    t0 = time.perf_counter()
+    det_data, wss_data = _write_training_data(folder / "data", st, seed=seed)
+    say(f"      training tiles generated in {time.perf_counter() - t0:.0f} s")
+    models = [
+        _train_detector(det_data, folder / "models" / DETECTOR_KEY, st, seed=seed, say=say),
+        _train_localiser(wss_data, folder / "models" / LOCALISER_KEY, st, seed=seed, say=say),
+    ]
+    for m in models:
+        ctx[m.key] = m.model_dir
+    truth, latent = _slide_truth(slide, cells)
+
+    results: dict[str, dict[str, Any]] = {}
+    passes = {}
+    for m in models:
+        floor, op = _slide_pass(m, slide, st, folder / "slides" / m.key, say=say)
+        passes[m.key] = op
+        results[m.key] = _scores(m, floor, op, truth, latent)
+        r = results[m.key]
+        say(
+            f"      {m.name}: {r['count']} detections, F1 {r['consensus']['f1']:.3f} at "
+            f"{m.threshold:.2f} (best {r['consensus']['best_f1']:.3f})"
+        )
+
+    figures = folder / "figures"
+    crop = _crop_box(truth, passes[DETECTOR_KEY], side=st.crop)
+    overlays = {
+        m.key: _overlay(m, passes[m.key], slide, crop, truth, figures / f"overlay_{m.key}.png")
+        for m in models
+    }
+    result = {
+        "settings": asdict(st),
+        "slide": str(slide.relative_to(out)) if slide.is_relative_to(out) else str(slide),
+        "truth": {"consensus": int(len(truth)), "latent": int(len(latent))},
+        "models": results,
+        "crop": list(crop),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    _write_json(folder / "result.json", result)
+    _report(report, out, models, results, passes, overlays, truth, latent, st)
+    return result
+
+
+# ------------------------------------------------------------------------------ training
+
+
+def _write_training_data(root: Path, st: LocalisationSettings, *, seed: int) -> tuple[Path, Path]:
+    """The detector's and the weak localiser's generated training images, with every label."""
+    from mitokit.data.synthetic.scene import SceneParams
+    from mitokit.experiments.synthetic_studies import _write_tiles
+
+    det, wss = root / "detector", root / "weak_localiser"
+    _write_tiles(
+        det,
+        n=st.det_images,
+        seed=seed,
+        size=st.det_image_size,
+        scene=SceneParams(mitotic_fraction=st.det_mitotic_fraction),
+    )
+    _write_tiles(
+        wss,
+        n=st.wss_tiles,
+        seed=seed,
+        size=st.wss_tile_size,
+        scene=SceneParams(mitotic_fraction=st.wss_mitotic_fraction),
+    )
+    return det, wss
+
+
+def _train_detector(
+    data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
+) -> _Model:
+    """Det-NS-WL through the engine; the last epoch, at the threshold of its best validation F1."""
+    from mitokit.experiments.detection_study import _val_images
+    from mitokit.experiments.synthetic_studies import _train_run
+    from mitokit.models.detector import DETECTOR
+
+    cfg = {
+        "task": DETECTOR,
+        "model": {
+            "arch": "resnet18",
+            "agreement_weighted": True,
+            "box_batch_size_per_image": st.box_batch,
+            "box_score_thresh": DETECTOR_FLOOR,
+            "rpn_post_nms_top_n_test": st.proposals,
+        },
+        "data": {
+            "labels": str(data),  # the folder's crowd.json: boxes with agreement
+            "mpp": 0.25,
+            "tile_size": st.sub_tile,
+            "stride": st.stride,
+            "negative_ratio": 1,
+            "val_fraction": st.val_fraction,
+            "val_images": _val_images(data, val_fraction=st.val_fraction, seed=seed),
+            "split_seed": seed,
+            "epoch_length": st.det_epoch_length,
+            "val_labels": str(data / "consensus.json"),
+        },
+        "optim": {"name": "sgd", "lr": st.det_lr, "momentum": 0.9, "weight_decay": 1e-4},
+        "train": {
+            "epochs": st.det_epochs,
+            "batch_size": st.det_batch_size,
+            "seed": seed,
+            "device": "cpu",
+            "num_workers": 0,
+            "log_every": 0,
+        },
+    }
+    say(f"      training the detector ({st.det_epochs} epochs of {st.det_epoch_length} tiles)")
+    result, seconds = _train_run(cfg, run)
+    # The last epoch is kept, not the engine's best/ (lowest validation loss): trained this
+    # briefly from random weights, the detector's validation loss can rise while its validation
+    # F1 climbs, and the lowest loss is then an epoch that has hardly learnt.
+    for name in ("state", "best"):
+        shutil.rmtree(result.out_dir / name, ignore_errors=True)
+    row = result.history[-1]
+    threshold = row.get("val_best_threshold")
+    if threshold is None or not math.isfinite(threshold):
+        threshold = 0.5
+    say(
+        f"      detector trained in {seconds:.0f} s; last epoch's validation best F1 "
+        f"{row.get('val_best_f1', math.nan):.3f} at {threshold:.2f}"
+    )
+    return _Model(
+        DETECTOR_NAME,
+        DETECTOR_KEY,
+        result.out_dir / "last",
+        threshold=max(float(threshold), DETECTOR_FLOOR),
+        floor=DETECTOR_FLOOR,
+        seconds=seconds,
+        validation=_validation(result.history, ("loss", "best_f1", "best_threshold")),
+        kept_epoch=len(result.history),
+        density=True,
+    )
+
+
+def _train_localiser(
+    data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
+) -> _Model:
+    """The weak localiser (max aggregation) on image-level labels; threshold: validation ROC."""
+    from mitokit.experiments.synthetic_studies import _engine_settings, _train_run, prune_run
+    from mitokit.models.predictors import load_predictor
+    from mitokit.models.wss import WEAK_LOCALISER
+
+    cfg = {
+        "task": WEAK_LOCALISER,
+        "model": {"aggregation": "max", "threshold": "roc"},
+        "data": {
+            "labels": str(data),  # image_labels.csv: does the tile hold a consensus mitosis?
+            "mpp": 0.25,
+            "val_fraction": st.val_fraction,
+            "split_seed": seed,
+        },
+        **_engine_settings(
+            epochs=st.wss_epochs,
+            batch_size=st.wss_batch_size,
+            seed=seed,
+            device="cpu",
+            lr=st.wss_lr,
+        ),
+    }
+    say(f"      training the weak localiser ({st.wss_epochs} epochs of {st.wss_tiles} tiles)")
+    result, seconds = _train_run(cfg, run)
+    prune_run(result.out_dir)
+    threshold = float(load_predictor(result.model_dir, device="cpu").threshold)
+    say(f"      weak localiser trained in {seconds:.0f} s; map threshold {threshold:.2f}")
+    return _Model(
+        LOCALISER_NAME,
+        LOCALISER_KEY,
+        result.model_dir,
+        threshold=threshold,
+        floor=threshold,
+        seconds=seconds,
+        validation=_validation(result.history, ("loss", "auc", "threshold", "point_f1")),
+        kept_epoch=result.best_epoch,
+        density=False,
+    )
+
+
+def _validation(history: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Per epoch, the validation figures ``keys`` of a run's log."""
+    return [
+        {"epoch": row["epoch"], **{k: row[f"val_{k}"] for k in keys if f"val_{k}" in row}}
+        for row in history
+    ]
+
+
+# ------------------------------------------------------------------------- slide and scores
+
+
+def _slide_truth(slide: Path, cells: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(M, 2)`` consensus mitoses of the slide and ``(K, 2)`` cells with latent m > 0.5."""
+    from mitokit.io.annotations import read_annotations
+    from mitokit.models.detector import truth_centres
+
+    consensus = truth_centres(read_annotations(slide.parent / "consensus.json"), min_agreement=0)
+    truth = consensus.get(slide.name, np.zeros((0, 2)))
+    mitotic = np.asarray(cells.m) > 0.5
+    latent = np.column_stack([np.asarray(cells.x)[mitotic], np.asarray(cells.y)[mitotic]])
+    return truth.reshape(-1, 2), latent.astype(np.float64).reshape(-1, 2)
+
+
+def _slide_pass(
+    m: _Model, slide: Path, st: LocalisationSettings, folder: Path, *, say: Callable[[str], None]
+) -> tuple[Any, Any]:
+    """Run the model over the slide at its floor; write the files at its operating threshold.
+
+    Returns:
+        The :class:`~mitokit.engines.slide.SlideResult` at the floor (every point kept) and the
+        one at the operating threshold (the one written).
+    """
+    from mitokit.engines.slide import SlidePredictor, write_slide_outputs
+    from mitokit.models.predictors import load_predictor
+
+    t = time.perf_counter()
+    engine = SlidePredictor(
+        load_predictor(m.model_dir, device="cpu"),
+        batch_size=st.slide_batch_size,
+        threshold=m.floor,
+        progress=False,
+    )
+    res = engine.predict_slide(slide)
+    op = _at_threshold(res, m.threshold, density=m.density)
+    write_slide_outputs(op, folder)
+    say(f"      {m.name}: {len(res.tile_scores)} slide tiles in {time.perf_counter() - t:.0f} s")
+    return res, op
+
+
+def _at_threshold(res: Any, threshold: float, *, density: bool) -> Any:
+    """A slide result keeping only the points scoring at least ``threshold``.
+
+    The hotspot is found anew; with ``density`` (a model without heat maps of its own, whose
+    map is the density of its points) the map is redrawn from the kept points with the
+    smoothing :class:`~mitokit.engines.slide.SlidePredictor` uses.
+    """
+    from mitokit.metrics.hotspot import find_hotspot, hotspot_size_px
+    from mitokit.report.heatmap import point_density
+
+    if threshold <= res.threshold:
+        return res
+    points = res.points[res.points[:, 2] >= threshold]
+    heat = res.heat
+    if density:
+        dx, dy = res.tissue.downsample
+        sigma = 0.1 * hotspot_size_px(res.mpp)[1] / math.sqrt(dx * dy)
+        heat = point_density(points, res.heat.shape, (dx, dy), sigma)
+    hotspot = find_hotspot(points, slide_size=res.size, mpp=res.mpp, tissue=res.tissue)
+    return replace(res, points=points, threshold=float(threshold), hotspot=hotspot, heat=heat)
+
+
+def _scores(m: _Model, res: Any, op: Any, truth: np.ndarray, latent: np.ndarray) -> dict[str, Any]:
+    """Point scores against both truths (``res``: every point of the slide pass), the counts
+    at the operating threshold (``op``) and the timings of one model."""
+    from mitokit.experiments.detection_study import RADIUS_UM
+    from mitokit.metrics.detection import radius_to_px
+    from mitokit.models.detector import point_scores
+
+    radius = radius_to_px(radius_um=RADIUS_UM, mpp=res.mpp)
+    key = res.name
+    out: dict[str, Any] = {
+        "name": m.name,
+        "threshold": m.threshold,
+        "slide_pass_threshold": m.floor,
+        "radius_px": radius,
+    }
+    for label, points in (("consensus", truth), ("latent", latent)):
+        s = point_scores({key: res.points}, {key: points}, radius_px=radius, threshold=m.threshold)
+        out[label] = {
+            k: s[k]
+            for k in ("precision", "recall", "f1", "best_f1", "best_threshold", "tp", "fp", "fn")
+        }
+    summary = op.summary()
+    out.update(
+        {
+            "count": int(len(op.points)),
+            "count_per_mm2": summary["mitotic_count_per_mm2"],
+            "hotspot_count": summary["hotspot"]["count"],
+            "hotspot_covers_slide": _covers(op.hotspot.box, op.size),
+            "tissue_area_mm2": summary["tissue_area_mm2"],
+            "slide_tiles": int(len(res.tile_scores)),
+            "slide_seconds": round(res.seconds, 1),
+            "train_seconds": round(m.seconds, 1),
+            "kept_epoch": m.kept_epoch,
+            "validation": m.validation,
+            "files": f"slides/{m.key}",
+        }
+    )
+    return out
+
+
+def _covers(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
+    x1, y1, x2, y2 = box
+    return x1 <= 0 and y1 <= 0 and x2 >= size[0] and y2 >= size[1]
+
+
+# ------------------------------------------------------------------------------- figures
+
+
+def _crop_box(truth: np.ndarray, res: Any, *, side: int) -> tuple[int, int, int, int]:
+    """A ``side``-pixel square inside the detector's hotspot holding the most true mitoses.
+
+    Candidates are centred on each true mitosis inside the hotspot; ties go to the one holding
+    more detections. Without a true mitosis there, the
+    square is centred on the hotspot.
+    """
+    w, h = res.size
+    sw, sh = min(side, w), min(side, h)
+    hx1, hy1, hx2, hy2 = res.hotspot.box
+    cands = truth[_inside(truth, res.hotspot.box)]
+    if not len(cands):
+        cands = np.array([[(hx1 + hx2) / 2, (hy1 + hy2) / 2]])
+
+    def box(c: np.ndarray) -> tuple[int, int, int, int]:
+        x0 = int(np.clip(round(c[0] - sw / 2), 0, w - sw))
+        y0 = int(np.clip(round(c[1] - sh / 2), 0, h - sh))
+        return x0, y0, x0 + sw, y0 + sh
+
+    boxes = [box(c) for c in cands]
+    return max(boxes, key=lambda b: (_inside(truth, b).sum(), _inside(res.points, b).sum()))
+
+
+def _inside(points: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+    """Whether each point (``x, y`` first) lies in ``[x1, x2) x [y1, y2)``."""
+    x1, y1, x2, y2 = box
+    x, y = points[:, 0], points[:, 1]
+    return (x >= x1) & (x < x2) & (y >= y1) & (y < y2)
+
+
+def _overlay(
+    m: _Model,
+    res: Any,
+    slide: Path,
+    crop: tuple[int, int, int, int],
+    truth: np.ndarray,
+    path: Path,
+) -> dict[str, int]:
+    """Predictions at the operating threshold (``res``) vs the consensus mitoses on a crop."""
+    from mitokit.experiments.detection_study import RADIUS_UM
+    from mitokit.io import open_slide
+    from mitokit.io.annotations import Annotation
+    from mitokit.report.overlay import plot_point_overlay
+
+    x1, y1, x2, y2 = crop
+    with open_slide(slide) as s:
+        image = s.read_region((x1, y1), 0, (x2 - x1, y2 - y1))
+
+    def local(points: np.ndarray) -> np.ndarray:
+        shift = np.zeros(points.shape[1])
+        shift[:2] = (x1, y1)
+        return points[_inside(points, crop)] - shift
+
+    pred = [
+        Annotation(f"p{i}", "crop", point=(float(x), float(y)), score=float(sc))
+        for i, (x, y, sc) in enumerate(local(res.points).tolist())
+    ]
+    true = [
+        Annotation(f"t{i}", "crop", point=(float(x), float(y)))
+        for i, (x, y) in enumerate(local(truth).tolist())
+    ]
+    return plot_point_overlay(
+        image,
+        path,
+        pred=pred,
+        truth=true,
+        radius_px=RADIUS_UM / res.mpp,
+        title=f"{m.name} at {m.threshold:.2f}",
+        max_side=900,
+    )
+
+
+def _report(
+    report: HtmlReport,
+    out: Path,
+    models: list[_Model],
+    results: Mapping[str, Mapping[str, Any]],
+    passes: Mapping[str, Any],
+    overlays: Mapping[str, Mapping[str, int]],
+    truth: np.ndarray,
+    latent: np.ndarray,
+    st: LocalisationSettings,
+) -> None:
+    from mitokit.data.synthetic.scene import SceneParams
+
+    folder = out / "localisation"
+    det = results[DETECTOR_KEY]
+    res = passes[DETECTOR_KEY]
+    report.section("Detector, weak localiser and slide inference")
+    report.paragraph(
+        f"Two localisation models trained through the engine on newly generated images, then run "
+        f"over the whole slide above ({res.size[0]} x {res.size[1]} px, "
+        f"{det['tissue_area_mm2']:.2f} mm2 of tissue) with the slide predictor of "
+        "`mitokit detect`. The detector is the third paper's Det-NS-WL: a Faster R-CNN with a "
+        f"ResNet-18 FPN from random weights, trained on {st.sub_tile}-px tiles of "
+        f"{st.det_images} generated {st.det_image_size}-px images ({st.det_mitotic_fraction:.0%}"
+        f" of tumour cells mitotic) with the crowd boxes, their agreement weighting the box "
+        f"classification loss, one negative tile per positive draw, {st.det_epochs} epochs of "
+        f"{st.det_epoch_length} tiles; the last epoch is kept, at the threshold of its best F1 on "
+        f"the {st.val_fraction:.0%} validation images, rather than the epoch of lowest "
+        f"validation loss, which this early can be one that has hardly learnt "
+        f"({_trend(det['validation'])}). The weak localiser (second paper; ResNet-18 "
+        f"to layer3, a 1 x 1 map, max aggregation) saw only whether each of {st.wss_tiles} "
+        f"generated {st.wss_tile_size}-px tiles holds a mitosis, {st.wss_epochs} epochs; its map "
+        "threshold is the validation ROC point and each connected component above it is one "
+        "detection."
+    )
+    rows = []
+    for m in models:
+        r = results[m.key]
+        c, lat = r["consensus"], r["latent"]
+        rows.append(
+            [
+                m.name,
+                m.threshold,
+                c["precision"],
+                c["recall"],
+                c["f1"],
+                c["best_f1"],
+                lat["f1"],
+                lat["best_f1"],
+            ]
+        )
+    report.table(
+        rows,
+        header=[
+            "model",
+            "threshold",
+            "precision",
+            "recall",
+            "F1",
+            "best F1",
+            "F1 (m > 0.5)",
+            "best F1 (m > 0.5)",
+        ],
+        caption=f"Detections on the slide matched one-to-one within 7.5 um "
+        f"({det['radius_px']:.0f} px) to its {len(truth)} consensus mitoses and, as a second "
+        f"truth, to its {len(latent)} cells with latent m > 0.5. Best F1: the highest over a sweep "
+        "of score thresholds (every distinct score, or 101 quantiles of many, and the operating "
+        "threshold), an oracle; the detector's sweep starts at 0.05, the weak localiser's at its "
+        "map threshold.",
+    )
+    counts = []
+    for m in models:
+        r = results[m.key]
+        counts.append(
+            [
+                m.name,
+                r["count"],
+                _num(r["count_per_mm2"]),
+                r["hotspot_count"],
+                len(truth),
+                len(latent),
+                r["slide_tiles"],
+                r["train_seconds"],
+                r["slide_seconds"],
+            ]
+        )
+    report.table(
+        counts,
+        header=[
+            "model",
+            "count",
+            "count per mm2",
+            "hotspot count",
+            "true count (consensus)",
+            "true count (m > 0.5)",
+            "slide tiles",
+            "training s",
+            "slide s",
+        ],
+        caption="Counts at the operating threshold (summary.json of each model) and timings.",
+        digits=1,
+    )
+    covers = all(results[m.key]["hotspot_covers_slide"] for m in models)
+    for m in models:
+        report.image(
+            folder / "slides" / m.key / "heatmap.png",
+            caption=f"{m.name}: "
+            + (
+                "heat maps of the weak localiser's tiles"
+                if m.key == LOCALISER_KEY
+                else "density of the detections"
+            )
+            + " on the thumbnail, detections as circles, the 10-HPF hotspot (2.37 mm2) as a "
+            "rectangle.",
+        )
+    for m in models:
+        o = overlays[m.key]
+        report.image(
+            folder / "figures" / f"overlay_{m.key}.png",
+            caption=f"{m.name} on a {st.crop}-px crop of the slide (where the hotspot holds the "
+            f"most consensus mitoses): TP {o['tp']}, FP {o['fp']}, FN {o['fn']} at the operating "
+            "threshold. Green circles: consensus mitoses (7.5 um radius); yellow crosses: "
+            "matched detections; red: false alarms.",
+        )
+    report.paragraph(
+        "Small models trained for a minute or two on a CPU from random weights, one run with "
+        "one seed: the numbers show that the pipeline works end to end, not how well these "
+        "methods can do. The training images hold more mitoses than the slide (where "
+        f"{SceneParams().mitotic_fraction:.1%} of tumour cells are mitotic), so thresholds "
+        "chosen on validation images need not suit the slide; the best-threshold F1 shows "
+        "what a better-chosen threshold would give. "
+        "The training images are nearly all tissue, while the slide also has tissue borders and "
+        "glass that the models never saw."
+        + (
+            " The slide is smaller than 10 high-power fields, so the hotspot window covers all "
+            "of it and its count is the slide's count."
+            if covers
+            else ""
+        ),
+        note=True,
+    )
+    for m in models:
+        report.link(
+            folder / "slides" / m.key / "summary.json",
+            f"localisation/slides/{m.key}/ (detections.csv, detections.geojson for QuPath, "
+            "tiles.csv, heatmap.png, summary.json)",
+        )
+    report.link(folder / "result.json", "localisation/result.json (every number of this stage)")
+    where = {m.key: (m.model_dir.relative_to(out).as_posix(), m.threshold) for m in models}
+    report.paragraph(
+        "To run the trained detector on another slide: mitokit detect SLIDE --model "
+        f"{where[DETECTOR_KEY][0]} --threshold {where[DETECTOR_KEY][1]:.2f} --out FOLDER (the "
+        f"weak localiser: --model {where[LOCALISER_KEY][0]}, which carries its own threshold)."
+    )
+
+
+def _trend(validation: list[dict[str, Any]]) -> str:
+    """``validation loss a -> b -> c, best F1 x -> y -> z`` over the epochs."""
+
+    def series(key: str) -> str:
+        return " -> ".join(f"{row.get(key, math.nan):.2f}" for row in validation)
+
+    return f"validation loss {series('loss')}, best F1 {series('best_f1')} over the epochs"
+
+
+def _num(value: float | None) -> float:
+    return float("nan") if value is None else float(value)
+
+
+__all__ = [
+    "DETECTOR_FLOOR",
+    "FULL_SETTINGS",
+    "QUICK_SETTINGS",
+    "LocalisationSettings",
+    "settings_for",
+    "stage_localisation",
+]
