@@ -6,6 +6,7 @@ import hashlib
 import json
 from html.parser import HTMLParser
 
+import pytest
 from click.testing import CliRunner
 
 from mitokit.cli import cli
@@ -77,6 +78,7 @@ def test_synth_tiles_and_slide(tmp_path):
     assert summary["cells"] == len(read_annotations(tmp_path / "s" / "pathologists.csv"))
 
 
+@pytest.mark.slow  # about 3 minutes on an idle 2-core CPU; each stage has its own fast test
 def test_quick_demo_writes_a_report_whose_images_exist(tmp_path):
     out = tmp_path / "demo"
     _run("demo", "--quick", "--out", out)
@@ -93,3 +95,36 @@ def test_quick_demo_writes_a_report_whose_images_exist(tmp_path):
     assert len(p.srcs) >= 4
     assert all((out / s).is_file() for s in p.srcs)
     assert (out / "tiles" / "crowd.json").is_file() and (out / "slide" / "slide.tiff").is_file()
+
+
+def test_demo_driver_runs_every_stage_in_order_and_replaces_the_folder(tmp_path, monkeypatch):
+    """The driver with the training stages stubbed (they have their own tests)."""
+    from mitokit.demo import DemoSize, core, diffusion, localisation
+
+    calls = []
+
+    def stub(name):
+        def stage(out, report, *, ctx, **_):
+            calls.append((name, sorted(ctx)))
+            report.section(f"stub {name}")
+
+        return stage
+
+    monkeypatch.setattr(core, "_stage_ensemble", stub("ensemble"))
+    monkeypatch.setattr(core, "_stage_reg_vs_regns", stub("reg"))
+    monkeypatch.setattr(localisation, "stage_localisation", stub("localisation"))
+    monkeypatch.setattr(diffusion, "stage_diffusion", stub("diffusion"))
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "stale.txt").write_text("from an earlier run")
+    size = DemoSize(patches=40, tiles=1, tile_size=256, slide=(1024, 768), heldout_patches=20)
+    page = core.run_demo(out, size=size, real_dir=None, say=lambda _: None)
+
+    assert page == out / "report.html" and not (out / "stale.txt").exists()
+    assert [c[0] for c in calls] == ["ensemble", "reg", "localisation", "diffusion"]
+    assert "slide" in calls[2][1]  # the slide stage hands its slide to the later stages
+    text = page.read_text()
+    for title in ("Pathologists", "A whole slide", "stub diffusion", "Run time"):
+        assert title in text
+    assert text.count("<tr><td>") >= 8  # the run-time table: one row per stage
+    assert "url=report.html" in (out / "index.html").read_text()

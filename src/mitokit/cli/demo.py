@@ -13,7 +13,7 @@ import click
     type=click.Path(file_okay=False),
     help="Folder for the report and everything it shows (replaced).",
 )
-@click.option("--quick", is_flag=True, help="Smaller data: a minute or two.")
+@click.option("--quick", is_flag=True, help="Smaller data and shorter training: a few minutes.")
 @click.option("--seed", default=0, show_default=True, help="Seed of everything generated.")
 @click.option(
     "--real-dir",
@@ -22,8 +22,20 @@ import click
     help="AMi-Br patches/ folder of real mitoses for the montage "
     "(default: ../shared/data/amibr/patches when present).",
 )
-def demo(out, quick, seed, real_dir) -> None:
-    """Generate data, label it every way, and write OUT/report.html."""
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="PyTorch CPU threads (default: one per core; 1 is faster where other work keeps "
+    "the cores busy).",
+)
+def demo(out, quick, seed, real_dir, threads) -> None:
+    """Generate data, train small versions of every model, run them, and write OUT/report.html.
+
+    Stages: labels and agreement, synthetic cells, tiles and a slide; a patch-classifier
+    ensemble; Reg / Reg-NS / BC; Det-NS-WL and the weak localiser over the slide (heatmap,
+    hotspot, F1); a conditional diffusion model (transitions, counterfactuals, likeness index).
+    """
     from mitokit.demo import run_demo
 
-    run_demo(out, quick=quick, seed=seed, real_dir=real_dir)
+    run_demo(out, quick=quick, seed=seed, real_dir=real_dir, threads=threads)
