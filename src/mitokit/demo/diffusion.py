@@ -95,10 +95,9 @@ class DiffusionSettings:
     sets_per_grid: int = 16
 
 
-#: ``mitokit demo`` (2000 patches): 5.7 min measured with one thread while another training
-#: job kept both cores of a two-core CPU busy (about 4.5 of them training); about half idle.
+#: ``mitokit demo`` (2000 patches): 126 s on an idle two-core CPU (training 100 s).
 FULL_SETTINGS = DiffusionSettings(epochs=15, n_sets=32, n_cells=8)
-#: ``mitokit demo --quick`` (400 patches): 94 s measured the same way; under a minute idle.
+#: ``mitokit demo --quick`` (400 patches): 35 s on the same idle CPU.
 QUICK_SETTINGS = DiffusionSettings(epochs=16, n_sets=12, n_cells=3, sets_per_grid=12)
 
 
