@@ -345,7 +345,14 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     assert res.exit_code == 2 and "has no score" in res.output
     res = runner.invoke(cli, [*args[:5], str(labels), *args[7:], *own])
     assert res.exit_code == 0, res.output
-    assert len(list(csv.DictReader((cf_out / "likeness.csv").open()))) == 8
+    rows = list(csv.DictReader((cf_out / "likeness.csv").open()))
+    assert len(rows) == 8
+    from mitokit.models.classifier import read_patch_table
+
+    table = read_patch_table(labels)
+    assert [float(r["label"]) for r in rows] == pytest.approx(list(table.score), abs=1e-5)
+    corr = json.loads((cf_out / "summary.json").read_text())["spearman_vs_label"]
+    assert corr["resembles"]["n"] == 8 and corr["convincing"]["n"] == 8
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -367,3 +374,24 @@ def test_cli_errors_are_one_line(tmp_path):
         ["generate", "transitions", "--model", "x", "--conditions", "0:1", "--out", "o"],
     )
     assert res.exit_code == 2 and "start:stop:step" in res.output
+
+
+def test_likeness_correlation_ranks_never_reached_after_the_grid():
+    from mitokit.interpret.selection import likeness_correlation
+
+    grid = [0, 100, 200, 300]
+    # Labels 1, 2/3, 1/3, 0 need t = 100, 200, 300 and never: a perfect negative rank order.
+    res = likeness_correlation(
+        np.array([100, 200, 300, np.nan]), np.array([1, 2 / 3, 1 / 3, 0]), grid
+    )
+    assert res["n"] == 4 and res["rho"] == pytest.approx(-1.0)
+    # Hand-computed with ties: labels (0, 0, 1, 1) rank (1.5, 1.5, 3.5, 3.5); t (300, never, 0,
+    # 300) rank (2.5, 4, 1, 2.5): deviations (-1, -1, 1, 1) and (0, 1.5, -1.5, 0), so
+    # rho = -3 / sqrt(4 * 4.5).
+    res = likeness_correlation(np.array([300, np.nan, 0, 300]), np.array([0, 0, 1, 1]), grid)
+    assert res["rho"] == pytest.approx(-3 / (2 * math.sqrt(4.5)))
+    # Unknown labels are left out; a constant column has no correlation.
+    res = likeness_correlation(np.array([0, 100, 200]), np.array([np.nan, 0.5, 0.5]), grid)
+    assert res == {"rho": None, "p": None, "n": 2}
+    with pytest.raises(MitokitError):
+        likeness_correlation(np.zeros(3), np.zeros(2), grid)

@@ -319,8 +319,11 @@ def counterfactual_cmd(
     Writes OUT/images/, strips/ (one strip per cell, columns = t, scores printed),
     summary.json and, with --classifier, likeness.csv: per cell the score at each t and the
     earliest t scoring >= --resembles (t_resembles) and >= --convincing (t_convincing), empty
-    when never reached.
+    when never reached. Cells from a label file also get their label in likeness.csv and, in
+    summary.json, Spearman's correlation of each index with it (never reached ranks last).
     """
+    import numpy as np
+
     from mitokit.data.arrays import read_rgb
     from mitokit.interpret.counterfactual import counterfactual, write_counterfactuals
     from mitokit.interpret.selection import parse_grid
@@ -370,6 +373,7 @@ def counterfactual_cmd(
             [i for _, i, _ in items],
             scores=scores,
             thresholds=(resembles, convincing),
+            labels=np.array([s for _, _, s in items], dtype=np.float64),
             meta=meta,
         )
     summary["out"] = str(out)

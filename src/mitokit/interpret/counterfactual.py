@@ -273,6 +273,7 @@ def write_counterfactuals(
     *,
     scores: np.ndarray | None = None,
     thresholds: tuple[float, float] = (0.5, 0.9),
+    labels: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write counterfactuals (and their likeness indices) into the folder ``out``.
@@ -285,7 +286,10 @@ def write_counterfactuals(
         summary.json             settings, and with scores how many cells reach each threshold
 
     ``t_resembles`` / ``t_convincing``: the smallest t scoring >= ``thresholds[0]`` /
-    ``thresholds[1]``; empty when never reached.
+    ``thresholds[1]``; empty when never reached. With ``labels`` (each cell's label, e.g. its
+    rater vote fraction; NaN where unknown) likeness.csv gains a ``label`` column and the
+    summary Spearman's correlation of each index with the label
+    (:func:`~mitokit.interpret.selection.likeness_correlation`).
 
     Returns:
         The summary.
@@ -293,7 +297,7 @@ def write_counterfactuals(
     from PIL import Image
 
     from mitokit.interpret.figures import grid_figure
-    from mitokit.interpret.selection import likeness_index
+    from mitokit.interpret.selection import likeness_correlation, likeness_index
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -334,11 +338,21 @@ def write_counterfactuals(
         cols = [f"score_t{int(t)}" for t in ts]
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["id", *cols, "t_resembles", "t_convincing"])
+        lab = None
+        if labels is not None:
+            lab = np.asarray(labels, dtype=np.float64).ravel()
+            if lab.size != len(ids):
+                raise ValueError(f"{lab.size} labels for {len(ids)} cells")
+            if not np.isfinite(lab).any():
+                lab = None
+        writer.writerow(
+            ["id", *([] if lab is None else ["label"]), *cols, "t_resembles", "t_convincing"]
+        )
         for i, oid in enumerate(ids):
             writer.writerow(
                 [
                     oid,
+                    *([] if lab is None else ["" if not np.isfinite(lab[i]) else f"{lab[i]:.6g}"]),
                     *(f"{s:.6g}" for s in scores[i]),
                     *("" if not np.isfinite(v) else str(int(v)) for v in li[i]),
                 ]
@@ -349,6 +363,11 @@ def write_counterfactuals(
         summary["n_convincing"] = int(np.isfinite(li[:, 1]).sum())
         summary["median_t_resembles"] = _nan_median(li[:, 0])
         summary["median_t_convincing"] = _nan_median(li[:, 1])
+        if lab is not None:
+            summary["spearman_vs_label"] = {
+                "resembles": likeness_correlation(li[:, 0], lab, ts),
+                "convincing": likeness_correlation(li[:, 1], lab, ts),
+            }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

@@ -112,6 +112,42 @@ def likeness_index(
     return out
 
 
+def likeness_correlation(
+    index: np.ndarray, labels: np.ndarray, t_grid: Sequence[float]
+) -> dict[str, float | int | None]:
+    """Spearman's rank correlation between the cells' labels and their likeness index.
+
+    A cell that never reaches the threshold ranks after the largest ``t`` of the grid (ties
+    among themselves): it needs more noise than any level tried. Cells without a finite label
+    are left out. The first paper's expectation, for labels = the fraction of raters calling a
+    cell mitotic (or atypical): a negative correlation, since a cell more raters call so should
+    need less noise to turn.
+
+    Args:
+        index: ``(n_cells,)`` likeness index (a column of :func:`likeness_index`; NaN = never).
+        labels: ``(n_cells,)`` label per cell.
+        t_grid: The noise levels the index was read from.
+
+    Returns:
+        ``{"rho", "p", "n"}``; rho and p None where fewer than 3 cells or a constant column
+        leave the correlation undefined.
+    """
+    from scipy.stats import spearmanr
+
+    idx = np.asarray(index, dtype=np.float64).ravel()
+    lab = np.asarray(labels, dtype=np.float64).ravel()
+    if idx.shape != lab.shape:
+        raise MitokitError(f"{idx.size} likeness values for {lab.size} labels")
+    keep = np.isfinite(lab)
+    never = float(np.max(np.asarray(t_grid, dtype=np.float64))) + 1.0
+    x, y = lab[keep], np.where(np.isfinite(idx), idx, never)[keep]
+    n = int(keep.sum())
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"rho": None, "p": None, "n": n}
+    res = spearmanr(x, y)
+    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": n}
+
+
 def parse_grid(text: str, *, what: str = "grid", integer: bool = False) -> np.ndarray:
     """``start:stop:step`` (inclusive of ``stop``) or ``a,b,c`` as a sorted array.
 
