@@ -42,7 +42,7 @@ from mitokit.experiments.synthetic_studies import (
     _train_run,
     _write_csv,
     _write_json,
-    _write_tiles,
+    _write_split,
     prune_run,
     torch_threads,
 )
@@ -205,12 +205,15 @@ def det_variants(
 
     with _study_dir(out) as root, torch_threads(threads):
         _say(progress, f"det-variants: generating {n_train} training and {n_test} test images")
-        train_dir, test_dir = root / "data" / "train", root / "data" / "test"
-        _write_tiles(train_dir, n=n_train, seed=int(seed), size=int(tile_size), scene=scene)
-        manifest = _write_tiles(
-            test_dir, n=n_test, seed=test_seed, size=int(tile_size), scene=scene
+        train_dir, test_dir, manifest, test_names = _write_split(
+            root,
+            n_train=n_train,
+            n_test=n_test,
+            seed=int(seed),
+            test_seed=test_seed,
+            size=int(tile_size),
+            scene=scene,
         )
-        test_names = sorted(p.name for p in (test_dir / "images").glob("*.png"))
         consensus = truth_centres(read_annotations(test_dir / "consensus.json"), min_agreement=0)
         truth = {name: consensus.get(name, np.zeros((0, 2))) for name in test_names}
         latent = _latent_centres(manifest["objects"], test_names)

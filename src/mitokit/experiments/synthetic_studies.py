@@ -238,6 +238,21 @@ def _write_tiles(out: Path, *, n: int, seed: int, size: int, scene: Any) -> dict
     return write_tile_dataset(out, tiles, seed=seed, parameters={"size": size, "scene": scene})
 
 
+def _write_split(
+    root: Path, *, n_train: int, n_test: int, seed: int, test_seed: int, size: int, scene: Any
+) -> tuple[Path, Path, dict[str, Any], list[str]]:
+    """Generated training and held-out test tiles under ``root/data/{train,test}``.
+
+    Returns:
+        ``(train_dir, test_dir, test_manifest, test_names)``: the test images' file names sorted.
+    """
+    train_dir, test_dir = root / "data" / "train", root / "data" / "test"
+    _write_tiles(train_dir, n=n_train, seed=seed, size=size, scene=scene)
+    manifest = _write_tiles(test_dir, n=n_test, seed=test_seed, size=size, scene=scene)
+    names = sorted(p.name for p in (test_dir / "images").glob("*.png"))
+    return train_dir, test_dir, manifest, names
+
+
 def _latent_labels(
     objects: Sequence[Mapping[str, Any]], images: Sequence[str], boxes: np.ndarray
 ) -> np.ndarray:
@@ -425,13 +440,16 @@ def reg_vs_regns(
 
     with _study_dir(out_dir) as out, torch_threads(threads):
         _say(say, f"reg-vs-regns: generating {n_train} training and {n_test} test tiles")
-        train_dir, test_dir = out / "data" / "train", out / "data" / "test"
-        _write_tiles(train_dir, n=n_train, seed=int(seed), size=int(tile_size), scene=scene)
-        test_manifest = _write_tiles(
-            test_dir, n=n_test, seed=test_seed, size=int(tile_size), scene=scene
+        train_dir, test_dir, test_manifest, test_names = _write_split(
+            out,
+            n_train=n_train,
+            n_test=n_test,
+            seed=int(seed),
+            test_seed=test_seed,
+            size=int(tile_size),
+            scene=scene,
         )
         truth = read_annotations(test_dir / "crowd.json")
-        test_names = sorted(p.name for p in (test_dir / "images").glob("*.png"))
 
         runs = [("tile_regressor", r) for r in ratio_list]
         if include_bc:

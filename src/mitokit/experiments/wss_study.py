@@ -179,7 +179,7 @@ def aggregation_ablation(
         _train_run,
         _write_csv,
         _write_json,
-        _write_tiles,
+        _write_split,
         prune_run,
         torch_threads,
     )
@@ -245,9 +245,15 @@ def aggregation_ablation(
 
     with _study_dir(out) as folder, torch_threads(threads):
         _say(progress, f"wss-aggregations: generating {n_train} training and {n_test} test tiles")
-        train_dir, test_dir = folder / "data" / "train", folder / "data" / "test"
-        _write_tiles(train_dir, n=n_train, seed=int(seed), size=size, scene=scene)
-        _write_tiles(test_dir, n=n_test, seed=test_seed, size=size, scene=scene)
+        train_dir, test_dir, _, _ = _write_split(
+            folder,
+            n_train=n_train,
+            n_test=n_test,
+            seed=int(seed),
+            test_seed=test_seed,
+            size=size,
+            scene=scene,
+        )
         test = read_weak_source(test_dir)
         names = test.image_ids
         y = np.asarray([test.labels[i] for i in names], dtype=np.int64)
