@@ -165,7 +165,31 @@ def _stage_patches(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, 
         header=["rater noise (SD)", "Fleiss' kappa", "Krippendorff's alpha", "majority = truth"],
         caption="Agreement moves with rater noise (same cells, same seed).",
     )
+    fig = out / "figures" / "agreement.png"
+    _plot_agreement(rows, fig)
+    report.image(fig, caption="Rater agreement and the majority's accuracy against rater noise.")
     report.link(out / "patches" / "labels.csv", "patches/labels.csv (votes per rater)")
+
+
+def _plot_agreement(rows: list[list], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mitokit.io.atomic import atomic_path
+
+    noise = [float(r[0]) for r in rows]
+    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
+    for k, name in ((1, "Fleiss' kappa"), (2, "Krippendorff's alpha"), (3, "majority = truth")):
+        ax.plot(noise, [r[k] for r in rows], marker="o", ms=4, label=name)
+    ax.set(xlabel="rater noise (SD)", ylabel="value", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
 
 
 def _stage_montage(out: Path, report: HtmlReport, *, seed: int, real_dir, **_) -> None:
