@@ -92,6 +92,44 @@ def test_map_has_stride_16_and_input_sized_heatmap():
             assert ((heat >= 0) & (heat <= 1)).all() and ((probs >= 0) & (probs <= 1)).all()
 
 
+def test_upsampled_map_puts_each_location_on_its_stride_multiple():
+    from mitokit.models.wss import upsample_map
+
+    prob = torch.zeros(3, 4)
+    prob[1, 2] = 1.0
+    heat = upsample_map(prob, (40, 56)).numpy()  # 3 x 4 map of stride 16 -> 40 x 56 pixels
+    assert heat.shape == (40, 56)
+    assert np.unravel_index(np.argmax(heat), heat.shape) == (16, 32)
+    assert heat[16, 32] == pytest.approx(1.0)
+    assert heat[16, 40] == pytest.approx(0.5)  # half-way to the next centre (48)
+    assert heat[24, 32] == pytest.approx(0.5)
+    # past the last centre (row 32, column 48) the map is held: the last row/column repeats
+    edge = torch.zeros(3, 4)
+    edge[2, 3] = 1.0
+    tail = upsample_map(edge, (40, 56)).numpy()
+    assert (tail[32:, 48:] == 1.0).all() and tail[31, 48] < 1.0
+    with pytest.raises(MitokitError, match="does not fit"):
+        upsample_map(prob, (30, 56))
+
+
+def test_map_locations_sit_on_their_receptive_field_centres():
+    """The gradient of location (k, l) is centred on pixel (16 k, 16 l): where the map puts it."""
+    from mitokit.models.wss import upsample_map
+
+    model = _model().eval()
+    x = torch.full((1, 3, 192, 192), 0.5, requires_grad=True)
+    _, logits = model.forward_maps(x)
+    (grad,) = torch.autograd.grad(logits[0, 5, 6], x)
+    weight = grad.abs().sum(1)[0].numpy()
+    rows, cols = np.mgrid[:192, :192]
+    centre = ((weight * rows).sum() / weight.sum(), (weight * cols).sum() / weight.sum())
+    assert centre == pytest.approx((80.0, 96.0), abs=1.5)
+    one = torch.zeros(12, 12)
+    one[5, 6] = 1.0
+    peak = np.unravel_index(np.argmax(upsample_map(one, (192, 192)).numpy()), (192, 192))
+    assert peak == (80, 96)
+
+
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_image_score_in_unit_interval(aggregation):
     model = _model(aggregation).eval()

@@ -27,7 +27,8 @@ initialisation under the engine's seed) or a local ResNet-18 file (``model.weigh
 nothing is downloaded. Inputs are float ``Bx3xHxW`` in [0, 1]; ImageNet normalisation happens
 inside the model, and no resampling: the pixel size stays the training one (``data.mpp``).
 
-Localisation (:func:`map_to_points`): the sigmoid map is upsampled bilinearly to the input size,
+Localisation (:func:`map_to_points`): the sigmoid map is upsampled bilinearly to the input size
+(:func:`upsample_map`: each location on the pixel its receptive field is centred on),
 thresholded (``score >= threshold``), and each 8-connected component
 (:func:`scipy.ndimage.label`) becomes one point: its centroid weighted by the map values, and as
 score the component's *maximum* map value. Points are continuous pixel coordinates (pixel
@@ -232,12 +233,29 @@ class WeakLocaliser(nn.Module):
         return torch.sigmoid(image), upsample_map(torch.sigmoid(logits.float()), x.shape[-2:])
 
 
-def upsample_map(prob: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """A ``(B, h, w)`` (or ``(h, w)``) map resized bilinearly to ``size`` (H, W)."""
+def upsample_map(prob: torch.Tensor, size: Sequence[int], stride: int = STRIDE) -> torch.Tensor:
+    """A ``(B, h, w)`` (or ``(h, w)``) map of a stride-``stride`` network resized to ``size``.
+
+    Map location ``(k, l)`` is placed where its receptive field is centred: on pixel ``(row k *
+    stride, column l * stride)``. Every stride-2 layer of the ResNet trunk (7 x 7 / padding 3,
+    3 x 3 / padding 1, 1 x 1 / padding 0) keeps output ``i`` centred on input ``2 i``, so the
+    centres sit on the pixel grid's multiples of the stride, not in the middle of each
+    ``stride x stride`` block. Between centres the map is interpolated bilinearly; past the last
+    centre (the bottom and right ``H - stride (h - 1) - 1`` rows and columns) it is held
+    constant. Resizing the map to the image as one picture (``align_corners=False``) would move
+    every point half a stride (8 px) down and right.
+    """
     single = prob.ndim == 2
     batch = (prob[None] if single else prob)[:, None].float()
     hw = (int(size[0]), int(size[1]))
-    out = F.interpolate(batch, size=hw, mode="bilinear", align_corners=False)
+    h, w = batch.shape[-2:]
+    span = (stride * (h - 1) + 1, stride * (w - 1) + 1)
+    if span[0] > hw[0] or span[1] > hw[1]:
+        raise MitokitError(
+            f"a {h} x {w} map of stride {stride} does not fit an image of {hw[0]} x {hw[1]} px"
+        )
+    out = F.interpolate(batch, size=span, mode="bilinear", align_corners=True)
+    out = F.pad(out, (0, hw[1] - span[1], 0, hw[0] - span[0]), mode="replicate")
     return out[0, 0] if single else out[:, 0]
 
 
