@@ -453,6 +453,7 @@ def test_tiny_aggregation_study(tmp_path):
     assert list(res["methods"]) == ["max", "mean"]
     for m in res["methods"].values():
         assert 0 <= m["f1"] <= m["oracle_f1"] <= 1 and 0 <= m["chance_f1"] <= 1
+        assert set(m["peak_offset"]) == {"n", "median_dx", "median_dy", "median_distance"}
     lines = (tmp_path / "study" / "table.csv").read_text().strip().splitlines()
     assert lines[0].startswith("aggregation,image_auc") and len(lines) == 3
     assert json.loads((tmp_path / "study" / "result.json").read_text())["study"] == (
@@ -460,6 +461,28 @@ def test_tiny_aggregation_study(tmp_path):
     )
     with pytest.raises(MitokitError, match="aggregations must be"):
         aggregation_ablation(tmp_path / "other", aggregations=["sum"])
+
+
+def test_peak_offsets_by_hand():
+    from mitokit.experiments.wss_study import peak_offsets
+
+    def bump(row, col):
+        m = np.zeros((64, 64))
+        m[row, col] = 1.0
+        return m
+
+    maps = [bump(30, 40), bump(20, 20), bump(5, 5), bump(40, 10)]
+    truths = [
+        np.array([[30.5, 20.5]]),  # peak 10 px right, 10 px down
+        np.array([[10.5, 20.5]]),  # 10 right, 0 down
+        np.array([[20.5, 20.5], [40.0, 40.0]]),  # two mitoses: not used
+        np.array([[3.0, 40.0]]),  # too close to the border: not used
+    ]
+    got = peak_offsets(maps, truths, margin_px=8)
+    assert got["n"] == 2
+    assert got["median_dx"] == pytest.approx(10.0) and got["median_dy"] == pytest.approx(5.0)
+    assert got["median_distance"] == pytest.approx((10.0 + 200**0.5) / 2)
+    assert peak_offsets(maps[2:], truths[2:], margin_px=8)["n"] == 0
 
 
 @pytest.mark.slow
