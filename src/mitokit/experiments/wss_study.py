@@ -96,10 +96,8 @@ def peak_offsets(
     for heat, truth in zip(maps, truths, strict=True):
         heat = np.asarray(heat)
         t = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
-        h, w = heat.shape
-        if len(t) != 1 or not (margin_px <= t[0, 0] <= w - margin_px):
-            continue
-        if not margin_px <= t[0, 1] <= h - margin_px:
+        far = (margin_px <= t) & (t <= np.array(heat.shape[::-1]) - margin_px)
+        if len(t) != 1 or not far.all():
             continue
         row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
         shifts.append((col + 0.5 - t[0, 0], row + 0.5 - t[0, 1]))
