@@ -130,6 +130,105 @@ def test_map_locations_sit_on_their_receptive_field_centres():
     assert peak == (80, 96)
 
 
+def test_map_offset_moves_every_location_by_minus_the_offset():
+    from mitokit.models.wss import upsample_map
+
+    prob = torch.zeros(2, 3, 4)
+    prob[0, 1, 2] = 1.0
+    prob[1, 0, 0] = 1.0
+    heat = upsample_map(prob, (40, 56), offset=(5.0, -3.0)).numpy()
+    assert np.unravel_index(np.argmax(heat[0]), (40, 56)) == (19, 27)  # (16 + 3, 32 - 5)
+    assert heat[0, 19, 27] == pytest.approx(1.0)
+    assert heat[0, 19, 35] == pytest.approx(0.5, abs=1e-5)  # half-way to the next centre
+    # location (0, 0) now sits on pixel (3, -5), left of the image; above row 3 the map is held
+    assert heat[1, 3, 0] == pytest.approx(1 - 5 / 16, abs=1e-5)
+    assert heat[1, 4, 0] == pytest.approx((1 - 5 / 16) * (1 - 1 / 16), abs=1e-5)
+    assert (heat[1, :3, 0] == heat[1, 3, 0]).all()
+    # a vanishing offset reads like none at all (the two code paths agree)
+    rand = torch.rand(2, 3, 4)
+    plain = upsample_map(rand, (40, 56))
+    assert torch.allclose(upsample_map(rand, (40, 56), offset=(1e-9, 0.0)), plain, atol=1e-5)
+
+
+def _displaced_maps(points, d, size=128, turn=False):
+    """Stride-16 maps of a network answering a mitosis at x with a blob at x + d (own frame)."""
+    grid = np.arange(0, size, 16, dtype=np.float64)[: (size + 15) // 16]
+    rows, cols = np.meshgrid(grid, grid, indexing="ij")
+    m = np.zeros(rows.shape)
+    for x, y in points:
+        if turn:  # the image turned by 180 degrees: the object sits at (size - x, size - y)
+            x, y = size - x, size - y
+        cx, cy = x - 0.5 + d[0], y - 0.5 + d[1]
+        m = np.maximum(m, np.exp(-((cols - cx) ** 2 + (rows - cy) ** 2) / (2 * 12.0**2)))
+    return torch.from_numpy(m)
+
+
+def test_offset_estimate_recovers_a_learned_displacement_without_points():
+    from mitokit.models.wss import _peak_point, estimate_map_offset, upsample_map
+
+    rng = np.random.default_rng(0)
+    d = (14.0, -9.0)
+    objects = [rng.uniform(40, 88, (1, 2)) for _ in range(9)]
+    maps = [_displaced_maps(p, d) for p in objects]
+    turned = [_displaced_maps(p, d, turn=True) for p in objects]
+    got = estimate_map_offset(maps, turned, [(128, 128)] * 9)
+    assert got == pytest.approx(d, abs=2.0)
+    assert estimate_map_offset(maps[:2], turned[:2], [(128, 128)] * 2) is None
+    # moved back by the estimate, each map's peak lands on its object (16.6 px away before)
+    for m, p in zip(maps, objects, strict=True):
+        before = _peak_point(upsample_map(m, (128, 128)).numpy())
+        after = _peak_point(upsample_map(m, (128, 128), offset=got).numpy())
+        assert np.hypot(*(before - p[0])) > 12 and np.hypot(*(after - p[0])) < 4
+
+
+class _Displaced(WeakLocaliser):
+    """A fixed 'network' that fires (dx, dy) pixels from every dark disc, in its own frame."""
+
+    d = (24, 20)
+
+    def forward_maps(self, x):
+        dark = (x.mean(1, keepdim=True) < 0.5).float()
+        dx, dy = self.d
+        pad = F.pad(dark, (48, 48, 48, 48))
+        shifted = torch.roll(pad, (dy, dx), (2, 3))[..., 48:-48, 48:-48]
+        blur = F.avg_pool2d(F.avg_pool2d(shifted, 15, 1, 7), 15, 1, 7)
+        logits = 40 * (blur[:, 0, ::16, ::16] - 0.08)
+        return logits.flatten(1).amax(1), logits
+
+
+def test_evaluate_estimates_the_offset_and_localises_with_it(tmp_path):
+    toy = _write_toy(tmp_path / "big", n=16, size=128, seed=3)
+    data = get_task(WEAK_LOCALISER).build_data({"labels": str(toy), "val_fraction": 0.9}, seed=0)
+    loader = DataLoader(data.val, batch_size=4, collate_fn=collate_images)
+    task = get_task(WEAK_LOCALISER)
+    figures = {}
+    for rule in ("none", "rot180"):
+        model = _Displaced(offset_rule=rule, threshold_rule="fixed", threshold=0.5).eval()
+        with torch.no_grad():
+            figures[rule] = task.evaluate(model, loader, device=CPU)
+        assert (figures[rule]["offset_x"], figures[rule]["offset_y"]) == pytest.approx(
+            tuple(model.offset.tolist())
+        )
+    assert figures["none"]["offset_x"] == 0 and figures["none"]["offset_y"] == 0
+    assert (figures["rot180"]["offset_x"], figures["rot180"]["offset_y"]) == pytest.approx(
+        _Displaced.d, abs=4.0
+    )
+    assert figures["none"]["point_f1"] < 0.5 < 0.9 < figures["rot180"]["point_f1"]
+
+
+def test_models_saved_before_the_offset_load_with_none(tmp_path):
+    folder = _saved(tmp_path, aggregation="max")
+    model = _model()
+    state = {k: v for k, v in model.state_dict().items() if k != "offset"}
+    fresh = _model()
+    with torch.no_grad():
+        fresh.offset.fill_(7.0)
+    fresh.load_state_dict(state)
+    assert fresh.offset.tolist() == [0.0, 0.0]
+    loaded, _ = load_model(folder, expect_task=WEAK_LOCALISER)
+    assert loaded.offset.tolist() == [0.0, 0.0]
+
+
 @pytest.mark.parametrize("aggregation", AGGREGATIONS)
 def test_image_score_in_unit_interval(aggregation):
     model = _model(aggregation).eval()
@@ -454,6 +553,7 @@ def test_tiny_aggregation_study(tmp_path):
     for m in res["methods"].values():
         assert 0 <= m["f1"] <= m["oracle_f1"] <= 1 and 0 <= m["chance_f1"] <= 1
         assert set(m["peak_offset"]) == {"n", "median_dx", "median_dy", "median_distance"}
+        assert set(m["map_offset"]) == {"dx", "dy"}
     lines = (tmp_path / "study" / "table.csv").read_text().strip().splitlines()
     assert lines[0].startswith("aggregation,image_auc") and len(lines) == 3
     assert json.loads((tmp_path / "study" / "result.json").read_text())["study"] == (

@@ -133,10 +133,18 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of every model."
 )
+@click.option(
+    "--offset",
+    type=click.Choice(["rot180", "none"]),
+    default="rot180",
+    show_default=True,
+    help="Map-offset rule: estimate each model's learned displacement of its map from the "
+    "mitosis on the validation tiles (image labels only) and undo it; none keeps the raw map.",
+)
 @_threads
 @_device
 @json_option
-def wss_aggregations(out, seed, quick, scale, epochs, threads, device, as_json) -> None:
+def wss_aggregations(out, seed, quick, scale, epochs, offset, threads, device, as_json) -> None:
     """The weak localiser's aggregation ablation (second paper) on generated tiles.
 
     Trains one localiser per aggregation (max, mean, embedding_mean, embedding_max, attention)
@@ -149,7 +157,14 @@ def wss_aggregations(out, seed, quick, scale, epochs, threads, device, as_json) 
     if epochs is not None:
         extra["epochs"] = epochs
     result = aggregation_ablation(
-        out, seed=seed, scale=scale, threads=threads, device=device, progress=_say, **extra
+        out,
+        seed=seed,
+        scale=scale,
+        offset=offset,
+        threads=threads,
+        device=device,
+        progress=_say,
+        **extra,
     )
     if as_json:
         echo_json(result)

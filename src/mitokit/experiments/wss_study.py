@@ -136,7 +136,8 @@ def _predict(model_dir: Path, paths: Sequence[Path], *, device: str, batch_size:
             probs.append(pred.tile_score)
             points.append(pred.points)
             maps.append(pred.heatmap)
-    return np.asarray(probs, dtype=np.float64), points, maps, float(predictor.threshold)
+    offset = [float(v) for v in predictor.model.offset]
+    return np.asarray(probs, dtype=np.float64), points, maps, float(predictor.threshold), offset
 
 
 def aggregation_ablation(
@@ -154,6 +155,7 @@ def aggregation_ablation(
     lr: float = 1e-3,
     val_fraction: float = 0.25,
     threshold: str = "roc",
+    offset: str = "rot180",
     attention: str = "gated",
     device: str = "auto",
     threads: int | None = None,
@@ -185,6 +187,8 @@ def aggregation_ablation(
         lr: Adam learning rate.
         val_fraction: Share of the training tiles held out for validation.
         threshold: The weak localiser's threshold rule (``roc``, ``max_f1`` or ``fixed``).
+        offset: Its map-offset rule (``rot180``: estimated on the validation tiles from image
+            labels only; ``none``).
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: PyTorch CPU threads during the study (None: unchanged).
@@ -195,7 +199,9 @@ def aggregation_ablation(
         ``{"study", "question", "settings", "data", "methods", "table", "seconds"}``;
         ``methods[aggregation]`` holds ``image_auc``, ``image_balanced_accuracy``,
         ``threshold``, ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``,
-        ``chance_f1``, ``oracle_f1``, ``oracle_threshold``, and training facts.
+        ``chance_f1``, ``oracle_f1``, ``oracle_threshold``, ``map_offset`` (the model's
+        estimated offset, undone before points are taken), ``peak_offset`` (what remains:
+        :func:`peak_offsets`), and training facts.
 
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
@@ -223,6 +229,7 @@ def aggregation_ablation(
         AGGREGATIONS,
         F1_GRID,
         IMAGE_LABELS,
+        OFFSET_RULES,
         THRESHOLD_RULES,
         TRUTH_POINTS,
         WEAK_LOCALISER,
@@ -240,6 +247,8 @@ def aggregation_ablation(
         )
     if threshold not in THRESHOLD_RULES:
         raise MitokitError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}")
+    if offset not in OFFSET_RULES:
+        raise MitokitError(f"offset must be one of {', '.join(OFFSET_RULES)}")
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
     epochs = _positive_int(epochs, "epochs")
@@ -269,6 +278,7 @@ def aggregation_ablation(
         "optimizer": f"adam lr {lr:g}, weight decay 1e-4, random init",
         "validation": f"{val_fraction:g} of the training tiles, best epoch by val loss",
         "threshold": threshold,
+        "offset": offset,
         "labels": "image-level only (image_labels.csv: a consensus mitosis in the tile)",
         "truth": "consensus mitosis centroids of the test tiles (centroids.csv)",
         "radius_px": radius,
@@ -300,7 +310,12 @@ def aggregation_ablation(
             _say(progress, f"wss-aggregations: training the {agg} localiser")
             cfg = {
                 "task": WEAK_LOCALISER,
-                "model": {"aggregation": agg, "attention": attention, "threshold": threshold},
+                "model": {
+                    "aggregation": agg,
+                    "attention": attention,
+                    "threshold": threshold,
+                    "offset": offset,
+                },
                 "data": {
                     "labels": str(train_dir),
                     "mpp": mpp,
@@ -313,7 +328,7 @@ def aggregation_ablation(
             }
             result, seconds = _train_run(cfg, folder / "runs" / agg)
             t0 = time.perf_counter()
-            probs, points, maps, thr = _predict(
+            probs, points, maps, thr, map_offset = _predict(
                 result.model_dir, [test.paths[i] for i in names], device=dev
             )
             predict_seconds = time.perf_counter() - t0
@@ -326,7 +341,7 @@ def aggregation_ablation(
             chance = chance_point_scores(
                 [len(p) for p in points], truths, sizes, radius_px=radius, seed=int(seed)
             )
-            offset = peak_offsets(maps, truths, margin_px=size / 8)
+            residual = peak_offsets(maps, truths, margin_px=size / 8)
             methods[agg] = {
                 "image_auc": _auc_or_none(y, probs),
                 "image_balanced_accuracy": balanced_accuracy(y, (probs >= thr).astype(float)),
@@ -341,7 +356,8 @@ def aggregation_ablation(
                 "chance_f1": chance["f1"],
                 "oracle_f1": float(max(oracle)),
                 "oracle_threshold": float(grid[int(np.argmax(oracle))]),
-                "peak_offset": offset,
+                "map_offset": {"dx": map_offset[0], "dy": map_offset[1]},
+                "peak_offset": residual,
                 "best_epoch": result.best_epoch,
                 "best_val_loss": result.best_val_loss,
                 "epochs_run": result.epochs_run,

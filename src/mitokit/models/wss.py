@@ -42,6 +42,15 @@ model as the buffer ``threshold`` (so it is saved with the weights), by ``model.
   points, among 0.05, 0.10 ... 0.95 (ROC where no validation image has truth points);
 - ``fixed``: ``model.fixed_threshold``.
 
+Map offset (``model.offset``): trained from image labels only, the map must fire somewhere in
+a positive image, and the network may learn to fire a fixed distance away from the mitosis (in
+its own frame: flips and rotations in training do not remove it; on generated tiles 10-45 px,
+which costs most points their match). With ``rot180`` (default) each evaluation re-estimates this
+displacement from the positive validation images alone: the map's peak of an image and of the
+image turned by 180 degrees (turned back) lie at ``x + d`` and ``x - d``
+(:func:`estimate_map_offset`). It is stored as the buffer ``offset`` and undone when the map is
+upsampled (:func:`upsample_map`), before the threshold is chosen; ``none`` keeps it zero.
+
 Without a usable validation set (no validation images, or one class only for ``roc``) the
 threshold keeps its previous value (initially ``fixed_threshold``).
 
@@ -108,6 +117,7 @@ WEAK_LOCALISER = "weak_localiser"
 AGGREGATIONS = ("max", "mean", "embedding_mean", "embedding_max", "attention")
 ATTENTIONS = ("gated", "plain")
 THRESHOLD_RULES = ("roc", "max_f1", "fixed")
+OFFSET_RULES = ("rot180", "none")
 #: Thresholds tried by the ``max_f1`` rule.
 F1_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
 STRIDE = 16
@@ -132,12 +142,17 @@ class WeakLocaliser(nn.Module):
         threshold: Initial value of the localisation threshold buffer.
         threshold_rule: How evaluation re-chooses the threshold: one of
             :data:`THRESHOLD_RULES` (``fixed`` keeps ``threshold``).
+        offset_rule: ``rot180``: evaluation re-estimates the map offset
+            (:func:`estimate_map_offset`); ``none``: the offset stays zero.
 
     Attributes:
         features: The truncated trunk (torchvision layer names).
         classifier: The 1 x 1 convolution, 256 -> 1.
         threshold: Scalar buffer: the map threshold points are extracted at.
+        offset: Buffer ``(dx, dy)``: the learned displacement (pixels) of the map's response
+            from the object, undone by :meth:`localise`.
         threshold_rule: The rule (a plain attribute; it comes from the config).
+        offset_rule: Likewise.
     """
 
     def __init__(
@@ -148,6 +163,7 @@ class WeakLocaliser(nn.Module):
         attention_dim: int = 128,
         threshold: float = 0.5,
         threshold_rule: str = "roc",
+        offset_rule: str = "rot180",
     ) -> None:
         super().__init__()
         import torchvision
@@ -165,9 +181,14 @@ class WeakLocaliser(nn.Module):
                 f"model.threshold must be one of {', '.join(THRESHOLD_RULES)}, "
                 f"got {threshold_rule!r}"
             )
+        if offset_rule not in OFFSET_RULES:
+            raise MitokitError(
+                f"model.offset must be one of {', '.join(OFFSET_RULES)}, got {offset_rule!r}"
+            )
         dim = check_int(attention_dim, "model.attention_dim", minimum=1)
         self.aggregation = aggregation
         self.threshold_rule = threshold_rule
+        self.offset_rule = offset_rule
         self.attention = attention
         net = torchvision.models.resnet18(weights=None)
         self.features = nn.Sequential(OrderedDict((name, getattr(net, name)) for name in _TRUNK))
@@ -179,6 +200,12 @@ class WeakLocaliser(nn.Module):
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
         self.register_buffer("threshold", torch.tensor(float(threshold)))
+        self.register_buffer("offset", torch.zeros(2))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        # Models saved before the offset existed load with a zero offset.
+        state_dict.setdefault(prefix + "offset", torch.zeros(2))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """``layer3`` embeddings ``(B, 256, ceil(H/16), ceil(W/16))`` of a batch in [0, 1]."""
@@ -228,12 +255,21 @@ class WeakLocaliser(nn.Module):
         return torch.sigmoid(self(x))
 
     def localise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Image probabilities ``(B,)`` and heatmaps ``(B, H, W)``: the upsampled sigmoid map."""
+        """Image probabilities ``(B,)`` and heatmaps ``(B, H, W)``: the upsampled sigmoid map.
+
+        The map is moved by the stored ``offset`` (see :func:`upsample_map`).
+        """
         image, logits = self.forward_maps(x)
-        return torch.sigmoid(image), upsample_map(torch.sigmoid(logits.float()), x.shape[-2:])
+        heat = upsample_map(torch.sigmoid(logits.float()), x.shape[-2:], offset=self.offset)
+        return torch.sigmoid(image), heat
 
 
-def upsample_map(prob: torch.Tensor, size: Sequence[int], stride: int = STRIDE) -> torch.Tensor:
+def upsample_map(
+    prob: torch.Tensor,
+    size: Sequence[int],
+    stride: int = STRIDE,
+    offset: Sequence[float] | torch.Tensor = (0.0, 0.0),
+) -> torch.Tensor:
     """A ``(B, h, w)`` (or ``(h, w)``) map of a stride-``stride`` network resized to ``size``.
 
     Map location ``(k, l)`` is placed where its receptive field is centred: on pixel ``(row k *
@@ -244,6 +280,11 @@ def upsample_map(prob: torch.Tensor, size: Sequence[int], stride: int = STRIDE) 
     centre (the bottom and right ``H - stride (h - 1) - 1`` rows and columns) it is held
     constant. Resizing the map to the image as one picture (``align_corners=False``) would move
     every point half a stride (8 px) down and right.
+
+    ``offset`` ``(dx, dy)`` (pixels) moves every location by ``(-dx, -dy)``: to pixel ``(k *
+    stride - dy, l * stride - dx)``, the map held constant past the first and last centres. It
+    undoes a response the network learned to give ``(dx, dy)`` away from the object (see
+    :func:`estimate_map_offset`).
     """
     single = prob.ndim == 2
     batch = (prob[None] if single else prob)[:, None].float()
@@ -254,9 +295,70 @@ def upsample_map(prob: torch.Tensor, size: Sequence[int], stride: int = STRIDE) 
         raise MitokitError(
             f"a {h} x {w} map of stride {stride} does not fit an image of {hw[0]} x {hw[1]} px"
         )
-    out = F.interpolate(batch, size=span, mode="bilinear", align_corners=True)
-    out = F.pad(out, (0, hw[1] - span[1], 0, hw[0] - span[0]), mode="replicate")
+    dx, dy = (float(v) for v in offset)
+    if dx == 0.0 and dy == 0.0:
+        out = F.interpolate(batch, size=span, mode="bilinear", align_corners=True)
+        out = F.pad(out, (0, hw[1] - span[1], 0, hw[0] - span[0]), mode="replicate")
+    else:
+        # Pixel (i, j) reads the map at ((i + dy) / stride, (j + dx) / stride), in
+        # grid_sample's align_corners=True coordinates (-1 = first location, 1 = last).
+        def axis(n_px: int, n_map: int, d: float) -> torch.Tensor:
+            pos = (torch.arange(n_px, dtype=torch.float64, device=batch.device) + d) / stride
+            return (2 * pos / (n_map - 1) - 1 if n_map > 1 else pos * 0).float()
+
+        gy, gx = torch.meshgrid(axis(hw[0], h, dy), axis(hw[1], w, dx), indexing="ij")
+        grid = torch.stack([gx, gy], dim=-1).expand(batch.shape[0], -1, -1, -1)
+        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out[0, 0] if single else out[:, 0]
+
+
+def _peak_point(heat: np.ndarray) -> np.ndarray:
+    """The weighted centroid ``(x, y)`` of the half-maximum component holding a map's maximum."""
+    from scipy import ndimage
+
+    top = np.unravel_index(int(np.argmax(heat)), heat.shape)
+    labels, _ = ndimage.label(heat >= 0.5 * heat[top], structure=np.ones((3, 3), dtype=bool))
+    cy, cx = ndimage.center_of_mass(np.maximum(heat, 1e-12), labels, labels[top])
+    return np.array([cx + 0.5, cy + 0.5])
+
+
+def estimate_map_offset(
+    maps: Sequence[torch.Tensor],
+    rotated_maps: Sequence[torch.Tensor],
+    sizes: Sequence[Sequence[int]],
+    *,
+    stride: int = STRIDE,
+    min_images: int = 3,
+) -> tuple[float, float] | None:
+    """The displacement ``(dx, dy)`` of a localiser's response from its object, without points.
+
+    A map trained with image-level labels only must fire *somewhere* for a positive image; the
+    network may learn to fire a fixed distance ``d`` (in its own frame) away from the mitosis,
+    since no loss term asks otherwise, and flip / rotation augmentation does not remove it.
+    Such a ``d`` shows itself without truth points: for an image with one object at ``x``, the
+    map's peak lies at ``x + d``, while the map of the image turned by 180 degrees, turned
+    back, peaks at ``x - d``. Half their difference estimates ``d``; the median over images is
+    robust to images whose two peaks fall on different objects.
+
+    Args:
+        maps: Instance maps ``(h, w)`` (probabilities) of positive images.
+        rotated_maps: The maps of the same images turned by 180 degrees (not turned back).
+        sizes: ``(H, W)`` of each image.
+        stride: The maps' stride.
+        min_images: Fewest images for an estimate.
+
+    Returns:
+        ``(dx, dy)`` in pixels (median over images), or None with fewer than ``min_images``.
+    """
+    pairs = []
+    for m, r, hw in zip(maps, rotated_maps, sizes, strict=True):
+        up = upsample_map(m.float(), hw, stride).cpu().numpy()
+        back = torch.rot90(upsample_map(r.float(), hw, stride), 2, (0, 1)).cpu().numpy()
+        pairs.append((_peak_point(up) - _peak_point(back)) / 2)
+    if len(pairs) < min_images:
+        return None
+    dx, dy = np.median(np.asarray(pairs), axis=0)
+    return float(dx), float(dy)
 
 
 def build_weak_localiser(
@@ -267,6 +369,7 @@ def build_weak_localiser(
     weights: str | None = None,
     threshold: float = 0.5,
     threshold_rule: str = "roc",
+    offset_rule: str = "rot180",
 ) -> WeakLocaliser:
     """A :class:`WeakLocaliser`, random or with its trunk from a local ResNet-18 file.
 
@@ -284,6 +387,7 @@ def build_weak_localiser(
         attention_dim=attention_dim,
         threshold=threshold,
         threshold_rule=threshold_rule,
+        offset_rule=offset_rule,
     )
     if weights is not None:
         from mitokit.models.backbones import build_resnet
@@ -630,6 +734,7 @@ class WeakLocaliserTask:
         "attention_dim": 128,
         "threshold": "roc",
         "fixed_threshold": 0.5,
+        "offset": "rot180",
     }
     data_defaults: Mapping[str, Any] = {
         "labels": None,
@@ -657,6 +762,7 @@ class WeakLocaliserTask:
             weights=cfg["weights"],
             threshold=check_fraction(cfg["fixed_threshold"], "model.fixed_threshold"),
             threshold_rule=cfg["threshold"],
+            offset_rule=cfg["offset"],
         )
 
     def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
@@ -739,23 +845,51 @@ class WeakLocaliserTask:
         return loss, {"bce": float(loss.detach()), "positive_share": float(target.mean())}
 
     def evaluate(self, model: nn.Module, loader: Any, *, device: torch.device) -> dict[str, float]:
-        """Image BCE, AUC, balanced accuracy; the chosen threshold; point F1 where known."""
+        """Image BCE, AUC, balanced accuracy; the map offset and threshold; point F1 if known.
+
+        With ``offset_rule`` ``rot180`` the positive validation images are also read turned by
+        180 degrees and the model's ``offset`` is re-estimated (:func:`estimate_map_offset`:
+        image labels only) before the threshold is chosen on the moved maps.
+        """
         module = _unwrap(model)
-        logits, labels, maps, truths, radius = [], [], [], [], 30.0
+        calibrate = getattr(module, "offset_rule", "none") == "rot180"
+        logits, labels, radius = [], [], 30.0
+        pointed: list[tuple[torch.Tensor, tuple[int, int], np.ndarray]] = []
+        positive: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
         with evaluating(module):
             for batch in loader:
-                z, lmaps = batch_maps(module, batch["image"], device)
+                images = batch["image"]
+                z, lmaps = batch_maps(module, images, device)
                 logits.append(z.float().cpu())
                 labels.append(batch["label"].float().cpu())
-                images = batch["image"]
+                keep = [k for k in range(len(lmaps)) if float(batch["label"][k]) > 0.5]
+                if calibrate and keep:
+                    turned = [torch.rot90(images[k], 2, (-2, -1)) for k in keep]
+                    if isinstance(images, torch.Tensor):
+                        turned = torch.stack(turned)
+                    _, rmaps = batch_maps(module, turned, device)
+                    for k, r in zip(keep, rmaps, strict=True):
+                        size = tuple(images[k].shape[-2:])
+                        positive.append((torch.sigmoid(lmaps[k].float()).cpu(), r, size))
                 for k, m in enumerate(lmaps):
-                    size = images[k].shape[-2:]
                     if bool(batch["has_points"][k]):
-                        maps.append(upsample_map(torch.sigmoid(m.float()), size).cpu().numpy())
-                        truths.append(batch["points"][k].cpu().numpy().astype(np.float64))
+                        truth = batch["points"][k].cpu().numpy().astype(np.float64)
+                        pointed.append((m.float().cpu(), tuple(images[k].shape[-2:]), truth))
                 radius = float(batch["radius_px"][0])
         if not logits:
             return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
+        if calibrate:
+            estimate = estimate_map_offset(
+                [p for p, _, _ in positive],
+                [torch.sigmoid(r.float()).cpu() for _, r, _ in positive],
+                [hw for _, _, hw in positive],
+            )
+            if estimate is not None:  # too few positive images: keep the previous offset
+                with torch.no_grad():
+                    module.offset.copy_(torch.tensor(estimate))
+        offset = module.offset.detach().cpu()
+        maps = [upsample_map(torch.sigmoid(m), hw, offset=offset).numpy() for m, hw, _ in pointed]
+        truths = [t for _, _, t in pointed]
         z, y = torch.cat(logits), torch.cat(labels)
         loss = float(F.binary_cross_entropy_with_logits(z, y))
         probs = torch.sigmoid(z).numpy().astype(np.float64)
@@ -765,6 +899,7 @@ class WeakLocaliserTask:
         with torch.no_grad():
             module.threshold.fill_(threshold)
         out["threshold"] = threshold
+        out["offset_x"], out["offset_y"] = (float(v) for v in offset)
         if maps:
             scores = pooled_point_scores(maps, truths, threshold=threshold, radius_px=radius)
             out.update({f"point_{k}": float(scores[k]) for k in ("precision", "recall", "f1")})
@@ -863,8 +998,10 @@ __all__ = [
     "WeakLocaliserPredictor",
     "WeakLocaliserTask",
     "WeakSource",
+    "OFFSET_RULES",
     "build_weak_localiser",
     "collate_images",
+    "estimate_map_offset",
     "map_to_points",
     "pooled_point_scores",
     "read_image_labels",
