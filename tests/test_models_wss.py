@@ -214,6 +214,43 @@ def test_evaluate_estimates_the_offset_and_localises_with_it(tmp_path):
         _Displaced.d, abs=4.0
     )
     assert figures["none"]["point_f1"] < 0.5 < 0.9 < figures["rot180"]["point_f1"]
+    # with every view moved in its own frame, the eight views of tta agree on each disc
+    model = _Displaced(offset_rule="rot180", tta="dihedral", threshold_rule="fixed", threshold=0.3)
+    model.eval()
+    with torch.no_grad():
+        tta = task.evaluate(model, loader, device=CPU)
+    assert tta["point_f1"] > 0.9
+    assert (tta["offset_x"], tta["offset_y"]) == pytest.approx(
+        (figures["rot180"]["offset_x"], figures["rot180"]["offset_y"])
+    )
+
+
+def test_tta_turns_each_view_back_and_averages():
+    from mitokit.models.wss import _peak_point
+
+    x = torch.full((1, 3, 96, 128), 0.8)
+    yy, xx = torch.meshgrid(torch.arange(96) + 0.5, torch.arange(128) + 0.5, indexing="ij")
+    x[:, :, (xx - 70) ** 2 + (yy - 40) ** 2 <= 49] = 0.2  # a dark disc at (70, 40)
+    single = _Displaced(tta="none").eval()
+    rot = _Displaced(tta="rot180").eval()
+    dihedral = _Displaced(tta="dihedral").eval()
+    with torch.no_grad():
+        for m in (single, rot, dihedral):
+            m.offset.copy_(torch.tensor([0.0, 0.0]))
+        p1, h1 = single.localise(x)
+        p2, h2 = rot.localise(x)
+        for m in (single, dihedral):
+            m.offset.copy_(torch.tensor(_Displaced.d, dtype=torch.float32))
+        p8, h8 = dihedral.localise(x)
+        _, h1d = single.localise(x)
+    assert h1.shape == h2.shape == h8.shape == (1, 96, 128)
+    # one view: the response sits d = (24, 20) from the disc; turned by 180 degrees, -d
+    assert _peak_point(h1[0].numpy()) == pytest.approx((94, 60), abs=4)
+    assert h2[0, 40, 70] < h1[0].max() and p2 == pytest.approx(p1, abs=0.05)
+    # moved by the offset in each view's frame, all eight views land on the disc (within half
+    # the map's stride: each view samples the response on its own 16 px grid)
+    assert _peak_point(h8[0].numpy()) == pytest.approx((70, 40), abs=8.5)
+    assert float(h8.max()) == pytest.approx(float(h1d.max()), abs=0.15)
 
 
 def test_models_saved_before_the_offset_load_with_none(tmp_path):

@@ -141,10 +141,20 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
     help="Map-offset rule: estimate each model's learned displacement of its map from the "
     "mitosis on the validation tiles (image labels only) and undo it; none keeps the raw map.",
 )
+@click.option(
+    "--tta",
+    type=click.Choice(["none", "rot180", "dihedral"]),
+    default="none",
+    show_default=True,
+    help="Test-time views averaged for the threshold and the test maps (dihedral: 8 turns and "
+    "flips).",
+)
 @_threads
 @_device
 @json_option
-def wss_aggregations(out, seed, quick, scale, epochs, offset, threads, device, as_json) -> None:
+def wss_aggregations(
+    out, seed, quick, scale, epochs, offset, tta, threads, device, as_json
+) -> None:
     """The weak localiser's aggregation ablation (second paper) on generated tiles.
 
     Trains one localiser per aggregation (max, mean, embedding_mean, embedding_max, attention)
@@ -161,6 +171,7 @@ def wss_aggregations(out, seed, quick, scale, epochs, offset, threads, device, a
         seed=seed,
         scale=scale,
         offset=offset,
+        tta=tta,
         threads=threads,
         device=device,
         progress=_say,

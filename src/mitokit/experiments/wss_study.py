@@ -156,6 +156,7 @@ def aggregation_ablation(
     val_fraction: float = 0.25,
     threshold: str = "roc",
     offset: str = "rot180",
+    tta: str = "none",
     attention: str = "gated",
     device: str = "auto",
     threads: int | None = None,
@@ -189,6 +190,8 @@ def aggregation_ablation(
         threshold: The weak localiser's threshold rule (``roc``, ``max_f1`` or ``fixed``).
         offset: Its map-offset rule (``rot180``: estimated on the validation tiles from image
             labels only; ``none``).
+        tta: Its test-time views (``none``, ``rot180``, ``dihedral``), for the threshold choice
+            and the test predictions.
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: PyTorch CPU threads during the study (None: unchanged).
@@ -232,6 +235,7 @@ def aggregation_ablation(
         OFFSET_RULES,
         THRESHOLD_RULES,
         TRUTH_POINTS,
+        TTA_VIEWS,
         WEAK_LOCALISER,
         pooled_point_scores,
         read_image_labels,
@@ -249,6 +253,8 @@ def aggregation_ablation(
         raise MitokitError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}")
     if offset not in OFFSET_RULES:
         raise MitokitError(f"offset must be one of {', '.join(OFFSET_RULES)}")
+    if tta not in TTA_VIEWS:
+        raise MitokitError(f"tta must be one of {', '.join(TTA_VIEWS)}")
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
     epochs = _positive_int(epochs, "epochs")
@@ -279,6 +285,7 @@ def aggregation_ablation(
         "validation": f"{val_fraction:g} of the training tiles, best epoch by val loss",
         "threshold": threshold,
         "offset": offset,
+        "tta": tta,
         "labels": "image-level only (image_labels.csv: a consensus mitosis in the tile)",
         "truth": "consensus mitosis centroids of the test tiles (centroids.csv)",
         "radius_px": radius,
@@ -315,6 +322,7 @@ def aggregation_ablation(
                     "attention": attention,
                     "threshold": threshold,
                     "offset": offset,
+                    "tta": tta,
                 },
                 "data": {
                     "labels": str(train_dir),

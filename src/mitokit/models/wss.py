@@ -51,6 +51,12 @@ image turned by 180 degrees (turned back) lie at ``x + d`` and ``x - d``
 (:func:`estimate_map_offset`). It is stored as the buffer ``offset`` and undone when the map is
 upsampled (:func:`upsample_map`), before the threshold is chosen; ``none`` keeps it zero.
 
+Test-time views (``model.tta``: ``none``, ``rot180`` or ``dihedral``):
+:meth:`WeakLocaliser.localise` reads each image also turned by 180 degrees (or in all 8 turns and
+flips), moves each view's map by the offset in the view's own frame, turns it back and
+averages maps and probabilities. Evaluation then chooses the threshold on these averages, as
+prediction will see them.
+
 Without a usable validation set (no validation images, or one class only for ``roc``) the
 threshold keeps its previous value (initially ``fixed_threshold``).
 
@@ -118,6 +124,12 @@ AGGREGATIONS = ("max", "mean", "embedding_mean", "embedding_max", "attention")
 ATTENTIONS = ("gated", "plain")
 THRESHOLD_RULES = ("roc", "max_f1", "fixed")
 OFFSET_RULES = ("rot180", "none")
+#: Test-time views of ``model.tta``: (quarter turns, horizontal flip) of each view.
+TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((0, False),),
+    "rot180": ((0, False), (2, False)),
+    "dihedral": tuple((k, f) for f in (False, True) for k in range(4)),
+}
 #: Thresholds tried by the ``max_f1`` rule.
 F1_GRID = tuple(round(0.05 * k, 2) for k in range(1, 20))
 STRIDE = 16
@@ -144,6 +156,7 @@ class WeakLocaliser(nn.Module):
             :data:`THRESHOLD_RULES` (``fixed`` keeps ``threshold``).
         offset_rule: ``rot180``: evaluation re-estimates the map offset
             (:func:`estimate_map_offset`); ``none``: the offset stays zero.
+        tta: Test-time views averaged by :meth:`localise`: a key of :data:`TTA_VIEWS`.
 
     Attributes:
         features: The truncated trunk (torchvision layer names).
@@ -164,6 +177,7 @@ class WeakLocaliser(nn.Module):
         threshold: float = 0.5,
         threshold_rule: str = "roc",
         offset_rule: str = "rot180",
+        tta: str = "none",
     ) -> None:
         super().__init__()
         import torchvision
@@ -185,7 +199,10 @@ class WeakLocaliser(nn.Module):
             raise MitokitError(
                 f"model.offset must be one of {', '.join(OFFSET_RULES)}, got {offset_rule!r}"
             )
+        if tta not in TTA_VIEWS:
+            raise MitokitError(f"model.tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
         dim = check_int(attention_dim, "model.attention_dim", minimum=1)
+        self.tta = tta
         self.aggregation = aggregation
         self.threshold_rule = threshold_rule
         self.offset_rule = offset_rule
@@ -257,11 +274,23 @@ class WeakLocaliser(nn.Module):
     def localise(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Image probabilities ``(B,)`` and heatmaps ``(B, H, W)``: the upsampled sigmoid map.
 
-        The map is moved by the stored ``offset`` (see :func:`upsample_map`).
+        The map is moved by the stored ``offset`` (see :func:`upsample_map`). With ``tta`` the
+        image is also read turned (and flipped); each view's map is moved by the offset in the
+        view's own frame (where the network learned it), turned back, and the probabilities and
+        maps of the views are averaged.
         """
-        image, logits = self.forward_maps(x)
-        heat = upsample_map(torch.sigmoid(logits.float()), x.shape[-2:], offset=self.offset)
-        return torch.sigmoid(image), heat
+        views = TTA_VIEWS[getattr(self, "tta", "none")]
+        probs = heat = None
+        for turns, flip in views:
+            v = torch.rot90(x, turns, (-2, -1)) if turns else x
+            v = v.flip(-1) if flip else v
+            image, logits = self.forward_maps(v)
+            h = upsample_map(torch.sigmoid(logits.float()), v.shape[-2:], offset=self.offset)
+            h = h.flip(-1) if flip else h
+            h = torch.rot90(h, -turns, (-2, -1)) if turns else h
+            p = torch.sigmoid(image.float())
+            probs, heat = (p, h) if probs is None else (probs + p, heat + h)
+        return probs / len(views), heat / len(views)
 
 
 def upsample_map(
@@ -370,6 +399,7 @@ def build_weak_localiser(
     threshold: float = 0.5,
     threshold_rule: str = "roc",
     offset_rule: str = "rot180",
+    tta: str = "none",
 ) -> WeakLocaliser:
     """A :class:`WeakLocaliser`, random or with its trunk from a local ResNet-18 file.
 
@@ -388,6 +418,7 @@ def build_weak_localiser(
         threshold=threshold,
         threshold_rule=threshold_rule,
         offset_rule=offset_rule,
+        tta=tta,
     )
     if weights is not None:
         from mitokit.models.backbones import build_resnet
@@ -735,6 +766,7 @@ class WeakLocaliserTask:
         "threshold": "roc",
         "fixed_threshold": 0.5,
         "offset": "rot180",
+        "tta": "none",
     }
     data_defaults: Mapping[str, Any] = {
         "labels": None,
@@ -763,6 +795,7 @@ class WeakLocaliserTask:
             threshold=check_fraction(cfg["fixed_threshold"], "model.fixed_threshold"),
             threshold_rule=cfg["threshold"],
             offset_rule=cfg["offset"],
+            tta=cfg["tta"],
         )
 
     def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
@@ -888,11 +921,16 @@ class WeakLocaliserTask:
                 with torch.no_grad():
                     module.offset.copy_(torch.tensor(estimate))
         offset = module.offset.detach().cpu()
-        maps = [upsample_map(torch.sigmoid(m), hw, offset=offset).numpy() for m, hw, _ in pointed]
         truths = [t for _, _, t in pointed]
         z, y = torch.cat(logits), torch.cat(labels)
         loss = float(F.binary_cross_entropy_with_logits(z, y))
         probs = torch.sigmoid(z).numpy().astype(np.float64)
+        if getattr(module, "tta", "none") == "none":
+            maps = [
+                upsample_map(torch.sigmoid(m), hw, offset=offset).numpy() for m, hw, _ in pointed
+            ]
+        else:  # threshold and point F1 on the maps and probabilities prediction will give
+            probs, maps = self._tta_pass(module, loader, device)
         out: dict[str, float] = {"loss": loss}
         out.update(binary_metrics(y.numpy(), probs, threshold=0.5))
         threshold = self._choose_threshold(module, y.numpy(), probs, maps, truths, radius)
@@ -905,6 +943,25 @@ class WeakLocaliserTask:
             out.update({f"point_{k}": float(scores[k]) for k in ("precision", "recall", "f1")})
         out["n"] = int(len(y))
         return out
+
+    @staticmethod
+    def _tta_pass(
+        module: WeakLocaliser, loader: Any, device: torch.device
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Image probabilities of all images and maps of those with points, through ``localise``."""
+        probs, maps = [], []
+        with evaluating(module):
+            for batch in loader:
+                images = batch["image"]
+                singles = (
+                    [images] if isinstance(images, torch.Tensor) else [im[None] for im in images]
+                )
+                outs = [module.localise(im.to(device)) for im in singles]
+                p = torch.cat([o[0] for o in outs]).float().cpu()
+                heat = [h for o in outs for h in o[1].float().cpu()]
+                probs.append(p)
+                maps += [h.numpy() for k, h in enumerate(heat) if bool(batch["has_points"][k])]
+        return torch.cat(probs).numpy().astype(np.float64), maps
 
     def _choose_threshold(
         self,
@@ -992,6 +1049,7 @@ __all__ = [
     "F1_GRID",
     "STRIDE",
     "THRESHOLD_RULES",
+    "TTA_VIEWS",
     "WEAK_LOCALISER",
     "WeakImageDataset",
     "WeakLocaliser",
