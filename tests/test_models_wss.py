@@ -631,8 +631,9 @@ def test_learns_generated_tiles_well_enough_to_localise(tmp_path):
     )
     m = res["methods"]["max"]
     assert m["image_auc"] > 0.8
-    assert m["f1"] > m["chance_f1"] + 0.1
-    assert m["recall"] > 0.3
+    assert m["f1"] > max(m["chance_f1"] + 0.2, 0.5)  # 0.46 with the raw map, 0.62 moved
+    assert m["recall"] > 0.4
+    assert np.hypot(m["map_offset"]["dx"], m["map_offset"]["dy"]) > 8  # it learned one
 
 
 def test_cli_wss_aggregations(tmp_path):
