@@ -144,10 +144,10 @@ def test_map_offset_moves_every_location_by_minus_the_offset():
     assert heat[1, 3, 0] == pytest.approx(1 - 5 / 16, abs=1e-5)
     assert heat[1, 4, 0] == pytest.approx((1 - 5 / 16) * (1 - 1 / 16), abs=1e-5)
     assert (heat[1, :3, 0] == heat[1, 3, 0]).all()
-    # a vanishing offset reads like none at all (the two code paths agree)
+    # with no offset, the map between centres is the plain bilinear resize of the centres' span
     rand = torch.rand(2, 3, 4)
-    plain = upsample_map(rand, (40, 56))
-    assert torch.allclose(upsample_map(rand, (40, 56), offset=(1e-9, 0.0)), plain, atol=1e-5)
+    span = F.interpolate(rand[:, None], size=(33, 49), mode="bilinear", align_corners=True)[:, 0]
+    assert torch.allclose(upsample_map(rand, (40, 56))[:, :33, :49], span, atol=1e-5)
 
 
 def _displaced_maps(points, d, size=128, turn=False):
@@ -194,6 +194,16 @@ class _Displaced(WeakLocaliser):
         blur = F.avg_pool2d(F.avg_pool2d(shifted, 15, 1, 7), 15, 1, 7)
         logits = 40 * (blur[:, 0, ::16, ::16] - 0.08)
         return logits.flatten(1).amax(1), logits
+
+
+def test_cli_choices_are_the_models_rules():
+    from mitokit.cli.experiment import wss_aggregations
+    from mitokit.models.wss import OFFSET_RULES, TTA_VIEWS
+
+    choices = {
+        p.name: set(p.type.choices) for p in wss_aggregations.params if p.name in ("offset", "tta")
+    }
+    assert choices == {"offset": set(OFFSET_RULES), "tta": set(TTA_VIEWS)}
 
 
 def test_evaluate_estimates_the_offset_and_localises_with_it(tmp_path):

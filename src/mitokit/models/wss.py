@@ -325,19 +325,16 @@ def upsample_map(
             f"a {h} x {w} map of stride {stride} does not fit an image of {hw[0]} x {hw[1]} px"
         )
     dx, dy = (float(v) for v in offset)
-    if dx == 0.0 and dy == 0.0:
-        out = F.interpolate(batch, size=span, mode="bilinear", align_corners=True)
-        out = F.pad(out, (0, hw[1] - span[1], 0, hw[0] - span[0]), mode="replicate")
-    else:
-        # Pixel (i, j) reads the map at ((i + dy) / stride, (j + dx) / stride), in
-        # grid_sample's align_corners=True coordinates (-1 = first location, 1 = last).
-        def axis(n_px: int, n_map: int, d: float) -> torch.Tensor:
-            pos = (torch.arange(n_px, dtype=torch.float64, device=batch.device) + d) / stride
-            return (2 * pos / (n_map - 1) - 1 if n_map > 1 else pos * 0).float()
 
-        gy, gx = torch.meshgrid(axis(hw[0], h, dy), axis(hw[1], w, dx), indexing="ij")
-        grid = torch.stack([gx, gy], dim=-1).expand(batch.shape[0], -1, -1, -1)
-        out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=True)
+    # Pixel (i, j) reads the map at ((i + dy) / stride, (j + dx) / stride), in grid_sample's
+    # align_corners=True coordinates (-1 = first location, 1 = last); border values are held.
+    def axis(n_px: int, n_map: int, d: float) -> torch.Tensor:
+        pos = (torch.arange(n_px, dtype=torch.float64, device=batch.device) + d) / stride
+        return (2 * pos / (n_map - 1) - 1 if n_map > 1 else pos * 0).float()
+
+    gy, gx = torch.meshgrid(axis(hw[0], h, dy), axis(hw[1], w, dx), indexing="ij")
+    grid = torch.stack([gx, gy], dim=-1).expand(batch.shape[0], -1, -1, -1)
+    out = F.grid_sample(batch, grid, mode="bilinear", padding_mode="border", align_corners=True)
     return out[0, 0] if single else out[:, 0]
 
 
