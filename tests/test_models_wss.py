@@ -44,7 +44,10 @@ def _model(aggregation: str = "max", seed: int = 0, **kw) -> WeakLocaliser:
 # out its folder (images/, image_labels.csv, centroids.csv).
 
 
-def _write_toy(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
+def _write_toy(
+    root: Path, n: int = 12, size: int = 64, seed: int = 0, pair: float | None = None
+) -> Path:
+    """``pair``: each positive image holds two discs ``pair`` pixels apart side by side."""
     rng = np.random.default_rng(seed)
     (root / "images").mkdir(parents=True)
     lines, anns, info = ["image,label"], [], {}
@@ -54,10 +57,12 @@ def _write_toy(root: Path, n: int = 12, size: int = 64, seed: int = 0) -> Path:
         img = rng.normal(200, 12, (size, size, 3))
         label = i % 2
         if label:
-            cx, cy = rng.uniform(12, size - 12, 2)
-            disc = (xx - cx) ** 2 + (yy - cy) ** 2 <= 7**2
-            img[disc] = (70, 40, 110)
-            anns.append(Annotation(id=f"{name}/m", image=name, point=(float(cx), float(cy))))
+            span = 0.0 if pair is None else float(pair)
+            cx, cy = rng.uniform(12, size - 12 - span), rng.uniform(12, size - 12)
+            for k, x in enumerate([cx] if pair is None else [cx, cx + span]):
+                disc = (xx - x) ** 2 + (yy - cy) ** 2 <= 7**2
+                img[disc] = (70, 40, 110)
+                anns.append(Annotation(id=f"{name}/m{k}", image=name, point=(float(x), float(cy))))
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / "images" / name)
         lines.append(f"{name},{label}")
         info[name] = ImageInfo(name, width=size, height=size)
@@ -198,12 +203,11 @@ class _Displaced(WeakLocaliser):
 
 def test_cli_choices_are_the_models_rules():
     from mitokit.cli.experiment import wss_aggregations
-    from mitokit.models.wss import OFFSET_RULES, TTA_VIEWS
+    from mitokit.models.wss import OFFSET_RULES, POINT_RULES, TTA_VIEWS
 
-    choices = {
-        p.name: set(p.type.choices) for p in wss_aggregations.params if p.name in ("offset", "tta")
-    }
-    assert choices == {"offset": set(OFFSET_RULES), "tta": set(TTA_VIEWS)}
+    rules = {"offset": OFFSET_RULES, "tta": TTA_VIEWS, "points": POINT_RULES}
+    choices = {p.name: set(p.type.choices) for p in wss_aggregations.params if p.name in rules}
+    assert choices == {k: set(v) for k, v in rules.items()}
 
 
 def test_evaluate_estimates_the_offset_and_localises_with_it(tmp_path):
@@ -233,6 +237,46 @@ def test_evaluate_estimates_the_offset_and_localises_with_it(tmp_path):
     assert (tta["offset_x"], tta["offset_y"]) == pytest.approx(
         (figures["rot180"]["offset_x"], figures["rot180"]["offset_y"])
     )
+
+
+class _InPlace(_Displaced):
+    d = (0, 0)
+
+
+def test_evaluate_and_predictor_take_points_by_the_models_rule(tmp_path):
+    # pairs of discs 32 px (two map locations) apart: their blobs merge at threshold 0.3
+    toy = _write_toy(tmp_path / "pairs", n=16, size=128, seed=3, pair=32)
+    task = get_task(WEAK_LOCALISER)
+    data = task.build_data({"labels": str(toy), "val_fraction": 0.9}, seed=0)
+    loader = DataLoader(data.val, batch_size=4, collate_fn=collate_images)
+    f1 = {}
+    torch.manual_seed(0)
+    for rule in ("components", "peaks"):
+        model = _InPlace(
+            offset_rule="none", threshold_rule="fixed", threshold=0.3, points_rule=rule
+        )
+        with torch.no_grad():
+            f1[rule] = task.evaluate(model.eval(), loader, device=CPU)["point_f1"]
+    assert f1["components"] < 0.85 and f1["peaks"] > 0.95
+    # the slide predictor reads the rule and the distance with the weights, and the mpp
+    cfg = {**task.model_defaults, "points": "peaks", "peak_distance_um": 8.0}
+    folder = save_model(
+        model, tmp_path / "m", task=WEAK_LOCALISER, model_cfg=cfg, extra={"data": {"mpp": 0.5}}
+    )
+    predictor = load_predictor(folder)
+    assert predictor.model.points_rule == "peaks"
+    assert predictor.model.min_distance_px(predictor.mpp) == 16.0  # 8 um at 0.5 um/px
+    model.peak_distance_um = 8.0
+    predictor.model = model  # the disc 'network', read at 0.5 um/px: one point per disc
+    batch = collate_images([it for it in data.val if it["label"] > 0.5])
+    merged = 0
+    for pred, truth in zip(predictor.predict(batch["image"]), batch["points"], strict=True):
+        want = map_to_points(pred.heatmap, 0.3, min_distance_px=16.0)
+        assert pred.points.shape == want.shape == (2, 3) and np.allclose(pred.points, want)
+        near = np.hypot(*(pred.points[:, None, :2] - truth.numpy()[None]).transpose(2, 0, 1))
+        assert sorted(near.argmin(1).tolist()) == [0, 1] and near.min(1).max() < 8
+        merged += len(map_to_points(pred.heatmap, 0.3)) == 1
+    assert merged >= 2  # pairs that components count once
 
 
 def test_tta_turns_each_view_back_and_averages():
@@ -391,6 +435,59 @@ def test_map_to_points_gives_weighted_centroids_and_component_maxima():
     assert pts[3, :2] == pytest.approx([10.5, 5.5])
     assert map_to_points(heat, 0.95).shape == (0, 3)
     assert map_to_points(torch.from_numpy(heat), 0.85)[:, 2].tolist() == [0.9]
+
+
+def _bumps(centres, shape=(64, 96), sigma=10.0):
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    heat = np.zeros(shape)
+    for x, y, h in centres:  # pixel centres at index + 0.5
+        g = h * np.exp(-((cols + 0.5 - x) ** 2 + (rows + 0.5 - y) ** 2) / (2 * sigma**2))
+        heat = np.maximum(heat, g)
+    return heat
+
+
+def test_peaks_split_merged_responses_that_components_count_once():
+    # two mitoses 18 px apart: their responses merge above 0.5 (the saddle is at 0.6)
+    heat = _bumps([(30.0, 32.0, 0.95), (48.0, 32.0, 0.9), (80.0, 20.0, 0.7)])
+    assert heat[31, 39] > 0.5
+    comps = map_to_points(heat, 0.5)
+    assert len(comps) == 2  # the pair counts once
+    peaks = map_to_points(heat, 0.5, min_distance_px=8)
+    assert peaks.shape == (3, 3)
+    assert peaks[:, 2] == pytest.approx([0.95, 0.9, 0.7], abs=0.01)  # highest first, each max
+    # each basin's weighted centroid stays near its own bump (the watershed cuts at the saddle,
+    # so the two halves' tails pull each centroid a little apart, away from the other)
+    assert np.hypot(*(peaks[0, :2] - [30, 32])) < 3 and peaks[0, 0] < 30
+    assert np.hypot(*(peaks[1, :2] - [48, 32])) < 3 and peaks[1, 0] > 48
+    # the isolated bump: the same point either way
+    assert peaks[2] == pytest.approx(comps[1])
+    # peaks closer than the distance: the lower one is not a peak, its basin joins the higher
+    far = map_to_points(heat, 0.5, min_distance_px=25)
+    assert len(far) == 2 and far[0] == pytest.approx(comps[0])
+
+
+def test_peaks_keep_a_point_for_every_component_and_check_the_distance():
+    heat = np.zeros((20, 20))
+    heat[2:5, 2:5] = 0.8  # a plateau: one point at its centre
+    heat[12, 12] = 0.6
+    pts = map_to_points(heat, 0.5, min_distance_px=3)
+    assert pts[:, :2] == pytest.approx(map_to_points(heat, 0.5)[:, :2])
+    assert map_to_points(heat, 0.9, min_distance_px=3).shape == (0, 3)
+    with pytest.raises(MitokitError, match="min_distance_px must be a positive number"):
+        map_to_points(heat, 0.5, min_distance_px=0)
+
+
+def test_point_rule_settings_reach_the_model():
+    task = get_task(WEAK_LOCALISER)
+    model = task.build_model({"points": "peaks", "peak_distance_um": 5.0})
+    assert model.points_rule == "peaks" and model.min_distance_px(0.25) == 20.0
+    assert task.build_model({}).min_distance_px(0.25) is None  # components, the default
+    with pytest.raises(MitokitError, match="model.points must be one of"):
+        task.build_model({"points": "maxima"})
+    with pytest.raises(MitokitError, match="model.peak_distance_um must be a positive"):
+        task.build_model({"points": "peaks", "peak_distance_um": -1})
+    with pytest.raises(MitokitError, match="needs the pixel size"):
+        model.points(np.zeros((8, 8)), mpp=None)
 
 
 # --------------------------------------------------------------------------------------------

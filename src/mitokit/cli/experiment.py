@@ -149,11 +149,19 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
     help="Test-time views averaged for the threshold and the test maps (dihedral: 8 turns and "
     "flips).",
 )
+@click.option(
+    "--points",
+    type=click.Choice(["components", "peaks"]),
+    default="components",
+    show_default=True,
+    help="Map to points: one per thresholded component (the paper's), or one per local peak "
+    "at least 4 um apart (neighbouring mitoses whose responses merge count twice).",
+)
 @_threads
 @_device
 @json_option
 def wss_aggregations(
-    out, seed, quick, scale, epochs, offset, tta, threads, device, as_json
+    out, seed, quick, scale, epochs, offset, tta, points, threads, device, as_json
 ) -> None:
     """The weak localiser's aggregation ablation (second paper) on generated tiles.
 
@@ -172,6 +180,7 @@ def wss_aggregations(
         scale=scale,
         offset=offset,
         tta=tta,
+        points=points,
         threads=threads,
         device=device,
         progress=_say,

@@ -84,6 +84,7 @@ def det_variants(
     arch: str = "resnet18",
     batch_size: int = 4,
     lr: float = 0.01,
+    lr_step: int | None = None,
     epoch_length: int | None = 48,
     box_batch_size_per_image: int = 128,
     mitotic_fraction: float | None = 0.05,
@@ -131,6 +132,7 @@ def det_variants(
         arch: ``resnet18``, ``resnet34`` or ``resnet50``.
         batch_size: Tiles per step.
         lr: SGD learning rate (momentum 0.9, weight decay 1e-4).
+        lr_step: Multiply the learning rate by 0.1 every ``lr_step`` epochs (None: constant).
         epoch_length: Tiles drawn per epoch (None: the task default).
         box_batch_size_per_image: Proposals sampled per tile for the box head's loss.
         mitotic_fraction: Share of tumour cells that are mitotic in the generated scenes (None:
@@ -163,6 +165,7 @@ def det_variants(
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=2)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles")
     epochs = _positive_int(epochs, "epochs")
+    step = 0 if lr_step is None else _positive_int(lr_step, "lr_step")
     ratio = _positive_int(negative_ratio, "negative_ratio")
     if epoch_length is not None:
         epoch_length = _positive_int(epoch_length, "epoch_length")
@@ -189,7 +192,8 @@ def det_variants(
         "arch": arch,
         "model": "Faster R-CNN ResNet-FPN, random init, trainable batch norm, tiles not resized",
         "batch_size": int(batch_size),
-        "optimizer": f"sgd lr {lr:g}, momentum 0.9, weight decay 1e-4",
+        "optimizer": f"sgd lr {lr:g}, momentum 0.9, weight decay 1e-4"
+        + (f", lr x0.1 every {step} epochs" if step else ""),
         "box_batch_size_per_image": int(box_batch_size_per_image),
         "augment": "HED jitter, flips, 90-degree rotations",
         "labels": "crowd boxes with agreement (crowd.json)",
@@ -251,6 +255,8 @@ def det_variants(
                     "lr": float(lr),
                     "momentum": 0.9,
                     "weight_decay": 1e-4,
+                    "step_size": step,
+                    "gamma": 0.1,
                 },
                 "train": {
                     "epochs": epochs,

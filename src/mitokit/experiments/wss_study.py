@@ -157,6 +157,8 @@ def aggregation_ablation(
     threshold: str = "roc",
     offset: str = "rot180",
     tta: str = "none",
+    points: str = "components",
+    peak_distance_um: float = 4.0,
     attention: str = "gated",
     device: str = "auto",
     threads: int | None = None,
@@ -192,6 +194,9 @@ def aggregation_ablation(
             labels only; ``none``).
         tta: Its test-time views (``none``, ``rot180``, ``dihedral``), for the threshold choice
             and the test predictions.
+        points: How maps become points (``components`` or ``peaks``, at least
+            ``peak_distance_um`` apart): :func:`mitokit.models.wss.map_to_points`.
+        peak_distance_um: Smallest distance between two peaks (``peaks``).
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: PyTorch CPU threads during the study (None: unchanged).
@@ -233,6 +238,7 @@ def aggregation_ablation(
         F1_GRID,
         IMAGE_LABELS,
         OFFSET_RULES,
+        POINT_RULES,
         THRESHOLD_RULES,
         TRUTH_POINTS,
         TTA_VIEWS,
@@ -255,6 +261,10 @@ def aggregation_ablation(
         raise MitokitError(f"offset must be one of {', '.join(OFFSET_RULES)}")
     if tta not in TTA_VIEWS:
         raise MitokitError(f"tta must be one of {', '.join(TTA_VIEWS)}")
+    if points not in POINT_RULES:
+        raise MitokitError(f"points must be one of {', '.join(POINT_RULES)}")
+    if not (isinstance(peak_distance_um, int | float) and peak_distance_um > 0):
+        raise MitokitError(f"peak_distance_um must be positive, got {peak_distance_um!r}")
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
     epochs = _positive_int(epochs, "epochs")
@@ -268,6 +278,7 @@ def aggregation_ablation(
     dev = _device(device)
     mpp = scene.mpp
     radius = radius_to_px(radius_um=7.5, mpp=mpp)
+    spacing = float(peak_distance_um) / mpp if points == "peaks" else None
     test_seed = int(seed) + HELDOUT_SEED_OFFSET
     settings = {
         "seed": int(seed),
@@ -286,6 +297,8 @@ def aggregation_ablation(
         "threshold": threshold,
         "offset": offset,
         "tta": tta,
+        "points": points,
+        "peak_distance_um": float(peak_distance_um) if points == "peaks" else None,
         "labels": "image-level only (image_labels.csv: a consensus mitosis in the tile)",
         "truth": "consensus mitosis centroids of the test tiles (centroids.csv)",
         "radius_px": radius,
@@ -323,6 +336,8 @@ def aggregation_ablation(
                     "threshold": threshold,
                     "offset": offset,
                     "tta": tta,
+                    "points": points,
+                    "peak_distance_um": float(peak_distance_um),
                 },
                 "data": {
                     "labels": str(train_dir),
@@ -336,18 +351,23 @@ def aggregation_ablation(
             }
             result, seconds = _train_run(cfg, folder / "runs" / agg)
             t0 = time.perf_counter()
-            probs, points, maps, thr, map_offset = _predict(
+            probs, found, maps, thr, map_offset = _predict(
                 result.model_dir, [test.paths[i] for i in names], device=dev
             )
             predict_seconds = time.perf_counter() - t0
             prune_run(result.out_dir, keep_best=keep_models)
-            scores = pooled_point_scores(maps, truths, threshold=thr, radius_px=radius)
+            scores = pooled_point_scores(
+                maps, truths, threshold=thr, radius_px=radius, min_distance_px=spacing
+            )
             grid = sorted({*F1_GRID, thr})
             oracle = [
-                pooled_point_scores(maps, truths, threshold=t, radius_px=radius)["f1"] for t in grid
+                pooled_point_scores(
+                    maps, truths, threshold=t, radius_px=radius, min_distance_px=spacing
+                )["f1"]
+                for t in grid
             ]
             chance = chance_point_scores(
-                [len(p) for p in points], truths, sizes, radius_px=radius, seed=int(seed)
+                [len(p) for p in found], truths, sizes, radius_px=radius, seed=int(seed)
             )
             residual = peak_offsets(maps, truths, margin_px=size / 8)
             methods[agg] = {
@@ -360,7 +380,7 @@ def aggregation_ablation(
                 "tp": scores["tp"],
                 "fp": scores["fp"],
                 "fn": scores["fn"],
-                "n_points": int(sum(len(p) for p in points)),
+                "n_points": int(sum(len(p) for p in found)),
                 "chance_f1": chance["f1"],
                 "oracle_f1": float(max(oracle)),
                 "oracle_threshold": float(grid[int(np.argmax(oracle))]),

@@ -29,12 +29,21 @@ inside the model, and no resampling: the pixel size stays the training one (``da
 
 Localisation (:func:`map_to_points`): the sigmoid map is upsampled bilinearly to the input size
 (:func:`upsample_map`: each location on the pixel its receptive field is centred on),
-thresholded (``score >= threshold``), and each 8-connected component
-(:func:`scipy.ndimage.label`) becomes one point: its centroid weighted by the map values, and as
-score the component's *maximum* map value. Points are continuous pixel coordinates (pixel
-``(row i, column j)`` covers ``[j, j + 1) x [i, i + 1)``, so its centre is ``(j + 0.5, i +
-0.5)``). The threshold is chosen on the validation images at each evaluation and stored in the
-model as the buffer ``threshold`` (so it is saved with the weights), by ``model.threshold``:
+thresholded (``score >= threshold``), and by ``model.points``:
+
+- ``components`` (default, the paper's): each 8-connected component
+  (:func:`scipy.ndimage.label`) becomes one point: its centroid weighted by the map values, and
+  as score the component's *maximum* map value;
+- ``peaks``: the local maxima of the map above the threshold at least
+  ``model.peak_distance_um`` apart (default 4 um, one map location at 0.25 um/px) split the
+  components by a watershed of the map, and each basin becomes one point (weighted centroid,
+  maximum as score): neighbouring mitoses whose responses merge above the threshold, which
+  components count once, give one point each.
+
+Points are continuous pixel coordinates (pixel ``(row i, column j)`` covers ``[j, j + 1) x [i,
+i + 1)``, so its centre is ``(j + 0.5, i + 0.5)``). The threshold is chosen on the validation
+images at each evaluation and stored in the model as the buffer ``threshold`` (so it is saved
+with the weights), by ``model.threshold``:
 
 - ``roc``: the ROC operating point (Youden's J) of the image-level validation probabilities,
   :func:`mitokit.metrics.classification.best_threshold`;
@@ -124,6 +133,7 @@ AGGREGATIONS = ("max", "mean", "embedding_mean", "embedding_max", "attention")
 ATTENTIONS = ("gated", "plain")
 THRESHOLD_RULES = ("roc", "max_f1", "fixed")
 OFFSET_RULES = ("rot180", "none")
+POINT_RULES = ("components", "peaks")
 #: Test-time views of ``model.tta``: (quarter turns, horizontal flip) of each view.
 TTA_VIEWS: dict[str, tuple[tuple[int, bool], ...]] = {
     "none": ((0, False),),
@@ -157,6 +167,8 @@ class WeakLocaliser(nn.Module):
         offset_rule: ``rot180``: evaluation re-estimates the map offset
             (:func:`estimate_map_offset`); ``none``: the offset stays zero.
         tta: Test-time views averaged by :meth:`localise`: a key of :data:`TTA_VIEWS`.
+        points_rule: How :meth:`points` turns a map into points: one of :data:`POINT_RULES`.
+        peak_distance_um: Smallest distance between two peaks (``peaks`` only), micrometres.
 
     Attributes:
         features: The truncated trunk (torchvision layer names).
@@ -178,6 +190,8 @@ class WeakLocaliser(nn.Module):
         threshold_rule: str = "roc",
         offset_rule: str = "rot180",
         tta: str = "none",
+        points_rule: str = "components",
+        peak_distance_um: float = 4.0,
     ) -> None:
         super().__init__()
         import torchvision
@@ -201,6 +215,20 @@ class WeakLocaliser(nn.Module):
             )
         if tta not in TTA_VIEWS:
             raise MitokitError(f"model.tta must be one of {', '.join(TTA_VIEWS)}, got {tta!r}")
+        if points_rule not in POINT_RULES:
+            raise MitokitError(
+                f"model.points must be one of {', '.join(POINT_RULES)}, got {points_rule!r}"
+            )
+        if (
+            isinstance(peak_distance_um, bool)
+            or not isinstance(peak_distance_um, numbers.Real)
+            or not (math.isfinite(peak_distance_um) and peak_distance_um > 0)
+        ):
+            raise MitokitError(
+                f"model.peak_distance_um must be a positive number, got {peak_distance_um!r}"
+            )
+        self.points_rule = points_rule
+        self.peak_distance_um = float(peak_distance_um)
         dim = check_int(attention_dim, "model.attention_dim", minimum=1)
         self.tta = tta
         self.aggregation = aggregation
@@ -291,6 +319,26 @@ class WeakLocaliser(nn.Module):
             p = torch.sigmoid(image.float())
             probs, heat = (p, h) if probs is None else (probs + p, heat + h)
         return probs / len(views), heat / len(views)
+
+    def points(self, heatmap: Any, *, mpp: float | None) -> np.ndarray:
+        """:func:`map_to_points` of one upsampled map at the stored threshold, by
+        ``points_rule`` (``mpp``: microns per pixel of the map, for the peak distance)."""
+        spacing = self.min_distance_px(mpp)
+        return map_to_points(heatmap, float(self.threshold), min_distance_px=spacing)
+
+    def min_distance_px(self, mpp: float | None) -> float | None:
+        """The peak distance in pixels at ``mpp`` (None for ``components``).
+
+        Raises:
+            MitokitError: ``peaks`` without a pixel size.
+        """
+        if self.points_rule != "peaks":
+            return None
+        if mpp is None or not float(mpp) > 0:
+            raise MitokitError(
+                f"model.points peaks needs the pixel size of the map (mpp), got {mpp!r}"
+            )
+        return self.peak_distance_um / float(mpp)
 
 
 def upsample_map(
@@ -397,6 +445,8 @@ def build_weak_localiser(
     threshold_rule: str = "roc",
     offset_rule: str = "rot180",
     tta: str = "none",
+    points_rule: str = "components",
+    peak_distance_um: float = 4.0,
 ) -> WeakLocaliser:
     """A :class:`WeakLocaliser`, random or with its trunk from a local ResNet-18 file.
 
@@ -416,6 +466,8 @@ def build_weak_localiser(
         threshold_rule=threshold_rule,
         offset_rule=offset_rule,
         tta=tta,
+        points_rule=points_rule,
+        peak_distance_um=peak_distance_um,
     )
     if weights is not None:
         from mitokit.models.backbones import build_resnet
@@ -432,16 +484,28 @@ def build_weak_localiser(
 # Map -> points
 
 
-def map_to_points(heatmap: Any, threshold: float) -> np.ndarray:
-    """Points of a heatmap: one per 8-connected component of ``heatmap >= threshold``.
+def map_to_points(
+    heatmap: Any, threshold: float, *, min_distance_px: float | None = None
+) -> np.ndarray:
+    """Points of a heatmap: one per 8-connected component of ``heatmap >= threshold``, or, with
+    ``min_distance_px``, one per local peak.
+
+    Components (``min_distance_px`` None, :data:`POINT_RULES` ``components``): each component
+    becomes its map-weighted centroid. Peaks (``peaks``): the local maxima of the map at or above
+    the threshold, at least ``min_distance_px`` apart (:func:`skimage.feature.peak_local_max`;
+    a component without one gets its maximum), split each component among its peaks by a
+    watershed of the map (:func:`skimage.segmentation.watershed`), and each basin becomes its
+    map-weighted centroid: two mitoses whose responses merge above the threshold still give
+    two points.
 
     Args:
         heatmap: ``(H, W)`` map in [0, 1] at the input's resolution (array or tensor).
         threshold: Map threshold (inclusive).
+        min_distance_px: Smallest distance between two peaks (pixels); None: components.
 
     Returns:
-        ``(N, 3)`` float64 ``x, y, score``: the map-weighted centroid of each component in pixel
-        coordinates (pixel centres at ``index + 0.5``) and the component's maximum, highest
+        ``(N, 3)`` float64 ``x, y, score``: the map-weighted centroid of each component (or
+        basin) in pixel coordinates (pixel centres at ``index + 0.5``) and its maximum, highest
         score first.
     """
     from scipy import ndimage
@@ -450,15 +514,44 @@ def map_to_points(heatmap: Any, threshold: float) -> np.ndarray:
     heat = np.asarray(heat, dtype=np.float64)
     if heat.ndim != 2:
         raise MitokitError(f"a heatmap must be 2-D, got shape {heat.shape}")
-    labels, n = ndimage.label(heat >= float(threshold), structure=np.ones((3, 3), dtype=bool))
+    mask = heat >= float(threshold)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), dtype=bool))
     if n == 0:
         return np.zeros((0, 3), dtype=np.float64)
+    if min_distance_px is not None:
+        labels, n = _peak_basins(heat, labels, n, float(min_distance_px))
     index = np.arange(1, n + 1)
     weights = np.maximum(heat, 1e-12)  # a zero threshold keeps zero-valued pixels: still weighted
     centres = np.asarray(ndimage.center_of_mass(weights, labels, index), dtype=np.float64)
     peaks = np.asarray(ndimage.maximum(heat, labels, index), dtype=np.float64)
     points = np.column_stack([centres[:, 1] + 0.5, centres[:, 0] + 0.5, peaks])
     return points[np.argsort(-points[:, 2], kind="stable")]
+
+
+def _peak_basins(
+    heat: np.ndarray, components: np.ndarray, n: int, min_distance_px: float
+) -> tuple[np.ndarray, int]:
+    """The thresholded components split into watershed basins around peaks ``>= min_distance``
+    apart; every component keeps at least one basin (around its maximum)."""
+    from scipy import ndimage
+    from skimage.feature import peak_local_max
+    from skimage.segmentation import watershed
+
+    if not (math.isfinite(min_distance_px) and min_distance_px > 0):
+        raise MitokitError(f"min_distance_px must be a positive number, got {min_distance_px!r}")
+    found = peak_local_max(
+        heat,
+        min_distance=max(1, int(round(min_distance_px))),
+        labels=components,
+        exclude_border=False,
+    )
+    missing = np.setdiff1d(np.arange(1, n + 1), components[tuple(found.T)])
+    extra = ndimage.maximum_position(heat, components, missing) if len(missing) else []
+    seeds = np.concatenate([found.reshape(-1, 2), np.asarray(extra, dtype=int).reshape(-1, 2)])
+    markers = np.zeros(heat.shape, dtype=np.int32)
+    markers[tuple(seeds.T)] = np.arange(1, len(seeds) + 1)
+    basins = watershed(-heat, markers, mask=components > 0, connectivity=2)
+    return basins, len(seeds)
 
 
 def point_counts(
@@ -477,6 +570,7 @@ def pooled_point_scores(
     *,
     threshold: float,
     radius_px: float,
+    min_distance_px: float | None = None,
 ) -> dict[str, float]:
     """Point precision, recall and F1 pooled over images (micro, as MIDOG) at one threshold.
 
@@ -485,12 +579,14 @@ def pooled_point_scores(
         truths: ``(n, 2)`` truth points per image.
         threshold: Map threshold.
         radius_px: Matching radius in pixels.
+        min_distance_px: Peak distance of :func:`map_to_points` (None: components).
     """
     from mitokit.metrics.detection import precision_recall_f1
 
     tp = fp = fn = 0
     for heat, truth in zip(maps, truths, strict=True):
-        a, b, c = point_counts(map_to_points(heat, threshold)[:, :2], truth, radius_px=radius_px)
+        pts = map_to_points(heat, threshold, min_distance_px=min_distance_px)[:, :2]
+        a, b, c = point_counts(pts, truth, radius_px=radius_px)
         tp, fp, fn = tp + a, fp + b, fn + c
     p, r, f = precision_recall_f1(tp, fp, fn)
     return {"precision": p, "recall": r, "f1": f, "tp": tp, "fp": fp, "fn": fn}
@@ -657,6 +753,7 @@ class WeakImageDataset(Dataset):
         hed_sigma: HED jitter scale half-width.
         hed_bias: HED jitter shift half-width.
         radius_px: Matching radius of the point evaluation.
+        mpp: Microns per pixel of the images (for the peak distance of the points).
         draws: Seeded generator of the crops and augmentations.
     """
 
@@ -670,6 +767,7 @@ class WeakImageDataset(Dataset):
         hed_sigma: float = 0.05,
         hed_bias: float = 0.01,
         radius_px: float = 30.0,
+        mpp: float = 0.25,
         draws: WorkerDraws | None = None,
     ) -> None:
         from mitokit.data.stain import HEDJitter
@@ -682,6 +780,7 @@ class WeakImageDataset(Dataset):
         self.crop = crop
         self.augment = bool(augment)
         self.radius_px = float(radius_px)
+        self.mpp = float(mpp)
         self.draws = draws if draws is not None else WorkerDraws(0)
         self.colour = HEDJitter(hed_sigma, hed_bias, seed=self.draws.rng) if augment else None
 
@@ -714,6 +813,7 @@ class WeakImageDataset(Dataset):
             "points": torch.from_numpy(pts.reshape(-1, 2)),
             "has_points": truth is not None,
             "radius_px": torch.tensor(self.radius_px, dtype=torch.float32),
+            "mpp": torch.tensor(self.mpp, dtype=torch.float64),
         }
 
 
@@ -728,6 +828,7 @@ def collate_images(items: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "points": [it["points"] for it in items],
         "has_points": torch.tensor([bool(it["has_points"]) for it in items]),
         "radius_px": torch.stack([it["radius_px"] for it in items]),
+        "mpp": torch.stack([it["mpp"] for it in items]),
     }
 
 
@@ -764,6 +865,8 @@ class WeakLocaliserTask:
         "fixed_threshold": 0.5,
         "offset": "rot180",
         "tta": "none",
+        "points": "components",
+        "peak_distance_um": 4.0,
     }
     data_defaults: Mapping[str, Any] = {
         "labels": None,
@@ -793,6 +896,8 @@ class WeakLocaliserTask:
             threshold_rule=cfg["threshold"],
             offset_rule=cfg["offset"],
             tta=cfg["tta"],
+            points_rule=cfg["points"],
+            peak_distance_um=cfg["peak_distance_um"],
         )
 
     def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
@@ -843,9 +948,14 @@ class WeakLocaliserTask:
             hed_sigma=float(cfg["hed_sigma"]),
             hed_bias=float(cfg["hed_bias"]),
             radius_px=radius_px,
+            mpp=float(cfg["mpp"]),
             draws=draws,
         )
-        val = WeakImageDataset(source, val_ids, radius_px=radius_px) if val_ids else None
+        val = (
+            WeakImageDataset(source, val_ids, radius_px=radius_px, mpp=float(cfg["mpp"]))
+            if val_ids
+            else None
+        )
         info = {
             "labels": str(source.labels_file),
             "points": None if source.points_file is None else str(source.points_file),
@@ -883,7 +993,7 @@ class WeakLocaliserTask:
         """
         module = _unwrap(model)
         calibrate = getattr(module, "offset_rule", "none") == "rot180"
-        logits, labels, radius = [], [], 30.0
+        logits, labels, radius, mpp = [], [], 30.0, 0.25
         pointed: list[tuple[torch.Tensor, tuple[int, int], np.ndarray]] = []
         positive: list[tuple[torch.Tensor, torch.Tensor, tuple[int, int]]] = []
         with evaluating(module):
@@ -906,6 +1016,7 @@ class WeakLocaliserTask:
                         truth = batch["points"][k].cpu().numpy().astype(np.float64)
                         pointed.append((m.float().cpu(), tuple(images[k].shape[-2:]), truth))
                 radius = float(batch["radius_px"][0])
+                mpp = float(batch["mpp"][0])
         if not logits:
             return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
         if calibrate:
@@ -930,13 +1041,18 @@ class WeakLocaliserTask:
             probs, maps = self._tta_pass(module, loader, device)
         out: dict[str, float] = {"loss": loss}
         out.update(binary_metrics(y.numpy(), probs, threshold=0.5))
-        threshold = self._choose_threshold(module, y.numpy(), probs, maps, truths, radius)
+        spacing = module.min_distance_px(mpp)
+        threshold = self._choose_threshold(
+            module, y.numpy(), probs, maps, truths, radius, min_distance_px=spacing
+        )
         with torch.no_grad():
             module.threshold.fill_(threshold)
         out["threshold"] = threshold
         out["offset_x"], out["offset_y"] = (float(v) for v in offset)
         if maps:
-            scores = pooled_point_scores(maps, truths, threshold=threshold, radius_px=radius)
+            scores = pooled_point_scores(
+                maps, truths, threshold=threshold, radius_px=radius, min_distance_px=spacing
+            )
             out.update({f"point_{k}": float(scores[k]) for k in ("precision", "recall", "f1")})
         out["n"] = int(len(y))
         return out
@@ -968,6 +1084,8 @@ class WeakLocaliserTask:
         maps: list[np.ndarray],
         truths: list[np.ndarray],
         radius: float,
+        *,
+        min_distance_px: float | None = None,
     ) -> float:
         from mitokit.metrics.classification import best_threshold
 
@@ -977,7 +1095,9 @@ class WeakLocaliserTask:
         if rule == "max_f1":
             if maps:
                 f1 = [
-                    pooled_point_scores(maps, truths, threshold=t, radius_px=radius)["f1"]
+                    pooled_point_scores(
+                        maps, truths, threshold=t, radius_px=radius, min_distance_px=min_distance_px
+                    )["f1"]
                     for t in F1_GRID
                 ]
                 return float(F1_GRID[int(np.argmax(f1))])
@@ -1026,7 +1146,7 @@ class WeakLocaliserPredictor:
         heat = heat.float().cpu().numpy()
         return [
             TilePrediction(
-                points=map_to_points(h, self.threshold),
+                points=self.model.points(h, mpp=self.mpp),
                 tile_score=float(p),
                 heatmap=h.astype(np.float32),
             )
@@ -1054,6 +1174,7 @@ __all__ = [
     "WeakLocaliserTask",
     "WeakSource",
     "OFFSET_RULES",
+    "POINT_RULES",
     "build_weak_localiser",
     "collate_images",
     "estimate_map_offset",
