@@ -487,7 +487,7 @@ def test_point_rule_settings_reach_the_model():
     with pytest.raises(MitokitError, match="model.peak_distance_um must be a positive"):
         task.build_model({"points": "peaks", "peak_distance_um": -1})
     with pytest.raises(MitokitError, match="needs the pixel size"):
-        model.points(np.zeros((8, 8)), mpp=None)
+        model.min_distance_px(None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -651,6 +651,23 @@ def test_predictor_returns_points_in_tile_pixels_and_a_heatmap(tmp_path):
         assert 0 <= x_c <= 80 and 0 <= y_c <= 64
         assert score == pytest.approx(float(h.max()))
         assert x_c == pytest.approx(float((h.sum(0) * (torch.arange(80) + 0.5)).sum() / h.sum()))
+
+
+def test_slide_threshold_becomes_the_map_threshold(tmp_path):
+    from mitokit.engines.slide import SlidePredictor
+
+    folder = _saved(tmp_path, threshold=1.0, aggregation="max")
+    x = torch.rand(1, 3, 64, 64)
+    kept = load_predictor(folder)
+    SlidePredictor(kept, progress=False)  # no threshold given: the model's own
+    assert kept.threshold == 1.0
+    low = load_predictor(folder)
+    SlidePredictor(low, threshold=0.0, progress=False)
+    assert low.threshold == 0.0
+    heat = low.predict(x)[0].heatmap
+    assert len(kept.predict(x)[0].points) == len(map_to_points(heat, 1.0)) == 0
+    # at 0 the whole map is one component: a point a filter on the model's points could never give
+    assert len(low.predict(x)[0].points) == 1
 
 
 # --------------------------------------------------------------------------------------------

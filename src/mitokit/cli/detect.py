@@ -32,7 +32,8 @@ from mitokit.cli.options import echo_json, json_option, mpp_option
     "--threshold",
     type=click.FloatRange(0.0, 1.0),
     default=None,
-    help="Keep detections scoring at least this (default: the model's own, else 0.5).",
+    help="Keep detections scoring at least this (default: the model's own, else 0.5); a weak "
+    "localiser takes its points from its map thresholded here.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
 @click.option(

@@ -286,7 +286,9 @@ class SlidePredictor:
         batch_size: Tiles per model call.
         workers: Reader threads (default: up to 4, one per CPU core).
         threshold: Keep points (tile models: count tiles) scoring at least this; default the
-            predictor's ``threshold`` attribute if it has one, else 0.5.
+            predictor's ``threshold`` attribute if it has one, else 0.5. A predictor that
+            takes its points from a thresholded map (``thresholds_maps`` true: the weak
+            localiser) gets it as its map threshold, so a lower one also finds more points.
         tile_size: Force a tile size; it must be the predictor's, or a multiple of its
             ``tile_multiple`` attribute where it has one (fully convolutional models).
         overlap_um: Overlap of neighbouring tiles in micrometres (default: the larger of 1/8
@@ -333,6 +335,8 @@ class SlidePredictor:
         self.threshold = DEFAULT_THRESHOLD if threshold is None else float(threshold)
         if not (math.isfinite(self.threshold) and 0.0 <= self.threshold <= 1.0):
             raise input_error(None, f"threshold must be in [0, 1], got {threshold}")
+        if getattr(predictor, "thresholds_maps", False):
+            predictor.threshold = self.threshold
         if overlap_um is not None and not (math.isfinite(overlap_um) and overlap_um >= 0):
             raise input_error(None, f"overlap must be >= 0 um, got {overlap_um}")
         self.overlap_um = overlap_um

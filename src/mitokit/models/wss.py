@@ -167,7 +167,8 @@ class WeakLocaliser(nn.Module):
         offset_rule: ``rot180``: evaluation re-estimates the map offset
             (:func:`estimate_map_offset`); ``none``: the offset stays zero.
         tta: Test-time views averaged by :meth:`localise`: a key of :data:`TTA_VIEWS`.
-        points_rule: How :meth:`points` turns a map into points: one of :data:`POINT_RULES`.
+        points_rule: How maps become points (:func:`map_to_points`): one of
+            :data:`POINT_RULES`; :meth:`min_distance_px` gives the peak distance.
         peak_distance_um: Smallest distance between two peaks (``peaks`` only), micrometres.
 
     Attributes:
@@ -319,12 +320,6 @@ class WeakLocaliser(nn.Module):
             p = torch.sigmoid(image.float())
             probs, heat = (p, h) if probs is None else (probs + p, heat + h)
         return probs / len(views), heat / len(views)
-
-    def points(self, heatmap: Any, *, mpp: float | None) -> np.ndarray:
-        """:func:`map_to_points` of one upsampled map at the stored threshold, by
-        ``points_rule`` (``mpp``: microns per pixel of the map, for the peak distance)."""
-        spacing = self.min_distance_px(mpp)
-        return map_to_points(heatmap, float(self.threshold), min_distance_px=spacing)
 
     def min_distance_px(self, mpp: float | None) -> float | None:
         """The peak distance in pixels at ``mpp`` (None for ``components``).
@@ -1117,16 +1112,19 @@ class WeakLocaliserTask:
 class WeakLocaliserPredictor:
     """Points and a heatmap per tile from a trained weak localiser (the Predictor contract).
 
-    ``predict`` gives, per tile, the points of :func:`map_to_points` at the model's stored
-    threshold (tile pixels), the image probability as ``tile_score`` and the upsampled sigmoid
-    map as ``heatmap`` (at the tile's resolution).
+    ``predict`` gives, per tile, the points of :func:`map_to_points` at ``threshold`` by the
+    model's point rule (tile pixels), the image probability as ``tile_score`` and the upsampled
+    sigmoid map as ``heatmap`` (at the tile's resolution).
 
     Attributes:
         tile_size: ``data.input_size`` of the training run (250 when it was null).
         tile_multiple: 16, the map's stride: the model reads tiles of any multiple of it.
-        threshold: The map threshold stored in the model.
+        threshold: The map threshold: the model's stored one unless set (the slide engine sets
+            an explicit threshold here: ``thresholds_maps``).
         mpp: ``data.mpp`` of the training run.
     """
+
+    thresholds_maps = True
 
     def __init__(self, model: nn.Module, cfg: Mapping[str, Any], device: torch.device) -> None:
         data = (cfg.get("extra") or {}).get("data") or {}
@@ -1146,7 +1144,9 @@ class WeakLocaliserPredictor:
         heat = heat.float().cpu().numpy()
         return [
             TilePrediction(
-                points=self.model.points(h, mpp=self.mpp),
+                points=map_to_points(
+                    h, self.threshold, min_distance_px=self.model.min_distance_px(self.mpp)
+                ),
                 tile_score=float(p),
                 heatmap=h.astype(np.float32),
             )
