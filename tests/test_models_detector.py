@@ -499,10 +499,17 @@ def test_det_variants_tiny_run_writes_the_table(tmp_path):
         epoch_length=2,
         batch_size=2,
         box_batch_size_per_image=32,
+        slides=1,
+        slide_size=256,
         threads=1,
         device="cpu",
     )
     assert list(result["variants"]) == ["Det", "Det-NS", "Det-WL", "Det-NS-WL"]
+    for m in result["variants"].values():  # the slide pass keeps boxes from 0.05 up
+        sl = m["slides"]
+        assert sl["threshold"] == pytest.approx(m["threshold"])
+        assert sl["slide_pass_threshold"] == min(0.05, m["threshold"])
+        assert sl["tp"] + sl["fn"] == sl["n_truth"] and sl["n_slides"] == 1
     flags = [
         (m["negative_ratio"] > 0, m["agreement_weighted"]) for m in result["variants"].values()
     ]
@@ -510,5 +517,6 @@ def test_det_variants_tiny_run_writes_the_table(tmp_path):
     for m in result["variants"].values():
         assert 0.0 <= m["f1"] <= m["best_f1"] + 1e-12 <= 1.0 + 1e-12
     assert (out / "table.csv").read_text().startswith("variant,negative_ratio")
+    assert "slide_f1" in (out / "table.csv").read_text().splitlines()[0]
     assert json.loads((out / "result.json").read_text())["study"] == "det_variants"
     assert not set(result["split"]["train_images"]) & set(result["split"]["val_images"])

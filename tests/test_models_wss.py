@@ -707,16 +707,22 @@ def test_tiny_aggregation_study(tmp_path):
         mitotic_fraction=0.3,
         epochs=1,
         batch_size=4,
+        slides=1,
+        slide_size=320,
         threads=1,
         device="cpu",
     )
     assert list(res["methods"]) == ["max", "mean"]
     for m in res["methods"].values():
         assert 0 <= m["f1"] <= m["oracle_f1"] <= 1 and 0 <= m["chance_f1"] <= 1
+        sl = m["slides"]  # read through the slide engine at the model's own threshold
+        assert sl["n_slides"] == 1 and sl["threshold"] == pytest.approx(m["threshold"])
+        assert sl["tp"] + sl["fn"] == sl["n_truth"] and sl["slide_tiles"] >= 1
         assert set(m["peak_offset"]) == {"n", "median_dx", "median_dy", "median_distance"}
         assert set(m["map_offset"]) == {"dx", "dy"}
     lines = (tmp_path / "study" / "table.csv").read_text().strip().splitlines()
     assert lines[0].startswith("aggregation,image_auc") and len(lines) == 3
+    assert lines[0].endswith("slide_precision,slide_recall,slide_f1,slide_best_f1,slide_truth")
     assert json.loads((tmp_path / "study" / "result.json").read_text())["study"] == (
         "wss_aggregations"
     )

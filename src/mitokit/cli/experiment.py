@@ -21,6 +21,21 @@ _scale = click.option(
     type=click.FloatRange(min=0, min_open=True),
     help="Multiply the amount of generated data.",
 )
+_slides = click.option(
+    "--slides",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Also score every model on this many held-out generated slides, read by the slide "
+    "engine as `mitokit detect` reads them.",
+)
+_slide_size = click.option(
+    "--slide-size",
+    type=click.IntRange(min=256),
+    default=4000,
+    show_default=True,
+    help="Side of the held-out slides in pixels (at 0.25 um/px).",
+)
 _threads = click.option(
     "--threads",
     type=click.IntRange(min=1),
@@ -157,11 +172,25 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
     help="Map to points: one per thresholded component (the paper's), or one per local peak "
     "at least 4 um apart (neighbouring mitoses whose responses merge count twice).",
 )
+@_slides
+@_slide_size
 @_threads
 @_device
 @json_option
 def wss_aggregations(
-    out, seed, quick, scale, epochs, offset, tta, points, threads, device, as_json
+    out,
+    seed,
+    quick,
+    scale,
+    epochs,
+    offset,
+    tta,
+    points,
+    slides,
+    slide_size,
+    threads,
+    device,
+    as_json,
 ) -> None:
     """The weak localiser's aggregation ablation (second paper) on generated tiles.
 
@@ -181,6 +210,8 @@ def wss_aggregations(
         offset=offset,
         tta=tta,
         points=points,
+        slides=slides,
+        slide_size=slide_size,
         threads=threads,
         device=device,
         progress=_say,
@@ -204,6 +235,7 @@ def wss_aggregations(
             f"{m['threshold']:>6.3f} {m['precision']:>6.3f} {m['recall']:>6.3f} "
             f"{m['f1']:>6.3f} {m['chance_f1']:>6.3f} {m['oracle_f1']:>6.3f}"
         )
+    _echo_slides(result["methods"])
     click.echo(f"written to {out} (result.json, table.csv)")
 
 
@@ -215,10 +247,14 @@ def wss_aggregations(
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 4)."
 )
+@_slides
+@_slide_size
 @_threads
 @_device
 @json_option
-def det_variants(out, seed, quick, scale, epochs, threads, device, as_json) -> None:
+def det_variants(
+    out, seed, quick, scale, epochs, slides, slide_size, threads, device, as_json
+) -> None:
     """Faster R-CNN with and without negative sampling and agreement-weighted loss.
 
     Trains Det, Det-NS, Det-WL and Det-NS-WL on synthetic tiles labelled with crowd boxes and
@@ -232,7 +268,15 @@ def det_variants(out, seed, quick, scale, epochs, threads, device, as_json) -> N
     if epochs is not None:
         extra["epochs"] = epochs
     result = run(
-        out, seed=seed, scale=scale, threads=threads, device=device, progress=_say, **extra
+        out,
+        seed=seed,
+        scale=scale,
+        slides=slides,
+        slide_size=slide_size,
+        threads=threads,
+        device=device,
+        progress=_say,
+        **extra,
     )
     if as_json:
         echo_json(result)
@@ -250,7 +294,26 @@ def det_variants(out, seed, quick, scale, epochs, threads, device, as_json) -> N
             f"{name:<10} {m['threshold']:>6.2f} {m['precision']:>6.3f} {m['recall']:>6.3f} "
             f"{m['f1']:>6.3f} {m['best_f1']:>6.3f} {m['seconds_per_epoch']:>7.1f}"
         )
+    _echo_slides(result["variants"])
     click.echo(f"written to {out} (result.json, table.csv)")
+
+
+def _echo_slides(models: dict) -> None:
+    """The held-out slide scores of each model, when the study read slides."""
+    scored = {name: m["slides"] for name, m in models.items() if m.get("slides")}
+    if not scored:
+        return
+    first = next(iter(scored.values()))
+    click.echo(
+        f"held-out slides: {first['n_slides']} ({first['n_truth']} consensus mitoses), read "
+        "by the slide engine"
+    )
+    click.echo(f"{'model':<15} {'thresh':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'bestF1':>6}")
+    for name, sl in scored.items():
+        click.echo(
+            f"{name:<15} {sl['threshold']:>6.3f} {sl['precision']:>6.3f} {sl['recall']:>6.3f} "
+            f"{sl['f1']:>6.3f} {sl['best_f1']:>6.3f}"
+        )
 
 
 def _num(value: float | None) -> str:

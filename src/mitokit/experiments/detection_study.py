@@ -29,6 +29,11 @@ from typing import Any
 import numpy as np
 
 from mitokit.errors import MitokitError
+from mitokit.experiments.heldout_slides import (
+    slide_columns,
+    slide_point_scores,
+    write_heldout_slides,
+)
 from mitokit.experiments.synthetic_studies import (
     HELDOUT_SEED_OFFSET,
     Say,
@@ -66,6 +71,9 @@ DET_QUICK: dict[str, Any] = {
 #: The matching radius of the point F1 (MIDOG), in micrometres.
 RADIUS_UM = 7.5
 
+#: Score floor of a detector's pass over held-out slides (its ``box_score_thresh``).
+SLIDE_FLOOR = 0.05
+
 
 def det_variants(
     out: str | os.PathLike,
@@ -88,6 +96,8 @@ def det_variants(
     epoch_length: int | None = 48,
     box_batch_size_per_image: int = 128,
     mitotic_fraction: float | None = 0.05,
+    slides: int = 0,
+    slide_size: int = 4000,
     device: str = "auto",
     threads: int | None = None,
     keep_models: bool = False,
@@ -137,6 +147,10 @@ def det_variants(
         box_batch_size_per_image: Proposals sampled per tile for the box head's loss.
         mitotic_fraction: Share of tumour cells that are mitotic in the generated scenes (None:
             the generator's default, 1.5 %); the default 5 % gives a few mitoses per sub-tile.
+        slides: Also score every variant on this many held-out generated slides of side
+            ``slide_size`` through the slide engine, as ``mitokit detect`` reads slides
+            (:mod:`mitokit.experiments.heldout_slides`); 0: none.
+        slide_size: Side of the held-out slides in pixels.
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: PyTorch CPU threads during the study (None: unchanged).
         keep_models: Keep each run's ``best/`` model; otherwise only its logs and configs stay.
@@ -148,7 +162,9 @@ def det_variants(
         ``agreement_weighted``, ``threshold`` (chosen on validation), ``precision``, ``recall``,
         ``f1`` at it, ``best_f1`` / ``best_threshold`` over every threshold (an oracle),
         ``f1_at_0.5``, the same against the latent truth (``latent``), validation figures of
-        the kept epoch and timings (``train_seconds``, ``seconds_per_epoch``).
+        the kept epoch, timings (``train_seconds``, ``seconds_per_epoch``) and, with
+        ``slides``, ``slides``: :func:`~mitokit.experiments.heldout_slides.slide_point_scores`
+        at the validation threshold (slide pass from :data:`SLIDE_FLOOR`).
 
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
@@ -165,6 +181,9 @@ def det_variants(
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=2)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles")
     epochs = _positive_int(epochs, "epochs")
+    n_slides = int(slides)
+    if n_slides < 0:
+        raise MitokitError(f"slides must be >= 0, got {slides}")
     step = 0 if lr_step is None else _positive_int(lr_step, "lr_step")
     ratio = _positive_int(negative_ratio, "negative_ratio")
     if epoch_length is not None:
@@ -203,6 +222,8 @@ def det_variants(
         "radius_px": radius_px,
         "mpp": mpp,
         "scene": "generator defaults" if scene is None else _params(scene),
+        "slides": n_slides,
+        "slide_size": int(slide_size) if n_slides else None,
         "device": dev,
         "threads": threads,
     }
@@ -223,6 +244,17 @@ def det_variants(
         latent = _latent_centres(manifest["objects"], test_names)
         val_images = _val_images(train_dir, val_fraction=val_fraction, seed=int(seed))
         chance = _chance_f1(truth, size=int(tile_size), radius_px=radius_px, seed=int(seed))
+        slide_paths = (
+            write_heldout_slides(
+                root / "data" / "slides",
+                n=n_slides,
+                size=int(slide_size),
+                seed=int(seed),
+                progress=lambda m: _say(progress, f"det-variants: {m}"),
+            )
+            if n_slides
+            else []
+        )
 
         results: dict[str, dict[str, Any]] = {}
         split: dict[str, list[str]] = {}
@@ -275,6 +307,16 @@ def det_variants(
             if threshold is None or not np.isfinite(threshold):
                 threshold = 0.5
             pred = _predict_images(result.model_dir, test_dir, test_names, device=dev)
+            on_slides = None
+            if slide_paths:
+                _say(progress, f"det-variants: {name} over {len(slide_paths)} held-out slides")
+                on_slides = slide_point_scores(
+                    result.model_dir,
+                    slide_paths,
+                    threshold=float(threshold),
+                    floor=SLIDE_FLOOR,
+                    device=dev,
+                )
             prune_run(result.out_dir, keep_best=keep_models)
             results[name] = _variant_scores(
                 pred, truth, latent, radius_px=radius_px, threshold=float(threshold)
@@ -293,6 +335,7 @@ def det_variants(
                         float(np.mean([r["seconds"] for r in result.history])), 1
                     ),
                     "model": os.path.relpath(result.model_dir, root) if keep_models else None,
+                    "slides": on_slides,
                 }
             )
             m = results[name]
@@ -321,6 +364,7 @@ def det_variants(
                 },
                 "latent_f1": m["latent"]["f1"],
                 "latent_best_f1": m["latent"]["best_f1"],
+                **slide_columns(m["slides"]),
                 "train_seconds": m["train_seconds"],
                 "seconds_per_epoch": m["seconds_per_epoch"],
             }

@@ -33,6 +33,11 @@ from typing import Any
 import numpy as np
 
 from mitokit.errors import MitokitError
+from mitokit.experiments.heldout_slides import (
+    slide_columns,
+    slide_point_scores,
+    write_heldout_slides,
+)
 
 #: Settings of :func:`aggregation_ablation` for ``--quick``.
 WSS_QUICK: dict[str, Any] = {"n_train_tiles": 48, "n_test_tiles": 32, "epochs": 4}
@@ -159,6 +164,8 @@ def aggregation_ablation(
     tta: str = "none",
     points: str = "components",
     peak_distance_um: float = 4.0,
+    slides: int = 0,
+    slide_size: int = 4000,
     attention: str = "gated",
     device: str = "auto",
     threads: int | None = None,
@@ -197,6 +204,10 @@ def aggregation_ablation(
         points: How maps become points (``components`` or ``peaks``, at least
             ``peak_distance_um`` apart): :func:`mitokit.models.wss.map_to_points`.
         peak_distance_um: Smallest distance between two peaks (``peaks``).
+        slides: Also score every model on this many held-out generated slides of side
+            ``slide_size`` through the slide engine, as ``mitokit detect`` reads slides
+            (:mod:`mitokit.experiments.heldout_slides`), at its own threshold; 0: none.
+        slide_size: Side of the held-out slides in pixels.
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
         device: ``auto``, ``cpu`` or ``cuda``.
         threads: PyTorch CPU threads during the study (None: unchanged).
@@ -209,7 +220,9 @@ def aggregation_ablation(
         ``threshold``, ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``,
         ``chance_f1``, ``oracle_f1``, ``oracle_threshold``, ``map_offset`` (the model's
         estimated offset, undone before points are taken), ``peak_offset`` (what remains:
-        :func:`peak_offsets`), and training facts.
+        :func:`peak_offsets`), training facts and, with ``slides``, ``slides``:
+        :func:`~mitokit.experiments.heldout_slides.slide_point_scores` (its ``best_f1`` looks
+        only above the model's threshold, where the map was thresholded).
 
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
@@ -268,6 +281,9 @@ def aggregation_ablation(
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
     epochs = _positive_int(epochs, "epochs")
+    n_slides = int(slides)
+    if n_slides < 0:
+        raise MitokitError(f"slides must be >= 0, got {slides}")
     size = _positive_int(tile_size, "tile_size")
     if size < 64:
         raise MitokitError(f"tile_size must be at least 64, got {size}")
@@ -299,6 +315,8 @@ def aggregation_ablation(
         "tta": tta,
         "points": points,
         "peak_distance_um": float(peak_distance_um) if points == "peaks" else None,
+        "slides": n_slides,
+        "slide_size": int(slide_size) if n_slides else None,
         "labels": "image-level only (image_labels.csv: a consensus mitosis in the tile)",
         "truth": "consensus mitosis centroids of the test tiles (centroids.csv)",
         "radius_px": radius,
@@ -324,6 +342,17 @@ def aggregation_ablation(
         truths = [test.points[i] for i in names]
         sizes = [test.sizes[i] for i in names]
         train_labels = read_image_labels(train_dir / IMAGE_LABELS)
+        slide_paths = (
+            write_heldout_slides(
+                folder / "data" / "slides",
+                n=n_slides,
+                size=int(slide_size),
+                seed=int(seed),
+                progress=lambda m: _say(progress, f"wss-aggregations: {m}"),
+            )
+            if n_slides
+            else []
+        )
 
         methods: dict[str, dict[str, Any]] = {}
         for agg in aggs:
@@ -355,6 +384,10 @@ def aggregation_ablation(
                 result.model_dir, [test.paths[i] for i in names], device=dev
             )
             predict_seconds = time.perf_counter() - t0
+            on_slides = None
+            if slide_paths:
+                _say(progress, f"wss-aggregations: {agg} over {len(slide_paths)} held-out slides")
+                on_slides = slide_point_scores(result.model_dir, slide_paths, device=dev)
             prune_run(result.out_dir, keep_best=keep_models)
             scores = pooled_point_scores(
                 maps, truths, threshold=thr, radius_px=radius, min_distance_px=spacing
@@ -392,13 +425,15 @@ def aggregation_ablation(
                 "train_seconds": round(seconds, 1),
                 "predict_seconds": round(predict_seconds, 2),
                 "model": os.path.relpath(result.model_dir, folder) if keep_models else None,
+                "slides": on_slides,
             }
             m = methods[agg]
             _say(
                 progress,
                 f"wss-aggregations: {agg}: image AUC {_fmt(m['image_auc'])}, point P/R/F1 "
                 f"{m['precision']:.3f}/{m['recall']:.3f}/{m['f1']:.3f} at {thr:.3f} "
-                f"(chance F1 {m['chance_f1']:.3f}; {seconds:.0f} s)",
+                f"(chance F1 {m['chance_f1']:.3f}; {seconds:.0f} s)"
+                + (f"; slides F1 {on_slides['f1']:.3f}" if on_slides else ""),
             )
 
         table = [
@@ -421,6 +456,7 @@ def aggregation_ablation(
                         "train_seconds",
                     )
                 },
+                **slide_columns(m["slides"]),
             }
             for agg, m in methods.items()
         ]
