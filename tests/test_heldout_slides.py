@@ -12,6 +12,7 @@ from mitokit.engines.task import get_task
 from mitokit.errors import MitokitError
 from mitokit.experiments.heldout_slides import (
     SLIDE_SEED,
+    slide_cells,
     slide_columns,
     slide_point_scores,
     slide_truth,
@@ -74,6 +75,13 @@ def test_slide_scores_count_every_consensus_mitosis_once(slides, tmp_path):
     assert none["threshold"] == 1.0 == none["slide_pass_threshold"]
     assert (none["tp"], none["fp"], none["fn"]) == (0, 0, n_truth)
     assert none["n_truth"] == n_truth and none["n_slides"] == 2 and none["f1"] == 0
+    # the latent truth: every generated cell with m > 0.5, read from the manifests
+    objects = [json.loads((p.parent / "manifest.json").read_text())["objects"] for p in slides]
+    assert [len(slide_cells(p)) for p in slides] == [len(o) for o in objects]
+    n_latent = sum(o["m"] > 0.5 for objs in objects for o in objs)
+    assert none["latent"]["n_truth"] == n_latent and none["latent"]["f1"] == 0
+    # an observer who knows every m agrees with the raters' consensus, though not perfectly
+    assert 0.6 < none["ceiling"]["f1"] <= none["ceiling"]["best_f1"] <= 1.0
     # an explicit threshold is the map threshold: at 0 each tile's map is one component
     low = slide_point_scores(_saved_localiser(tmp_path, 1.0), slides, threshold=0.0)
     assert low["threshold"] == 0.0 and low["tp"] + low["fp"] > 0

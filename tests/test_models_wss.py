@@ -722,7 +722,10 @@ def test_tiny_aggregation_study(tmp_path):
         assert set(m["map_offset"]) == {"dx", "dy"}
     lines = (tmp_path / "study" / "table.csv").read_text().strip().splitlines()
     assert lines[0].startswith("aggregation,image_auc") and len(lines) == 3
-    assert lines[0].endswith("slide_precision,slide_recall,slide_f1,slide_best_f1,slide_truth")
+    assert lines[0].endswith(
+        "slide_precision,slide_recall,slide_f1,slide_best_f1,slide_truth,slide_latent_f1,"
+        "slide_ceiling_f1"
+    )
     assert json.loads((tmp_path / "study" / "result.json").read_text())["study"] == (
         "wss_aggregations"
     )
@@ -781,6 +784,10 @@ def test_cli_wss_aggregations(tmp_path):
             "0.25",
             "--epochs",
             "1",
+            "--slides",
+            "1",
+            "--slide-size",
+            "256",
             "--threads",
             "1",
             "--device",
@@ -789,3 +796,5 @@ def test_cli_wss_aggregations(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "embedding_max" in result.output and (out / "table.csv").is_file()
+    assert "held-out slides: 1" in result.output and "ceiling: an observer" in result.output
+    assert (out / "data" / "slides" / "slide_00" / "slide.tiff").is_file()

@@ -308,12 +308,19 @@ def _echo_slides(models: dict) -> None:
         f"held-out slides: {first['n_slides']} ({first['n_truth']} consensus mitoses), read "
         "by the slide engine"
     )
-    click.echo(f"{'model':<15} {'thresh':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'bestF1':>6}")
+    click.echo(
+        f"{'model':<15} {'thresh':>6} {'prec':>6} {'recall':>6} {'F1':>6} {'bestF1':>6} "
+        f"{'F1 m>.5':>7}"
+    )
     for name, sl in scored.items():
         click.echo(
             f"{name:<15} {sl['threshold']:>6.3f} {sl['precision']:>6.3f} {sl['recall']:>6.3f} "
-            f"{sl['f1']:>6.3f} {sl['best_f1']:>6.3f}"
+            f"{sl['f1']:>6.3f} {sl['best_f1']:>6.3f} {sl['latent']['f1']:>7.3f}"
         )
+    click.echo(
+        f"ceiling: an observer knowing every cell's latent score scores F1 "
+        f"{first['ceiling']['best_f1']:.3f} against the consensus (rater noise)"
+    )
 
 
 def _num(value: float | None) -> str:
