@@ -24,6 +24,7 @@ from mitokit.models.detector import (
     build_detector,
     detect,
     point_scores,
+    suppress_centres,
     weighted_fastrcnn_loss,
 )
 from mitokit.models.io import load_model, save_model
@@ -286,6 +287,37 @@ def test_bad_model_settings_are_errors():
         build_detector("resnet18", norm="group")
     with pytest.raises(MitokitError, match="trainable_layers"):
         build_detector("resnet18", trainable_layers=6)
+    with pytest.raises(MitokitError, match="centre_suppression must be true or false"):
+        build_detector("resnet18", centre_suppression="yes")
+
+
+def test_centre_suppression_by_hand():
+    boxes = torch.tensor(
+        [
+            [10.0, 10.0, 60.0, 60.0],  # 0.9: kept
+            [30.0, 30.0, 40.0, 40.0],  # 0.8: nested in box 0 (IoU 0.04): dropped
+            [58.0, 20.0, 108.0, 70.0],  # 0.7: overlaps box 0, centre outside it, box 0's
+            # centre (35, 35) outside it: kept
+            [0.0, 0.0, 200.0, 200.0],  # 0.6: holds the centre of box 0: dropped
+            [150.0, 150.0, 160.0, 160.0],  # 0.5: alone: kept
+        ]
+    )
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.6, 0.5])
+    labels = torch.ones(5, dtype=torch.int64)
+    order = torch.tensor([4, 2, 0, 3, 1])  # any input order: highest score wins
+    out = suppress_centres({"boxes": boxes[order], "scores": scores[order], "labels": labels})
+    assert out["scores"].tolist() == pytest.approx([0.9, 0.7, 0.5])
+    assert torch.equal(out["boxes"], boxes[[0, 2, 4]]) and len(out["labels"]) == 3
+    empty = suppress_centres({"boxes": torch.zeros(0, 4), "scores": torch.zeros(0)})
+    assert empty["boxes"].shape == (0, 4)
+    # detect applies it where the model asks for it (the default), else gives every box
+    model = _model(box_score_thresh=0.0).eval()
+    images, _ = _batch(n=1)
+    with torch.no_grad():
+        raw = model(images)[0]
+    assert len(detect(model, images)[0]) == len(suppress_centres(raw)["boxes"]) < len(raw["boxes"])
+    model.centre_suppression = False
+    assert len(detect(model, images)[0]) == len(raw["boxes"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -406,7 +438,7 @@ def test_predictor_returns_box_centres_in_tile_pixels(tmp_path):
     batch = torch.stack(images)
     preds = predictor.predict(batch)
     with torch.no_grad():
-        raw = model(list(batch))
+        raw = [suppress_centres(r) for r in model(list(batch))]
     for p, r in zip(preds, raw, strict=True):
         boxes = r["boxes"].numpy()
         np.testing.assert_allclose(p.points[:, 0], (boxes[:, 0] + boxes[:, 2]) / 2, rtol=1e-6)

@@ -41,6 +41,10 @@ Model section (``model``):
 - ``agreement_weighted``: weight the classification loss by agreement (WL).
 - ``min_size`` / ``max_size``: torchvision's resizing (null: keep the tile size).
 - ``box_score_thresh``, ``box_nms_thresh``, ``box_detections_per_img``: inference settings;
+  ``centre_suppression`` (default true): after the box NMS (by IoU), a detection whose centre
+  lies inside a higher-scoring kept box, or whose box holds that box's centre, is dropped
+  (:func:`suppress_centres`): a small box nested in a large one on the same figure has a low
+  IoU with it and survives the NMS, yet counts the figure twice as a point;
   ``box_batch_size_per_image``: proposals sampled per tile for the box head's loss;
   ``rpn_post_nms_top_n_test``: proposals the box head scores per tile at inference.
 
@@ -285,6 +289,7 @@ class MitosisDetector(FasterRCNN):
         box_detections_per_img: int,
         box_batch_size_per_image: int,
         rpn_post_nms_top_n_test: int,
+        centre_suppression: bool = True,
     ) -> None:
         from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
         from torchvision.ops.misc import FrozenBatchNorm2d
@@ -320,6 +325,7 @@ class MitosisDetector(FasterRCNN):
             agreement_weighted=agreement_weighted,
         )
         self.transform = TileTransform(min_size, max_size)
+        self.centre_suppression = bool(centre_suppression)
         self.arch = arch
         self.norm = norm
         self.trainable_layers = int(trainable_layers)
@@ -357,6 +363,7 @@ def build_detector(
     box_detections_per_img: int = 100,
     box_batch_size_per_image: int = 512,
     rpn_post_nms_top_n_test: int = 1000,
+    centre_suppression: bool = True,
 ) -> MitosisDetector:
     """A two-class Faster R-CNN ResNet-FPN, random or initialised from a local file.
 
@@ -376,6 +383,8 @@ def build_detector(
         box_batch_size_per_image: Proposals sampled per image for the box head's loss.
         rpn_post_nms_top_n_test: Proposals per image the box head scores at inference (the
             box head's cost grows with it; a few hundred suffice for mitoses on a tile).
+        centre_suppression: Drop detections centred inside a higher-scoring one (or holding
+            its centre) after the NMS: :func:`suppress_centres`, applied by :func:`detect`.
 
     Raises:
         MitokitError: Bad settings, or a weights file that is missing, unreadable or does not
@@ -393,6 +402,10 @@ def build_detector(
     if not isinstance(agreement_weighted, bool):
         raise MitokitError(
             f"model.agreement_weighted must be true or false, got {agreement_weighted!r}"
+        )
+    if not isinstance(centre_suppression, bool):
+        raise MitokitError(
+            f"model.centre_suppression must be true or false, got {centre_suppression!r}"
         )
     min_size = check_int(min_size, "model.min_size", minimum=16, allow_none=True)
     max_size = check_int(max_size, "model.max_size", minimum=16, allow_none=True)
@@ -416,6 +429,7 @@ def build_detector(
         rpn_post_nms_top_n_test=check_int(
             rpn_post_nms_top_n_test, "model.rpn_post_nms_top_n_test", minimum=1
         ),
+        centre_suppression=centre_suppression,
     )
     if weights is not None:
         load_detector_weights(model, weights)
@@ -533,7 +547,43 @@ def detect(
     dev = torch.device(device) if device is not None else next(model.parameters()).device
     with evaluating(model):
         outs = model([im.to(dev) for im in images])
+    if getattr(getattr(model, "module", model), "centre_suppression", False):  # DDP: .module
+        outs = [suppress_centres(o) for o in outs]
     return [box_centres(o) for o in outs]
+
+
+def suppress_centres(result: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A detector's per-image result without detections centred on a better one.
+
+    Greedy, highest score first: a detection is dropped when its box centre lies inside a kept
+    box or a kept box's centre lies inside its box (edges inclusive). Boxes nested on one
+    figure, which the IoU-based NMS keeps when their sizes differ, then give one point.
+
+    Args:
+        result: ``boxes`` (``[N, 4]`` ``x1, y1, x2, y2``), ``scores`` and any other per-box
+            entries (``labels``), as torchvision's detectors return them.
+
+    Returns:
+        The same entries, kept boxes only, highest score first.
+    """
+    boxes, scores = result["boxes"], result["scores"]
+    order = torch.argsort(scores, descending=True, stable=True)
+    b = boxes[order].detach().float().cpu()
+    centres = (b[:, :2] + b[:, 2:]) / 2
+    # inside[i, j]: the centre of i lies in the box of j
+    inside = (
+        (centres[:, None, 0] >= b[None, :, 0])
+        & (centres[:, None, 0] <= b[None, :, 2])
+        & (centres[:, None, 1] >= b[None, :, 1])
+        & (centres[:, None, 1] <= b[None, :, 3])
+    )
+    clash = inside | inside.T
+    keep: list[int] = []
+    for i in range(len(order)):
+        if not any(bool(clash[i, k]) for k in keep):
+            keep.append(i)
+    kept = order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
+    return {k: v[kept] for k, v in result.items()}
 
 
 def point_scores(
@@ -739,6 +789,7 @@ class DetectorTask:
         "box_detections_per_img": 100,
         "box_batch_size_per_image": 512,
         "rpn_post_nms_top_n_test": 1000,
+        "centre_suppression": True,
     }
     data_defaults: Mapping[str, Any] = {
         "labels": None,
@@ -948,6 +999,7 @@ __all__ = [
     "TileTransform",
     "WeightedRoIHeads",
     "box_centres",
+    "suppress_centres",
     "build_detector",
     "detect",
     "load_detector_weights",
