@@ -205,7 +205,12 @@ def test_cli_choices_are_the_models_rules():
     from mitokit.cli.experiment import wss_aggregations
     from mitokit.models.wss import OFFSET_RULES, POINT_RULES, TTA_VIEWS
 
-    rules = {"offset": OFFSET_RULES, "tta": TTA_VIEWS, "points": POINT_RULES}
+    rules = {
+        "offset": OFFSET_RULES,
+        "tta": TTA_VIEWS,
+        "points": POINT_RULES,
+        "aggregations": AGGREGATIONS,
+    }
     choices = {p.name: set(p.type.choices) for p in wss_aggregations.params if p.name in rules}
     assert choices == {k: set(v) for k, v in rules.items()}
 
@@ -784,6 +789,10 @@ def test_cli_wss_aggregations(tmp_path):
             "0.25",
             "--epochs",
             "1",
+            "--aggregation",
+            "max",
+            "--aggregation",
+            "attention",
             "--slides",
             "1",
             "--slide-size",
@@ -795,6 +804,11 @@ def test_cli_wss_aggregations(tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "embedding_max" in result.output and (out / "table.csv").is_file()
+    assert "attention" in result.output and "embedding_max" not in result.output
+    assert (out / "table.csv").is_file()
+    assert json.loads((out / "result.json").read_text())["settings"]["aggregations"] == [
+        "max",
+        "attention",
+    ]
     assert "held-out slides: 1" in result.output and "ceiling: an observer" in result.output
     assert (out / "data" / "slides" / "slide_00" / "slide.tiff").is_file()

@@ -165,6 +165,13 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
     "flips).",
 )
 @click.option(
+    "--aggregation",
+    "aggregations",
+    type=click.Choice(["max", "mean", "embedding_mean", "embedding_max", "attention"]),
+    multiple=True,
+    help="Train only these aggregations (repeat the option; default: all five).",
+)
+@click.option(
     "--points",
     type=click.Choice(["components", "peaks"]),
     default="components",
@@ -185,6 +192,7 @@ def wss_aggregations(
     epochs,
     offset,
     tta,
+    aggregations,
     points,
     slides,
     slide_size,
@@ -203,6 +211,8 @@ def wss_aggregations(
     extra = dict(WSS_QUICK) if quick else {}
     if epochs is not None:
         extra["epochs"] = epochs
+    if aggregations:
+        extra["aggregations"] = list(aggregations)
     result = aggregation_ablation(
         out,
         seed=seed,
