@@ -342,7 +342,8 @@ def det_variants(
             _say(
                 progress,
                 f"det-variants: {name}: F1 {m['f1']:.3f} at {m['threshold']:.2f} (best "
-                f"{m['best_f1']:.3f}), {m['seconds_per_epoch']:.0f} s/epoch",
+                f"{m['best_f1']:.3f}), {m['seconds_per_epoch']:.0f} s/epoch"
+                + (f"; slides F1 {on_slides['f1']:.3f}" if on_slides else ""),
             )
 
         table = [
