@@ -51,6 +51,10 @@ def test_heldout_slides_are_seeded_readable_and_labelled(slides, tmp_path):
     assert again[0].read_bytes() == slides[0].read_bytes()
     with pytest.raises(MitokitError, match="at least 256"):
         write_heldout_slides(tmp_path / "x", n=1, size=100)
+    assert write_heldout_slides(tmp_path / "none", n=0) == []
+    assert not (tmp_path / "none").exists()
+    with pytest.raises(MitokitError, match="must be >= 0"):
+        write_heldout_slides(tmp_path / "x", n=-1)
 
 
 def _saved_localiser(tmp_path, threshold: float):

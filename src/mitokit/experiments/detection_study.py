@@ -181,9 +181,7 @@ def det_variants(
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=2)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles")
     epochs = _positive_int(epochs, "epochs")
-    n_slides = int(slides)
-    if n_slides < 0:
-        raise MitokitError(f"slides must be >= 0, got {slides}")
+    n_slides = _positive_int(slides, "slides") if slides else 0
     step = 0 if lr_step is None else _positive_int(lr_step, "lr_step")
     ratio = _positive_int(negative_ratio, "negative_ratio")
     if epoch_length is not None:
@@ -244,16 +242,12 @@ def det_variants(
         latent = _latent_centres(manifest["objects"], test_names)
         val_images = _val_images(train_dir, val_fraction=val_fraction, seed=int(seed))
         chance = _chance_f1(truth, size=int(tile_size), radius_px=radius_px, seed=int(seed))
-        slide_paths = (
-            write_heldout_slides(
-                root / "data" / "slides",
-                n=n_slides,
-                size=int(slide_size),
-                seed=int(seed),
-                progress=lambda m: _say(progress, f"det-variants: {m}"),
-            )
-            if n_slides
-            else []
+        slide_paths = write_heldout_slides(
+            root / "data" / "slides",
+            n=n_slides,
+            size=int(slide_size),
+            seed=int(seed),
+            progress=lambda m: _say(progress, f"det-variants: {m}"),
         )
 
         results: dict[str, dict[str, Any]] = {}

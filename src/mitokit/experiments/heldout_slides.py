@@ -51,13 +51,15 @@ def write_heldout_slides(
     slides, and none shares a seed with the studies' training or test tiles.
 
     Returns:
-        The ``slide.tiff`` paths, in order.
+        The ``slide.tiff`` paths, in order (none for ``n`` 0: nothing is written).
     """
     from mitokit.data.synthetic.export import write_slide_labels
     from mitokit.data.synthetic.generate import write_synthetic_slide
 
-    if int(n) < 1:
-        raise MitokitError(f"the number of held-out slides must be >= 1, got {n}")
+    if int(n) < 0:
+        raise MitokitError(f"the number of held-out slides must be >= 0, got {n}")
+    if int(n) == 0:
+        return []
     if int(size) < 256:
         raise MitokitError(f"held-out slides must be at least 256 px, got {size}")
     paths = []

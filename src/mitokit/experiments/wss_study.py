@@ -281,9 +281,7 @@ def aggregation_ablation(
     n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
     n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
     epochs = _positive_int(epochs, "epochs")
-    n_slides = int(slides)
-    if n_slides < 0:
-        raise MitokitError(f"slides must be >= 0, got {slides}")
+    n_slides = _positive_int(slides, "slides") if slides else 0
     size = _positive_int(tile_size, "tile_size")
     if size < 64:
         raise MitokitError(f"tile_size must be at least 64, got {size}")
@@ -342,16 +340,12 @@ def aggregation_ablation(
         truths = [test.points[i] for i in names]
         sizes = [test.sizes[i] for i in names]
         train_labels = read_image_labels(train_dir / IMAGE_LABELS)
-        slide_paths = (
-            write_heldout_slides(
-                folder / "data" / "slides",
-                n=n_slides,
-                size=int(slide_size),
-                seed=int(seed),
-                progress=lambda m: _say(progress, f"wss-aggregations: {m}"),
-            )
-            if n_slides
-            else []
+        slide_paths = write_heldout_slides(
+            folder / "data" / "slides",
+            n=n_slides,
+            size=int(slide_size),
+            seed=int(seed),
+            progress=lambda m: _say(progress, f"wss-aggregations: {m}"),
         )
 
         methods: dict[str, dict[str, Any]] = {}
