@@ -119,10 +119,16 @@ def test_report_has_a_score_row_per_model_within_unit_range(stage):
     _, report, _, result, tables, _ = stage
     assert report.sections[-1].title.startswith("Detector, weak localiser")
     scores, counts = tables[0], tables[1]
-    assert [r[0] for r in scores[1:]] == [DETECTOR_NAME, LOCALISER_NAME]
-    for row in scores[1:]:
+    assert [r[0] for r in scores[1:3]] == [DETECTOR_NAME, LOCALISER_NAME]
+    for row in scores[1:3]:
         values = [float(v) for v in row[1:]]
         assert len(values) == 7 and all(0.0 <= v <= 1.0 for v in values), row
+    # the labels' ceiling: an observer who knows every m, against the raters' consensus
+    ceiling = scores[3]
+    assert ceiling[0].endswith("(ceiling)") and float(ceiling[1]) == 0.5
+    p, r, f1 = (result["ceiling"][k] for k in ("precision", "recall", "f1"))
+    assert [float(v) for v in ceiling[2:5]] == pytest.approx([p, r, f1], abs=1e-3)
+    assert 0.6 < f1 < 1.0 and f1 == pytest.approx(2 * p * r / (p + r))
     for row, key in zip(counts[1:], (DETECTOR_KEY, LOCALISER_KEY), strict=True):
         assert int(row[1]) == result["models"][key]["count"]
         assert int(row[4]) == result["truth"]["consensus"]
