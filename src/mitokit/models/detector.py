@@ -577,11 +577,13 @@ def suppress_centres(result: Mapping[str, torch.Tensor]) -> dict[str, torch.Tens
         & (centres[:, None, 1] >= b[None, :, 1])
         & (centres[:, None, 1] <= b[None, :, 3])
     )
-    clash = inside | inside.T
+    clash = (inside | inside.T).numpy()
+    dropped = np.zeros(len(order), dtype=bool)
     keep: list[int] = []
-    for i in range(len(order)):
-        if not any(bool(clash[i, k]) for k in keep):
+    for i in range(len(order)):  # one vector OR per kept box, not one lookup per pair
+        if not dropped[i]:
             keep.append(i)
+            dropped |= clash[i]
     kept = order[torch.as_tensor(keep, dtype=torch.long, device=order.device)]
     return {k: v[kept] for k, v in result.items()}
 
