@@ -360,14 +360,11 @@ def _validation(history: list[dict[str, Any]], keys: tuple[str, ...]) -> list[di
 
 def _slide_truth(slide: Path, cells: Any) -> tuple[np.ndarray, np.ndarray]:
     """``(M, 2)`` consensus mitoses of the slide and ``(K, 2)`` cells with latent m > 0.5."""
-    from mitokit.io.annotations import read_annotations
-    from mitokit.models.detector import truth_centres
+    from mitokit.experiments.heldout_slides import slide_truth
 
-    consensus = truth_centres(read_annotations(slide.parent / "consensus.json"), min_agreement=0)
-    truth = consensus.get(slide.name, np.zeros((0, 2)))
     mitotic = np.asarray(cells.m) > 0.5
     latent = np.column_stack([np.asarray(cells.x)[mitotic], np.asarray(cells.y)[mitotic]])
-    return truth.reshape(-1, 2), latent.astype(np.float64).reshape(-1, 2)
+    return slide_truth(slide), latent.astype(np.float64).reshape(-1, 2)
 
 
 def _slide_pass(
@@ -419,15 +416,11 @@ def _at_threshold(res: Any, threshold: float, *, density: bool) -> Any:
 
 
 def _ceiling(cells: Any, truth: np.ndarray, key: str, *, mpp: float) -> dict[str, float]:
-    """Precision, recall and F1 against the consensus of an observer who knows every cell's
-    latent score ``m`` (each cell a point scored by ``m``, at 0.5): what the rater noise leaves
-    to any model of the image."""
-    from mitokit.experiments.detection_study import RADIUS_UM
-    from mitokit.models.detector import point_scores
+    """:func:`~mitokit.experiments.heldout_slides.label_ceiling` of the demo slide."""
+    from mitokit.experiments.heldout_slides import RADIUS_UM, label_ceiling
 
     xym = np.column_stack([np.asarray(cells.x), np.asarray(cells.y), np.asarray(cells.m)])
-    s = point_scores({key: xym}, {key: truth}, radius_px=RADIUS_UM / mpp, threshold=0.5)
-    return {k: float(s[k]) for k in ("precision", "recall", "f1")}
+    return label_ceiling({key: xym}, {key: truth}, radius_px=RADIUS_UM / mpp)
 
 
 def _scores(m: _Model, res: Any, op: Any, truth: np.ndarray, latent: np.ndarray) -> dict[str, Any]:

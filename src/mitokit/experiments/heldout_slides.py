@@ -100,6 +100,29 @@ def slide_cells(slide: str | os.PathLike) -> np.ndarray:
     return np.asarray(rows, dtype=np.float64).reshape(-1, 3)
 
 
+def label_ceiling(
+    cells: Mapping[str, np.ndarray], truth: Mapping[str, np.ndarray], *, radius_px: float
+) -> dict[str, float]:
+    """How well an observer who knows every cell's latent score ``m`` matches the consensus.
+
+    Each cell is a point scored by its ``m``, kept where ``m >= 0.5``, matched one-to-one
+    within ``radius_px`` to the consensus mitoses: what the rater noise leaves to any model of
+    the images.
+
+    Args:
+        cells: Image key -> ``(N, 3)`` ``x, y, m`` (:func:`slide_cells`).
+        truth: Image key -> ``(M, 2)`` consensus mitoses (:func:`slide_truth`).
+        radius_px: Matching radius in pixels.
+
+    Returns:
+        ``precision``, ``recall``, ``f1`` at 0.5 and ``best_f1`` over thresholds of ``m``.
+    """
+    from mitokit.models.detector import point_scores
+
+    s = point_scores(cells, truth, radius_px=radius_px, threshold=0.5)
+    return {k: float(s[k]) for k in ("precision", "recall", "f1", "best_f1")}
+
+
 def slide_point_scores(
     model_dir: str | os.PathLike,
     slides: Sequence[str | os.PathLike],
@@ -131,9 +154,9 @@ def slide_point_scores(
         ``per_slide`` (``tp``, ``fp``, ``fn``, ``f1`` of each); ``latent``: ``precision``,
         ``recall``, ``f1``, ``best_f1`` against the cells whose latent score ``m > 0.5`` (the
         generator's truth, which the consensus sees through rater noise); and ``ceiling``: the
-        F1 against the consensus of an observer who knows every cell's ``m`` exactly (its
-        cells as points scored by ``m``; ``f1`` at 0.5, ``best_f1`` over thresholds): the
-        most any model of the images can expect against these labels.
+        score against the consensus of an observer who knows every cell's ``m`` exactly
+        (:func:`label_ceiling`: precision, recall, ``f1`` at 0.5, ``best_f1`` over
+        thresholds): the most any model of the images can expect against these labels.
     """
     from mitokit.engines.slide import SlidePredictor
     from mitokit.metrics.detection import radius_to_px
@@ -167,7 +190,7 @@ def slide_point_scores(
         radius_px=radius,
         threshold=op,
     )
-    ceiling = point_scores(cells, truth, radius_px=radius, threshold=0.5)
+    ceiling = label_ceiling(cells, truth, radius_px=radius)
     per_slide = []
     for key in pred:
         one = point_scores({key: pred[key]}, {key: truth[key]}, radius_px=radius, threshold=op)
@@ -180,7 +203,7 @@ def slide_point_scores(
             for k in ("precision", "recall", "f1", "tp", "fp", "fn", "best_f1", "best_threshold")
         },
         "latent": {k: latent[k] for k in ("precision", "recall", "f1", "best_f1", "n_truth")},
-        "ceiling": {"f1": ceiling["f1"], "best_f1": ceiling["best_f1"]},
+        "ceiling": ceiling,
         "n_slides": len(pred),
         "n_truth": int(sum(len(t) for t in truth.values())),
         "slide_tiles": int(tiles),
@@ -207,6 +230,7 @@ def slide_columns(scores: Mapping[str, Any] | None) -> dict[str, Any]:
 __all__ = [
     "RADIUS_UM",
     "SLIDE_SEED",
+    "label_ceiling",
     "slide_cells",
     "slide_columns",
     "slide_point_scores",
