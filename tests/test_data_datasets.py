@@ -52,6 +52,25 @@ def test_patch_dataset_transform_and_paths(tmp_path):
     assert torch.allclose(as_float[0]["image"], PatchDataset(images)[0]["image"])
 
 
+def test_patch_dataset_cache_reads_each_file_once(tmp_path):
+    images = _patches()[:2]
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"p{i}.png")
+        Image.fromarray(img).save(paths[-1])
+    cached = PatchDataset(paths, cache=True, transform=lambda a: 255 - a)
+    plain = PatchDataset(paths)
+    first = cached[1]["image"].clone()
+    assert torch.allclose(first, 1.0 - plain[1]["image"])
+    # The file changes on disk: the cached dataset keeps the first read, the plain one follows.
+    Image.fromarray(255 - images[1]).save(paths[1])
+    assert torch.equal(cached[1]["image"], first)
+    assert torch.allclose(plain[1]["image"], first)
+    # A transform cannot change the kept patch in place.
+    with pytest.raises(ValueError, match="read-only"):
+        PatchDataset(paths, cache=True, transform=lambda a: a.__iadd__(1))[0]
+
+
 def test_patch_dataset_errors(tmp_path):
     with pytest.raises(MitokitError, match="uint8"):
         PatchDataset(_patches().astype(np.float32))

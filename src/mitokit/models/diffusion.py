@@ -354,6 +354,7 @@ class DiffusionTask:
         "crop": None,
         "augment": True,
         "n_max": None,
+        "cache": True,
     }
 
     def build_model(self, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
@@ -433,6 +434,7 @@ class DiffusionTask:
                     "augment": np.full(len(idx), int(augment), dtype=np.int64),
                 },
                 transform=PatchTransform(crop=cfg["crop"], augment=False, seed=seed),
+                cache=bool(cfg["cache"]),
             )
             ds.ids = [table.ids[i] for i in idx]  # type: ignore[attr-defined]
             ds.groups = [str(table.groups[i]) for i in idx]  # type: ignore[attr-defined]
