@@ -351,8 +351,11 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
 
     table = read_patch_table(labels)
     assert [float(r["label"]) for r in rows] == pytest.approx(list(table.score), abs=1e-5)
-    corr = json.loads((cf_out / "summary.json").read_text())["spearman_vs_label"]
+    summary = json.loads((cf_out / "summary.json").read_text())
+    corr = summary["spearman_vs_label"]
     assert corr["resembles"]["n"] == 8 and corr["convincing"]["n"] == 8
+    assert summary["spearman_input_score_vs_label"]["n"] == 8
+    assert set(summary["spearman_vs_label_beyond_input"]) == {"resembles", "convincing"}
 
 
 def test_cli_errors_are_one_line(tmp_path):
@@ -395,3 +398,36 @@ def test_likeness_correlation_ranks_never_reached_after_the_grid():
     assert res == {"rho": None, "p": None, "n": 2}
     with pytest.raises(MitokitError):
         likeness_correlation(np.zeros(3), np.zeros(2), grid)
+
+
+def test_likeness_correlations_separate_the_input_from_what_the_model_adds():
+    from mitokit.interpret.selection import likeness_correlations
+
+    grid = [0, 500, 1000]
+    scores = np.array(
+        [
+            [0.8, 0.95, 0.95],  # resembles at the input already, convincing at 500
+            [0.8, 0.6, 0.95],
+            [0.1, 0.6, 0.7],  # resembles at 500, never convincing
+            [0.1, 0.6, 0.7],
+            [0.1, 0.2, 0.6],  # resembles at 1000
+            [0.1, 0.2, 0.3],  # never
+        ]
+    )
+    labels = np.array([1, 1, 0, 1 / 3, 2 / 3, 1])
+    corr = likeness_correlations(scores, grid, labels)
+    # Over all cells the two the classifier already calls atypical make the index look right:
+    # label ranks (5, 5, 1, 2, 3, 5), t ranks (1.5, 1.5, 3.5, 3.5, 5, 6), covariance -3 over
+    # variances 15.5 and 16.5.
+    assert corr["all"]["resembles"]["n"] == 6
+    assert corr["all"]["resembles"]["rho"] == pytest.approx(-3 / math.sqrt(15.5 * 16.5))
+    # Beyond the input (cells 2-5): labels rank 1..4, t (500, 500, 1000, never) rank
+    # (1.5, 1.5, 3, 4): rho = 4.5 / sqrt(5 * 4.5) = 3 / sqrt(10), the wrong way round.
+    beyond = corr["beyond_input"]["resembles"]
+    assert beyond["n"] == 4 and beyond["rho"] == pytest.approx(3 / math.sqrt(10))
+    assert corr["beyond_input"]["convincing"]["n"] == 6  # no input reaches 0.9
+    assert corr["input_score"]["n"] == 6 and corr["input_score"]["rho"] > 0.5
+    # Without t = 0 in the grid there is no input to separate.
+    assert set(likeness_correlations(scores[:, 1:], grid[1:], labels)) == {"all"}
+    with pytest.raises(MitokitError, match="5 labels for 6 cells"):
+        likeness_correlations(scores, grid, labels[:5])

@@ -288,8 +288,9 @@ def write_counterfactuals(
     ``t_resembles`` / ``t_convincing``: the smallest t scoring >= ``thresholds[0]`` /
     ``thresholds[1]``; empty when never reached. With ``labels`` (each cell's label, e.g. its
     rater vote fraction; NaN where unknown) likeness.csv gains a ``label`` column and the
-    summary Spearman's correlation of each index with the label
-    (:func:`~mitokit.interpret.selection.likeness_correlation`).
+    summary Spearman's correlation of each index with the label, and, with t = 0 in the grid,
+    the same over the cells whose input scores below each threshold and the input score's own
+    correlation (:func:`~mitokit.interpret.selection.likeness_correlations`).
 
     Returns:
         The summary.
@@ -297,7 +298,7 @@ def write_counterfactuals(
     from PIL import Image
 
     from mitokit.interpret.figures import grid_figure
-    from mitokit.interpret.selection import likeness_correlation, likeness_index
+    from mitokit.interpret.selection import likeness_correlations, likeness_index
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -364,10 +365,11 @@ def write_counterfactuals(
         summary["median_t_resembles"] = _nan_median(li[:, 0])
         summary["median_t_convincing"] = _nan_median(li[:, 1])
         if lab is not None:
-            summary["spearman_vs_label"] = {
-                "resembles": likeness_correlation(li[:, 0], lab, ts),
-                "convincing": likeness_correlation(li[:, 1], lab, ts),
-            }
+            corr = likeness_correlations(scores, ts, lab, thresholds=thresholds)
+            summary["spearman_vs_label"] = corr["all"]
+            if "beyond_input" in corr:
+                summary["spearman_vs_label_beyond_input"] = corr["beyond_input"]
+                summary["spearman_input_score_vs_label"] = corr["input_score"]
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     return summary
 

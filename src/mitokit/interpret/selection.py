@@ -13,6 +13,7 @@ Pure numpy on score arrays, so every rule is testable on hand-made numbers:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -146,6 +147,64 @@ def likeness_correlation(
         return {"rho": None, "p": None, "n": n}
     res = spearmanr(x, y)
     return {"rho": float(res.statistic), "p": float(res.pvalue), "n": n}
+
+
+def likeness_correlations(
+    scores: np.ndarray,
+    t_grid: Sequence[float],
+    labels: np.ndarray,
+    *,
+    thresholds: Sequence[float] = (0.5, 0.9),
+    names: Sequence[str] = ("resembles", "convincing"),
+) -> dict[str, Any]:
+    """Spearman's correlations of the likeness indices with the cells' labels, and what they add.
+
+    A cell whose input already scores above a threshold gets index ``t = 0`` from the classifier
+    alone, so the plain correlation mixes the classifier's view of the real cell with what the
+    diffusion model adds. Where ``t_grid`` holds 0 (the input), two more entries separate them:
+    ``beyond_input`` (per threshold, the correlation over the cells whose input scores below it:
+    how much noise the model needs to turn a cell the classifier does not yet call so) and
+    ``input_score`` (Spearman of the input's score with the label, positive when the classifier
+    agrees with the raters).
+
+    Args:
+        scores: ``(n_cells, n_t)`` scores, column ``k`` at ``t_grid[k]``.
+        t_grid: The noise levels.
+        labels: ``(n_cells,)`` labels (NaN where unknown).
+        thresholds: Score thresholds of the indices.
+        names: One name per threshold.
+
+    Returns:
+        ``{"all": {name: corr}, "beyond_input": {name: corr}, "input_score": corr}`` (the last
+        two only with t = 0 in the grid); each ``corr`` as :func:`likeness_correlation` gives.
+    """
+    from scipy.stats import spearmanr
+
+    s = _scores_2d(scores, "scores")
+    lab = np.asarray(labels, dtype=np.float64).ravel()
+    if lab.size != s.shape[0]:
+        raise MitokitError(f"{lab.size} labels for {s.shape[0]} cells")
+    if len(names) != len(thresholds):
+        raise MitokitError(f"{len(names)} names for {len(thresholds)} thresholds")
+    ts = np.asarray(t_grid, dtype=np.float64)
+    li = likeness_index(s, ts, thresholds=thresholds)
+    out: dict[str, Any] = {
+        "all": {n: likeness_correlation(li[:, k], lab, ts) for k, n in enumerate(names)}
+    }
+    at_input = np.flatnonzero(ts == 0)
+    if at_input.size:
+        first = s[:, at_input[0]]
+        out["beyond_input"] = {
+            n: likeness_correlation(li[:, k], np.where(first < float(thr), lab, np.nan), ts)
+            for k, (n, thr) in enumerate(zip(names, thresholds, strict=True))
+        }
+        keep = np.isfinite(lab) & np.isfinite(first)
+        corr: dict[str, float | int | None] = {"rho": None, "p": None, "n": int(keep.sum())}
+        if keep.sum() >= 3 and np.ptp(lab[keep]) > 0 and np.ptp(first[keep]) > 0:
+            res = spearmanr(lab[keep], first[keep])
+            corr = {"rho": float(res.statistic), "p": float(res.pvalue), "n": int(keep.sum())}
+        out["input_score"] = corr
+    return out
 
 
 def parse_grid(text: str, *, what: str = "grid", integer: bool = False) -> np.ndarray:
