@@ -311,6 +311,7 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     assert summary["n_sets"] == 3 and summary["conditions"] == [0.0, 0.5, 1.0]
     assert summary["scored"] and 0.0 <= summary["good_set_yield"] <= 1.0
     assert len(summary["curve"]["mean"]) == 3
+    assert summary["trend"]["n_sets"] == 3 and -1 <= summary["trend"]["change_mean"] <= 1
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert len(rows) == 9 and {"set", "condition", "score", "image"} <= set(rows[0])
     assert (out / rows[0]["image"]).is_file() and (out / "curve.png").is_file()
@@ -431,3 +432,28 @@ def test_likeness_correlations_separate_the_input_from_what_the_model_adds():
     assert set(likeness_correlations(scores[:, 1:], grid[1:], labels)) == {"all"}
     with pytest.raises(MitokitError, match="5 labels for 6 cells"):
         likeness_correlations(scores, grid, labels[:5])
+
+
+def test_condition_trend_is_paired_within_sets():
+    from mitokit.interpret.selection import condition_trend
+
+    cond = [0.0, 0.5, 1.0]
+    # Three sets rising by 0.2, 0.4, 0.6 from very different starts; one flat set.
+    scores = np.array(
+        [[0.0, 0.1, 0.2], [0.5, 0.7, 0.9], [0.1, 0.2, 0.7], [0.3, 0.3, 0.3]], dtype=float
+    )
+    tr = condition_trend(scores, cond)
+    assert tr["n_sets"] == 4
+    assert tr["change_mean"] == pytest.approx(0.3)  # (0.2 + 0.4 + 0.6 + 0) / 4
+    # Sample sd of (0.2, 0.4, 0.6, 0): deviations (-0.1, 0.1, 0.3, -0.3), sum of squares 0.2.
+    assert tr["change_se"] == pytest.approx(math.sqrt(0.2 / 3) / 2)
+    assert tr["change_positive"] == pytest.approx(0.75)
+    assert tr["spearman_mean"] == pytest.approx(1.0)  # the flat set has no correlation
+    # Signed-rank test of three positive changes (the zero dropped): exact p = 2 / 2**3.
+    assert tr["wilcoxon_p"] == pytest.approx(0.25)
+    # A model that ignores the condition: every change 0, no test.
+    flat = condition_trend(np.tile([[0.2], [0.6]], (1, 3)), cond)
+    assert flat["change_mean"] == 0 and flat["wilcoxon_p"] is None
+    assert flat["spearman_mean"] is None
+    with pytest.raises(MitokitError, match="2 conditions for 3"):
+        condition_trend(scores, cond[:2])

@@ -50,6 +50,51 @@ def curve_stats(scores: np.ndarray) -> dict[str, np.ndarray]:
     return {"mean": mean, "median": median, "se": se, "n": n}
 
 
+def condition_trend(scores: np.ndarray, conditions: Sequence[float]) -> dict[str, Any]:
+    """Whether the condition moves the classifier's score, within each set (same noise).
+
+    Since the sets share their noise across conditions, the test is paired: per set the change
+    from the lowest to the highest condition, and per set Spearman's correlation of score with
+    condition. A model that ignores its condition gives changes centred on 0.
+
+    Args:
+        scores: ``(n_sets, n_conditions)`` scores, conditions ascending (NaN: left out).
+        conditions: The conditions of the columns.
+
+    Returns:
+        ``change_mean`` and ``change_se`` (last minus first condition, mean over sets and its
+        standard error), ``change_positive`` (share of sets whose score rose),
+        ``wilcoxon_p`` (two-sided signed-rank test of the changes; None with fewer than two
+        non-zero changes), ``spearman_mean`` (mean over sets of the within-set correlation;
+        sets with a constant row left out) and ``n_sets`` (sets with both end scores).
+    """
+    from scipy.stats import spearmanr, wilcoxon
+
+    s = _scores_2d(scores, "scores")
+    c = np.asarray(conditions, dtype=np.float64).ravel()
+    if c.size != s.shape[1] or c.size < 2:
+        raise MitokitError(f"{c.size} conditions for {s.shape[1]} score columns (need >= 2)")
+    change = s[:, -1] - s[:, 0]
+    change = change[np.isfinite(change)]
+    n = int(change.size)
+    rhos = []
+    for row in s:
+        keep = np.isfinite(row)
+        if keep.sum() >= 3 and np.ptp(row[keep]) > 0 and np.ptp(c[keep]) > 0:
+            rhos.append(float(spearmanr(c[keep], row[keep]).statistic))
+    p = None
+    if np.count_nonzero(change) >= 2:
+        p = float(wilcoxon(change).pvalue)
+    return {
+        "change_mean": float(change.mean()) if n else None,
+        "change_se": float(change.std(ddof=1) / np.sqrt(n)) if n > 1 else None,
+        "change_positive": float(np.mean(change > 0)) if n else None,
+        "wilcoxon_p": p,
+        "spearman_mean": float(np.mean(rhos)) if rhos else None,
+        "n_sets": n,
+    }
+
+
 def good_sets(
     scores: np.ndarray,
     *,

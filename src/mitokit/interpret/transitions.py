@@ -27,7 +27,7 @@ import torch
 
 from mitokit.errors import MitokitError
 from mitokit.interpret import sampling as smp
-from mitokit.interpret.selection import curve_stats, good_sets
+from mitokit.interpret.selection import condition_trend, curve_stats, good_sets
 
 
 @dataclass
@@ -249,7 +249,8 @@ def write_transitions(
         grids/sets_000000.png      rows = sets, columns = conditions, scores printed
         curve.png                  score vs condition: mean ± SE, median (with scores)
         selected.png               the good sets (with scores)
-        summary.json               settings, timing, curve, good sets and their yield
+        summary.json               settings, timing, curve, trend (does the condition move
+                                   the score, set by set), good sets and their yield
 
     The folder should be a fresh one (the CLI writes into a temporary folder renamed at the
     end, :func:`mitokit.io.atomic.atomic_dir`).
@@ -318,6 +319,7 @@ def write_transitions(
             "median": _floats(stats["median"]),
             "se": _floats(stats["se"]),
         }
+        summary["trend"] = condition_trend(scores, cond)
     if good is not None:
         picked = np.flatnonzero(good)
         summary["selection"] = {
