@@ -78,6 +78,9 @@ def main() -> None:
     p.add_argument("--conditions", default="0:1:0.25")
     p.add_argument("--fast-steps", default="25,50", help="steps of DDIM and DPM-Solver")
     p.add_argument("--ddpm-steps", type=int, default=None, help="default: all T")
+    p.add_argument(
+        "--guidance", type=float, default=None, help="guidance scale (default: the model's)"
+    )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -87,7 +90,7 @@ def main() -> None:
     a = p.parse_args()
 
     from mitokit.interpret import curve_stats, generate_transitions, good_sets, parse_grid
-    from mitokit.interpret.sampling import resolve_device
+    from mitokit.interpret.sampling import resolve_device, resolve_guidance
     from mitokit.interpret.transitions import score_transitions
     from mitokit.models.classifier import load_ensemble
     from mitokit.models.diffusion import load_diffusion
@@ -120,11 +123,17 @@ def main() -> None:
             sets=a.sets,
             conditions=conditions.tolist(),
             classifier_members=len(scorer),
+            guidance=resolve_guidance(model, a.guidance),
         )
         fast = [int(s) for s in a.fast_steps.split(",") if s.strip()]
         runs = [("ddpm", a.ddpm_steps or model.num_train_timesteps)]
         runs += [(kind, s) for kind in ("ddim", "dpm-solver") for s in fast]
-        common = {"batch_size": a.batch_size, "device": device, "seed": a.seed}
+        common = {
+            "batch_size": a.batch_size,
+            "device": device,
+            "seed": a.seed,
+            "guidance": a.guidance,
+        }
         generate_transitions(model, 1, conditions[:2], scheduler="ddim", steps=2, **common)
         results, curves = {}, {}
         for kind, steps in runs:
