@@ -69,6 +69,13 @@ def test_patch_dataset_cache_reads_each_file_once(tmp_path):
     # A transform cannot change the kept patch in place.
     with pytest.raises(ValueError, match="read-only"):
         PatchDataset(paths, cache=True, transform=lambda a: a.__iadd__(1))[0]
+    # Decoded once at construction: loader workers started later need no file at all.
+    for path in paths:
+        path.unlink()
+    batch = next(iter(DataLoader(cached, batch_size=2, num_workers=2)))
+    assert torch.equal(batch["image"][1], first)
+    with pytest.raises(MitokitError, match="file not found"):
+        PatchDataset(paths, cache=True)  # a missing file fails before any training
 
 
 def test_patch_dataset_errors(tmp_path):

@@ -69,9 +69,9 @@ class PatchDataset(Dataset):
             Numeric values come back as tensors (float32 for floats, int64 for integers and
             booleans), others as they are.
         transform: Applied to the ``HxWx3`` uint8 patch before it becomes a tensor.
-        cache: Keep each patch read from a file in memory after its first read (per process:
-            each loader worker keeps its own), so later epochs skip the decoding. For small
-            patch sets read for many epochs, such as a diffusion model's.
+        cache: Decode every patch file once, here, and keep the pixels in memory (read-only),
+            so no epoch decodes again; loader workers forked later share them. For patch sets
+            that fit in memory and are read for many epochs, such as a diffusion model's.
 
     Items are dicts: ``image`` (float ``CxHxW`` in [0, 1]), ``index`` (int) and one entry per
     target.
@@ -114,7 +114,11 @@ class PatchDataset(Dataset):
             self.targets[key] = arr
         self.transform = transform
         self._n = n
-        self._cache: dict[int, np.ndarray] | None = {} if cache and self._paths else None
+        self._cache: list[np.ndarray] | None = None
+        if cache and self._paths is not None:
+            self._cache = [read_rgb(p) for p in self._paths]
+            for img in self._cache:
+                img.setflags(write=False)
 
     def __len__(self) -> int:
         return self._n
@@ -123,14 +127,9 @@ class PatchDataset(Dataset):
         """The raw ``HxWx3`` uint8 patch ``index``."""
         if self._array is not None:
             return self._array[index]
-        if self._cache is None:
-            return read_rgb(self._paths[index])  # type: ignore[index]
-        img = self._cache.get(index)
-        if img is None:
-            img = read_rgb(self._paths[index])  # type: ignore[index]
-            img.setflags(write=False)
-            self._cache[index] = img
-        return img
+        if self._cache is not None:
+            return self._cache[index]
+        return read_rgb(self._paths[index])  # type: ignore[index]
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         if not (-self._n <= index < self._n):
