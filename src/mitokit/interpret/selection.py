@@ -27,6 +27,20 @@ def _scores_2d(scores: np.ndarray, what: str) -> np.ndarray:
     return s
 
 
+def _spearman(x: np.ndarray, y: np.ndarray) -> dict[str, float | int | None]:
+    """Spearman's correlation over the pairs where both are finite: ``{"rho", "p", "n"}``;
+    rho and p None where fewer than 3 pairs or a constant column leave it undefined."""
+    from scipy.stats import spearmanr
+
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y, n = x[keep], y[keep], int(keep.sum())
+    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+        return {"rho": None, "p": None, "n": n}
+    res = spearmanr(x, y)
+    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": n}
+
+
 def curve_stats(scores: np.ndarray) -> dict[str, np.ndarray]:
     """Per-condition mean, median and standard error of ``(n_sets, n_conditions)`` scores.
 
@@ -68,7 +82,7 @@ def condition_trend(scores: np.ndarray, conditions: Sequence[float]) -> dict[str
         non-zero changes), ``spearman_mean`` (mean over sets of the within-set correlation;
         sets with a constant row left out) and ``n_sets`` (sets with both end scores).
     """
-    from scipy.stats import spearmanr, wilcoxon
+    from scipy.stats import wilcoxon
 
     s = _scores_2d(scores, "scores")
     c = np.asarray(conditions, dtype=np.float64).ravel()
@@ -77,11 +91,7 @@ def condition_trend(scores: np.ndarray, conditions: Sequence[float]) -> dict[str
     change = s[:, -1] - s[:, 0]
     change = change[np.isfinite(change)]
     n = int(change.size)
-    rhos = []
-    for row in s:
-        keep = np.isfinite(row)
-        if keep.sum() >= 3 and np.ptp(row[keep]) > 0 and np.ptp(c[keep]) > 0:
-            rhos.append(float(spearmanr(c[keep], row[keep]).statistic))
+    rhos = [r for r in (_spearman(c, row)["rho"] for row in s) if r is not None]
     p = None
     if np.count_nonzero(change) >= 2:
         p = float(wilcoxon(change).pvalue)
@@ -178,20 +188,12 @@ def likeness_correlation(
         ``{"rho", "p", "n"}``; rho and p None where fewer than 3 cells or a constant column
         leave the correlation undefined.
     """
-    from scipy.stats import spearmanr
-
     idx = np.asarray(index, dtype=np.float64).ravel()
     lab = np.asarray(labels, dtype=np.float64).ravel()
     if idx.shape != lab.shape:
         raise MitokitError(f"{idx.size} likeness values for {lab.size} labels")
-    keep = np.isfinite(lab)
     never = float(np.max(np.asarray(t_grid, dtype=np.float64))) + 1.0
-    x, y = lab[keep], np.where(np.isfinite(idx), idx, never)[keep]
-    n = int(keep.sum())
-    if n < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return {"rho": None, "p": None, "n": n}
-    res = spearmanr(x, y)
-    return {"rho": float(res.statistic), "p": float(res.pvalue), "n": n}
+    return _spearman(lab, np.where(np.isfinite(idx), idx, never))
 
 
 def likeness_correlations(
@@ -223,8 +225,6 @@ def likeness_correlations(
         ``{"all": {name: corr}, "beyond_input": {name: corr}, "input_score": corr}`` (the last
         two only with t = 0 in the grid); each ``corr`` as :func:`likeness_correlation` gives.
     """
-    from scipy.stats import spearmanr
-
     s = _scores_2d(scores, "scores")
     lab = np.asarray(labels, dtype=np.float64).ravel()
     if lab.size != s.shape[0]:
@@ -243,12 +243,7 @@ def likeness_correlations(
             n: likeness_correlation(li[:, k], np.where(first < float(thr), lab, np.nan), ts)
             for k, (n, thr) in enumerate(zip(names, thresholds, strict=True))
         }
-        keep = np.isfinite(lab) & np.isfinite(first)
-        corr: dict[str, float | int | None] = {"rho": None, "p": None, "n": int(keep.sum())}
-        if keep.sum() >= 3 and np.ptp(lab[keep]) > 0 and np.ptp(first[keep]) > 0:
-            res = spearmanr(lab[keep], first[keep])
-            corr = {"rho": float(res.statistic), "p": float(res.pvalue), "n": int(keep.sum())}
-        out["input_score"] = corr
+        out["input_score"] = _spearman(lab, first)
     return out
 
 
