@@ -4,7 +4,9 @@ For one diffusion model: transition sets per second of the full DDPM chain (T st
 DDIM and DPM-Solver++ at a few steps (25 and 50 by default), the network evaluations per image,
 and, with the sets scored by a patch-classifier ensemble, each sampler's mean score-vs-condition
 curve and its largest gap to the DDPM curve (the fast samplers should not change what the
-classifier sees). Every sampler generates the same sets (same seed, same starting noise).
+classifier sees), with the standard error of that gap over the sets (``max_gap_se``: the sets
+are paired, so a gap within about two standard errors is not resolved by this many sets).
+Every sampler generates the same sets (same seed, same starting noise).
 
 Without ``--model`` a tiny model is trained first on synthetic 32x32 cell patches (a minute on
 CPU: timings then describe the tiny network, and its curves are those of an undertrained model);
@@ -135,7 +137,7 @@ def main() -> None:
             "guidance": a.guidance,
         }
         generate_transitions(model, 1, conditions[:2], scheduler="ddim", steps=2, **common)
-        results, curves = {}, {}
+        results, curves, per_set = {}, {}, {}
         for kind, steps in runs:
             tr = generate_transitions(
                 model, a.sets, conditions, scheduler=kind, steps=steps, **common
@@ -147,6 +149,7 @@ def main() -> None:
             calls = math.ceil(a.sets / per_batch) * steps_run  # network calls (batches)
             key = f"{kind}-{steps}"
             curves[key] = mean
+            per_set[key] = scores
             results[key] = {
                 "sets_per_s": round(a.sets / tr.seconds, 4),
                 "images_per_s": round(tr.images.shape[0] * tr.images.shape[1] / tr.seconds, 3),
@@ -156,9 +159,19 @@ def main() -> None:
                 "mean_curve": [round(float(v), 4) for v in mean],
                 "good_set_yield": float(good_sets(scores).mean()),
             }
-        ref = curves[f"ddpm-{runs[0][1]}"]
+        ref_key = f"ddpm-{runs[0][1]}"
+        ref = curves[ref_key]
         for key, mean in curves.items():
-            results[key]["max_gap_to_ddpm"] = round(float(np.max(np.abs(mean - ref))), 4)
+            gap = mean - ref
+            j = int(np.argmax(np.abs(gap)))
+            results[key]["gap_curve"] = [round(float(v), 4) for v in gap]
+            results[key]["max_gap_to_ddpm"] = round(float(abs(gap[j])), 4)
+            # the sets are paired (same starting noise): the standard error of the per-set
+            # difference at the worst condition says whether the gap is more than the noise
+            # of this many sets
+            if key != ref_key and a.sets > 1:
+                diff = per_set[key][:, j] - per_set[ref_key][:, j]
+                results[key]["max_gap_se"] = round(float(diff.std(ddof=1) / math.sqrt(a.sets)), 4)
             results[key]["speedup_vs_ddpm"] = round(
                 results[key]["sets_per_s"] / results[f"ddpm-{runs[0][1]}"]["sets_per_s"], 2
             )

@@ -138,6 +138,40 @@ def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
     torch.testing.assert_close(back, x_star.expand_as(back), atol=1e-5, rtol=0)
 
 
+class _Overshoot(torch.nn.Module):
+    """A noise predictor whose clean-image estimate is always 3 (far outside [-1, 1])."""
+
+    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
+        super().__init__()
+        self.ac = alphas_cumprod
+
+    def forward(self, x, t, condition, null=None):
+        a = self.ac[int(t)]
+        return (x - a.sqrt() * 3.0) / (1 - a).sqrt()
+
+
+@pytest.mark.parametrize("kind", SAMPLERS)
+def test_every_sampler_clips_the_clean_estimate_as_the_training_scheduler_says(kind):
+    """DDPM and DDIM clip x0 (clip_sample); DPM-Solver must too, or guided curves part."""
+    model = tiny_model(num_train_timesteps=1000)
+    assert model.noise_scheduler.config.clip_sample
+    net = _Overshoot(model.noise_scheduler.alphas_cumprod)
+    table = smp.noise_table(0, range(2), 1000)
+    steps = 1000 if kind == "ddpm" else 25
+    out = smp.denoise(
+        net,
+        smp.start_noise(table, (3, 16, 16)),
+        torch.zeros(2),
+        scheduler=smp.make_scheduler(model, kind),
+        kind=kind,
+        steps=steps,
+        timesteps=smp.timestep_sequence(999, steps, 1000),
+        noise=table,
+    )
+    # the chain ends on the clipped estimate, 1 (unclipped it would end near 3)
+    torch.testing.assert_close(out, torch.ones_like(out), atol=0.02, rtol=0)
+
+
 def test_timestep_sequences_end_at_zero_with_the_stride():
     assert smp.timestep_sequence(99, 10, 100) == [99, 89, 79, 69, 59, 49, 39, 29, 19, 9]
     assert smp.timestep_sequence(24, 10, 100) == [24, 14, 4]

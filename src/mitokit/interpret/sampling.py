@@ -56,7 +56,16 @@ def sampler_name(kind: str) -> str:
 
 
 def make_scheduler(model: Any, kind: str) -> Any:
-    """A fresh sampling scheduler built from the model's training scheduler config."""
+    """A fresh sampling scheduler built from the model's training scheduler config.
+
+    Every sampler treats the predicted clean image alike: DDPM and DDIM clip it to
+    ``[-r, r]`` when the training config says ``clip_sample`` (``r``: ``clip_sample_range``);
+    DPM-Solver++ has no such option and is given thresholding with ``sample_max_value = r``,
+    which (its threshold never falls below 1) is the same clip for ``r = 1``. Without it, a
+    guided DPM-Solver chain runs off the data range where DDPM and DDIM do not, and their
+    score curves part (on the AMi-Br CPU model, 16 sets, guidance 3: +0.14 at c = 0 without,
+    +0.07 with).
+    """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
     name = sampler_name(kind)
@@ -65,6 +74,12 @@ def make_scheduler(model: Any, kind: str) -> Any:
         return DDPMScheduler.from_config(config)
     if name == "ddim":
         return DDIMScheduler.from_config(config)
+    if config.get("clip_sample", False):
+        return DPMSolverMultistepScheduler.from_config(
+            config,
+            thresholding=True,
+            sample_max_value=float(config.get("clip_sample_range", 1.0)),
+        )
     return DPMSolverMultistepScheduler.from_config(config)
 
 
