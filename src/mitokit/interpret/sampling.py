@@ -65,6 +65,14 @@ def make_scheduler(model: Any, kind: str) -> Any:
     guided DPM-Solver chain runs off the data range where DDPM and DDIM do not, and their
     score curves part (on the AMi-Br CPU model, 16 sets, guidance 3: +0.14 at c = 0 without,
     +0.07 with).
+
+    The clip is not neutral between samplers. DDPM's posterior mean and DPM-Solver++ build the
+    next sample from the clipped clean image and the current sample; diffusers' DDIM step
+    clips the clean image but keeps the network's own noise estimate. While the clip bites
+    (strong guidance) the two deterministic samplers therefore follow different equations and
+    do not converge to one another with more steps: on the AMi-Br CPU model, guidance 3, DDIM
+    and DPM-Solver++ at 200 steps end 29 grey levels apart (mean absolute difference) with the
+    clip and 0.5 without it.
     """
     from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
