@@ -24,6 +24,7 @@ from mitokit.interpret import (
     parse_grid,
 )
 from mitokit.interpret import sampling as smp
+from mitokit.interpret.selection import good_set_criteria
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver")
 
@@ -260,6 +261,11 @@ def test_good_sets_on_hand_made_scores():
     np.testing.assert_array_equal(good_sets(wavy), [True, False])
     with pytest.raises(MitokitError):
         good_sets(np.zeros((2, 1)))
+    # each rule on its own says which one a set fails
+    passes = good_set_criteria(scores)
+    np.testing.assert_array_equal(passes["first_below"], [True, True, False, True, True])
+    np.testing.assert_array_equal(passes["last_above"], [True, True, True, False, True])
+    np.testing.assert_array_equal(passes["max_step"], [True, False, True, True, True])
 
 
 def test_curve_stats_on_hand_made_scores():
@@ -344,6 +350,13 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["n_sets"] == 3 and summary["conditions"] == [0.0, 0.5, 1.0]
     assert summary["scored"] and 0.0 <= summary["good_set_yield"] <= 1.0
+    scores = np.array([float(r["score"]) for r in csv.DictReader((out / "scores.csv").open())])
+    passing = summary["selection"]["passing"]
+    first, last = scores.reshape(3, 3)[:, 0], scores.reshape(3, 3)[:, -1]
+    assert passing["first_below"] == int((first < 0.1).sum())
+    assert passing["last_above"] == int((last > 0.9).sum())
+    assert passing["first_and_last"] == int(((first < 0.1) & (last > 0.9)).sum())
+    assert summary["n_good_sets"] <= min(passing.values())
     assert len(summary["curve"]["mean"]) == 3
     assert summary["trend"]["n_sets"] == 3 and -1 <= summary["trend"]["change_mean"] <= 1
     rows = list(csv.DictReader((out / "scores.csv").open()))

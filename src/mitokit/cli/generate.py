@@ -222,8 +222,12 @@ def transitions(
         return
     line = f"{result.n_sets} sets x {len(grid)} conditions in {result.seconds:.1f} s"
     if "good_set_yield" in summary:
+        sel = summary["selection"]
+        n = sel["passing"]
         line += (
-            f"; good sets: {summary['n_good_sets']} ({100 * summary['good_set_yield']:.1f}% yield)"
+            f"; good sets: {summary['n_good_sets']} ({100 * summary['good_set_yield']:.1f}% yield;"
+            f" first < {sel['first_below']:g}: {n['first_below']}, last > {sel['last_above']:g}:"
+            f" {n['last_above']}, steps < {sel['max_step']:g}: {n['max_step']})"
         )
     click.echo(f"{line}; wrote {out}")
 

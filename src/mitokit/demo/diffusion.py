@@ -464,12 +464,15 @@ def _report(
 
 def _rule_rows(scores: np.ndarray, conditions: list[float]) -> list[list[Any]]:
     """Rows of the good-set table: how many sets meet each criterion of the rule."""
+    from mitokit.interpret.selection import good_set_criteria
+
     s = np.asarray(scores, dtype=np.float64)
     steps = np.abs(np.diff(s, axis=1))
+    passes = good_set_criteria(s, first_below=FIRST_BELOW, last_above=LAST_ABOVE, max_step=MAX_STEP)
     meets = {
-        f"first score < {FIRST_BELOW}": s[:, 0] < FIRST_BELOW,
-        f"last score > {LAST_ABOVE}": s[:, -1] > LAST_ABOVE,
-        f"every step < {MAX_STEP}": np.all(steps < MAX_STEP, axis=1),
+        f"first score < {FIRST_BELOW}": passes["first_below"],
+        f"last score > {LAST_ABOVE}": passes["last_above"],
+        f"every step < {MAX_STEP}": passes["max_step"],
     }
     meets["all three: good sets"] = np.logical_and.reduce(list(meets.values()))
     n = len(s)

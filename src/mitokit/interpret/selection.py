@@ -127,12 +127,35 @@ def good_sets(
     Returns:
         ``(n_sets,)`` booleans.
     """
+    passes = good_set_criteria(
+        scores, first_below=first_below, last_above=last_above, max_step=max_step
+    )
+    return passes["first_below"] & passes["last_above"] & passes["max_step"]
+
+
+def good_set_criteria(
+    scores: np.ndarray,
+    *,
+    first_below: float = 0.1,
+    last_above: float = 0.9,
+    max_step: float = 0.3,
+) -> dict[str, np.ndarray]:
+    """Each rule of :func:`good_sets` on its own: ``(n_sets,)`` booleans per rule.
+
+    Keys ``first_below``, ``last_above`` and ``max_step``; a set is good when it passes all
+    three. Counting the passes per rule says why a yield is low (a model whose last score
+    seldom exceeds ``last_above``, or one whose score jumps between two conditions).
+    """
     s = _scores_2d(scores, "scores")
     if s.shape[1] < 2:
         raise MitokitError("a transition needs at least two conditions")
     steps = np.abs(np.diff(s, axis=1))
     with np.errstate(invalid="ignore"):
-        return (s[:, 0] < first_below) & (s[:, -1] > last_above) & np.all(steps < max_step, axis=1)
+        return {
+            "first_below": s[:, 0] < first_below,
+            "last_above": s[:, -1] > last_above,
+            "max_step": np.all(steps < max_step, axis=1),
+        }
 
 
 def likeness_index(
@@ -280,4 +303,4 @@ def parse_grid(text: str, *, what: str = "grid", integer: bool = False) -> np.nd
     return np.unique(values)
 
 
-__all__ = ["curve_stats", "good_sets", "likeness_index", "parse_grid"]
+__all__ = ["curve_stats", "good_set_criteria", "good_sets", "likeness_index", "parse_grid"]

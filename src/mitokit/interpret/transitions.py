@@ -27,7 +27,12 @@ import torch
 
 from mitokit.errors import MitokitError
 from mitokit.interpret import sampling as smp
-from mitokit.interpret.selection import condition_trend, curve_stats, good_sets
+from mitokit.interpret.selection import (
+    condition_trend,
+    curve_stats,
+    good_set_criteria,
+    good_sets,
+)
 
 
 @dataclass
@@ -283,9 +288,11 @@ def write_transitions(
         writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
     (out / "scores.csv").write_text(buf.getvalue(), encoding="utf-8")
 
-    good = None
+    good = passes = None
     if scores is not None and len(cond) >= 2:
-        good = good_sets(scores, first_below=first_below, last_above=last_above, max_step=max_step)
+        rule = {"first_below": first_below, "last_above": last_above, "max_step": max_step}
+        good = good_sets(scores, **rule)
+        passes = good_set_criteria(scores, **rule)
     per = max(1, int(sets_per_grid))
     for start in range(0, tr.n_sets, per):
         sl = slice(start, start + per)
@@ -326,6 +333,11 @@ def write_transitions(
             "first_below": first_below,
             "last_above": last_above,
             "max_step": max_step,
+            # sets passing each rule on its own, and the first two together
+            "passing": {
+                **{k: int(v.sum()) for k, v in passes.items()},
+                "first_and_last": int((passes["first_below"] & passes["last_above"]).sum()),
+            },
         }
         summary["good_sets"] = [int(tr.set_ids[i]) for i in picked]
         summary["n_good_sets"] = int(len(picked))
