@@ -106,16 +106,11 @@ class _Oracle(torch.nn.Module):
         return (x - a.sqrt() * self.x_star) / (1 - a).sqrt()
 
 
-@pytest.mark.parametrize(("kind", "steps"), [("ddpm", 1000), ("ddpm", 50), ("ddim", 50),
-                                             ("ddim", 10), ("dpm-solver", 25)])  # fmt: skip
-def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
-    """The loop's wiring (timesteps, strides, noise) is right when a perfect network is."""
-    model = tiny_model(num_train_timesteps=1000)
-    x_star = torch.rand(1, 3, 16, 16) * 1.6 - 0.8
-    oracle = _Oracle(model.noise_scheduler.alphas_cumprod, x_star)
+def _from_noise(net, model, kind: str, steps: int) -> torch.Tensor:
+    """Two chains of ``kind`` from pure noise (T = 1000) to clean images."""
     table = smp.noise_table(0, range(2), 1000)
-    out = smp.denoise(
-        oracle,
+    return smp.denoise(
+        net,
         smp.start_noise(table, (3, 16, 16)),
         torch.zeros(2),
         scheduler=smp.make_scheduler(model, kind),
@@ -124,6 +119,16 @@ def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
         timesteps=smp.timestep_sequence(999, steps, 1000),
         noise=table,
     )
+
+
+@pytest.mark.parametrize(("kind", "steps"), [("ddpm", 1000), ("ddpm", 50), ("ddim", 50),
+                                             ("ddim", 10), ("dpm-solver", 25)])  # fmt: skip
+def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
+    """The loop's wiring (timesteps, strides, noise) is right when a perfect network is."""
+    model = tiny_model(num_train_timesteps=1000)
+    x_star = torch.rand(1, 3, 16, 16) * 1.6 - 0.8
+    oracle = _Oracle(model.noise_scheduler.alphas_cumprod, x_star)
+    out = _from_noise(oracle, model, kind, steps)
     torch.testing.assert_close(out, x_star.expand_as(out), atol=1e-5, rtol=0)
     # and DDIM inversion to the middle, then DDIM back, returns the data
     inv = smp.ddim_invert(oracle, out, torch.zeros(2), model=model, ends=[499], steps=50)
@@ -139,36 +144,14 @@ def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
     torch.testing.assert_close(back, x_star.expand_as(back), atol=1e-5, rtol=0)
 
 
-class _Overshoot(torch.nn.Module):
-    """A noise predictor whose clean-image estimate is always 3 (far outside [-1, 1])."""
-
-    def __init__(self, alphas_cumprod: torch.Tensor) -> None:
-        super().__init__()
-        self.ac = alphas_cumprod
-
-    def forward(self, x, t, condition, null=None):
-        a = self.ac[int(t)]
-        return (x - a.sqrt() * 3.0) / (1 - a).sqrt()
-
-
 @pytest.mark.parametrize("kind", SAMPLERS)
 def test_every_sampler_clips_the_clean_estimate_as_the_training_scheduler_says(kind):
     """DDPM and DDIM clip x0 (clip_sample); DPM-Solver must too, or guided curves part."""
     model = tiny_model(num_train_timesteps=1000)
     assert model.noise_scheduler.config.clip_sample
-    net = _Overshoot(model.noise_scheduler.alphas_cumprod)
-    table = smp.noise_table(0, range(2), 1000)
-    steps = 1000 if kind == "ddpm" else 25
-    out = smp.denoise(
-        net,
-        smp.start_noise(table, (3, 16, 16)),
-        torch.zeros(2),
-        scheduler=smp.make_scheduler(model, kind),
-        kind=kind,
-        steps=steps,
-        timesteps=smp.timestep_sequence(999, steps, 1000),
-        noise=table,
-    )
+    # an exact denoiser of an image of 3s: every clean estimate is far outside [-1, 1]
+    net = _Oracle(model.noise_scheduler.alphas_cumprod, torch.full((1, 3, 16, 16), 3.0))
+    out = _from_noise(net, model, kind, 1000 if kind == "ddpm" else 25)
     # the chain ends on the clipped estimate, 1 (unclipped it would end near 3)
     torch.testing.assert_close(out, torch.ones_like(out), atol=0.02, rtol=0)
 
