@@ -173,7 +173,7 @@ def main() -> None:
                 diff = per_set[key][:, j] - per_set[ref_key][:, j]
                 results[key]["max_gap_se"] = round(float(diff.std(ddof=1) / math.sqrt(a.sets)), 4)
             results[key]["speedup_vs_ddpm"] = round(
-                results[key]["sets_per_s"] / results[f"ddpm-{runs[0][1]}"]["sets_per_s"], 2
+                results[key]["sets_per_s"] / results[ref_key]["sets_per_s"], 2
             )
         out["samplers"] = results
         out["largest_gap_to_ddpm"] = max(r["max_gap_to_ddpm"] for r in results.values())

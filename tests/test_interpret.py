@@ -249,6 +249,7 @@ def test_good_sets_on_hand_made_scores():
     np.testing.assert_array_equal(passes["first_below"], [True, True, False, True, True])
     np.testing.assert_array_equal(passes["last_above"], [True, True, True, False, True])
     np.testing.assert_array_equal(passes["max_step"], [True, False, True, True, True])
+    np.testing.assert_array_equal(passes["all"], good_sets(scores))
 
 
 def test_curve_stats_on_hand_made_scores():
@@ -340,6 +341,7 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     assert passing["last_above"] == int((last > 0.9).sum())
     assert passing["first_and_last"] == int(((first < 0.1) & (last > 0.9)).sum())
     assert summary["n_good_sets"] <= min(passing.values())
+    assert passing["all"] == summary["n_good_sets"]
     assert len(summary["curve"]["mean"]) == 3
     assert summary["trend"]["n_sets"] == 3 and -1 <= summary["trend"]["change_mean"] <= 1
     rows = list(csv.DictReader((out / "scores.csv").open()))

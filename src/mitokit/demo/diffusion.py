@@ -473,8 +473,8 @@ def _rule_rows(scores: np.ndarray, conditions: list[float]) -> list[list[Any]]:
         f"first score < {FIRST_BELOW}": passes["first_below"],
         f"last score > {LAST_ABOVE}": passes["last_above"],
         f"every step < {MAX_STEP}": passes["max_step"],
+        "all three: good sets": passes["all"],
     }
-    meets["all three: good sets"] = np.logical_and.reduce(list(meets.values()))
     n = len(s)
     rows: list[list[Any]] = [[k, int(v.sum()), float(v.mean())] for k, v in meets.items()]
     where = np.bincount(steps.argmax(axis=1), minlength=steps.shape[1])

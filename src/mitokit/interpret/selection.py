@@ -127,10 +127,9 @@ def good_sets(
     Returns:
         ``(n_sets,)`` booleans.
     """
-    passes = good_set_criteria(
+    return good_set_criteria(
         scores, first_below=first_below, last_above=last_above, max_step=max_step
-    )
-    return passes["first_below"] & passes["last_above"] & passes["max_step"]
+    )["all"]
 
 
 def good_set_criteria(
@@ -142,20 +141,22 @@ def good_set_criteria(
 ) -> dict[str, np.ndarray]:
     """Each rule of :func:`good_sets` on its own: ``(n_sets,)`` booleans per rule.
 
-    Keys ``first_below``, ``last_above`` and ``max_step``; a set is good when it passes all
-    three. Counting the passes per rule says why a yield is low (a model whose last score
-    seldom exceeds ``last_above``, or one whose score jumps between two conditions).
+    Keys ``first_below``, ``last_above`` and ``max_step``, and ``all`` (the good sets: all
+    three passed). Counting the passes per rule says why a yield is low (a model whose last
+    score seldom exceeds ``last_above``, or one whose score jumps between two conditions).
     """
     s = _scores_2d(scores, "scores")
     if s.shape[1] < 2:
         raise MitokitError("a transition needs at least two conditions")
     steps = np.abs(np.diff(s, axis=1))
     with np.errstate(invalid="ignore"):
-        return {
+        passes = {
             "first_below": s[:, 0] < first_below,
             "last_above": s[:, -1] > last_above,
             "max_step": np.all(steps < max_step, axis=1),
         }
+    passes["all"] = passes["first_below"] & passes["last_above"] & passes["max_step"]
+    return passes
 
 
 def likeness_index(

@@ -27,12 +27,7 @@ import torch
 
 from mitokit.errors import MitokitError
 from mitokit.interpret import sampling as smp
-from mitokit.interpret.selection import (
-    condition_trend,
-    curve_stats,
-    good_set_criteria,
-    good_sets,
-)
+from mitokit.interpret.selection import condition_trend, curve_stats, good_set_criteria
 
 
 @dataclass
@@ -290,9 +285,10 @@ def write_transitions(
 
     good = passes = None
     if scores is not None and len(cond) >= 2:
-        rule = {"first_below": first_below, "last_above": last_above, "max_step": max_step}
-        good = good_sets(scores, **rule)
-        passes = good_set_criteria(scores, **rule)
+        passes = good_set_criteria(
+            scores, first_below=first_below, last_above=last_above, max_step=max_step
+        )
+        good = passes["all"]
     per = max(1, int(sets_per_grid))
     for start in range(0, tr.n_sets, per):
         sl = slice(start, start + per)
@@ -333,7 +329,7 @@ def write_transitions(
             "first_below": first_below,
             "last_above": last_above,
             "max_step": max_step,
-            # sets passing each rule on its own, and the first two together
+            # sets passing each rule on its own, the first two together, and all three
             "passing": {
                 **{k: int(v.sum()) for k, v in passes.items()},
                 "first_and_last": int((passes["first_below"] & passes["last_above"]).sum()),
