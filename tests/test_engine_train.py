@@ -208,3 +208,34 @@ def test_cli_train_and_resume(tmp_path):
     res = CliRunner().invoke(cli, [*args, "--no-progress"])
     assert res.exit_code == 0, res.output
     assert json.loads(res.output)["epochs_run"] == 3
+
+
+def test_time_budget_stops_between_epochs_and_resume_finishes(tmp_path):
+    cfg = _cfg()
+    straight = train(cfg, out=tmp_path / "straight", progress=False)
+    # a budget no epoch fits in: the first epoch runs, then the run stops with a full checkpoint
+    cut = train(cfg, overrides=["train.max_minutes=1e-9"], out=tmp_path / "cut", progress=False)
+    assert cut.out_of_time and cut.epochs_run == 1
+    assert load_state(tmp_path / "cut" / "state").progress.epoch == 1
+    resumed = train(cfg, out=tmp_path / "cut", resume=True, progress=False)
+    assert not resumed.out_of_time and resumed.epochs_run == 4
+    assert _same(_weights(straight.out_dir / "last"), _weights(resumed.out_dir / "last"))
+    roomy = train(cfg, overrides=["train.max_minutes=60"], out=tmp_path / "roomy", progress=False)
+    assert not roomy.out_of_time and roomy.epochs_run == 4
+    with pytest.raises(MitokitError, match="max_minutes"):
+        train(cfg, overrides=["train.max_minutes=-1"], out=tmp_path / "bad", progress=False)
+
+
+def test_save_every_checkpoints_sparsely_keeps_best_and_the_final_epoch(tmp_path):
+    rigged = _cfg(task="toy-rigged", train={"epochs": 3, "save_every": 2})
+    res = train(rigged, out=tmp_path / "rigged", progress=False)
+    assert res.best_epoch == 2  # best/ is saved when validation improves, even off-schedule
+    assert load_model(res.model_dir, expect_task="toy-rigged")[1]["extra"]["epoch"] == 2
+    assert load_model(res.out_dir / "last")[1]["extra"]["epoch"] == 3  # the final epoch
+    cfg = _cfg(data={"val_fraction": 0.0}, train={"epochs": 3, "save_every": 2})
+    train(cfg, overrides=["train.epochs=1"], out=tmp_path / "one", progress=False)
+    assert load_state(tmp_path / "one" / "state").progress.epoch == 1  # final epoch: saved
+    sparse = train(cfg, out=tmp_path / "sparse", progress=False)
+    every = train({**cfg, "train": {**cfg["train"], "save_every": 1}}, out=tmp_path / "every")
+    assert _same(_weights(sparse.out_dir / "last"), _weights(every.out_dir / "last"))
+    assert json.loads((sparse.out_dir / "log.json").read_text())[1]["epoch"] == 2

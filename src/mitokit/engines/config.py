@@ -30,6 +30,10 @@ The engine's sections (defaults in :data:`OPTIM_DEFAULTS`, :data:`TRAIN_DEFAULTS
     train.grad_clip      max gradient norm; 0 = no clipping
     train.log_every      steps between loss updates on the progress bar; 0 = none
     train.deterministic  deterministic algorithms (bit-for-bit on CPU); false: cudnn benchmark
+    train.max_minutes    wall-clock budget of this invocation: no epoch starts that would end past
+                         it (judged by the last epoch's time); 0 = none; --resume continues
+    train.save_every     epochs between checkpoints of last/ and state/ (the final epoch always;
+                         best/ whenever validation improves)
     train.out            run folder (default runs/<task>; --out overrides)
 
 Every key of every section has a default, so a config names only what differs. Any key that is not
@@ -84,6 +88,8 @@ TRAIN_DEFAULTS: dict[str, Any] = {
     "grad_clip": 0.0,
     "log_every": 10,
     "deterministic": True,
+    "max_minutes": 0.0,
+    "save_every": 1,
     "out": None,
 }
 
@@ -104,8 +110,9 @@ _NON_NEGATIVE = {
     "train.num_workers",
     "train.grad_clip",
     "train.log_every",
+    "train.max_minutes",
 }
-_POSITIVE = {"optim.lr", "optim.gamma", "train.epochs", "train.batch_size"}
+_POSITIVE = {"optim.lr", "optim.gamma", "train.epochs", "train.batch_size", "train.save_every"}
 
 
 class _Loader(yaml.SafeLoader):

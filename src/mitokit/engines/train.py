@@ -65,6 +65,8 @@ RESUMABLE_CHANGES = (
     "train.log_every",
     "train.out",
     "train.device",
+    "train.max_minutes",
+    "train.save_every",
 )
 
 
@@ -82,6 +84,7 @@ class TrainResult:
             :func:`mitokit.models.io.load_model`.
         stopped_early: Whether early stopping ended the run.
         epochs_run: Completed epochs (those of an interrupted run included after a resume).
+        out_of_time: Whether ``train.max_minutes`` ended this invocation before ``epochs``.
     """
 
     best_epoch: int | None
@@ -91,6 +94,7 @@ class TrainResult:
     model_dir: Path
     stopped_early: bool = False
     epochs_run: int = 0
+    out_of_time: bool = False
 
 
 def train(
@@ -319,8 +323,12 @@ class _Run:
                 _say(f"training {self.task.name} on {self.device} -> {out}")
         ctx.barrier()
         epochs = int(self.tc["epochs"])
+        budget = float(self.tc["max_minutes"]) * 60.0
+        save_every = int(self.tc["save_every"])
+        t_start = time.perf_counter()
         p = self.progress
-        while p.epoch < epochs and not p.stopped_early:
+        out_of_time = False
+        while p.epoch < epochs and not p.stopped_early and not out_of_time:
             epoch = p.epoch + 1
             row = self._epoch(epoch, epochs)
             improved = self._select(row)
@@ -330,10 +338,20 @@ class _Run:
             patience = int(self.tc["patience"])
             has_val = self.val_loader is not None
             p.stopped_early = bool(has_val and patience and p.bad_epochs >= patience)
-            self._checkpoint(improved, row)
+            if budget > 0:  # would the next epoch, as long as this one, end past the budget?
+                elapsed = time.perf_counter() - t_start
+                (elapsed,) = self.ctx.broadcast_floats([elapsed])  # every rank stops together
+                out_of_time = epoch < epochs and elapsed + row["seconds"] > budget
+            final = p.stopped_early or out_of_time or epoch >= epochs
+            self._checkpoint(improved, row, full=final or epoch % save_every == 0)
             if self.show:
                 _say(_summary(row, epochs, stopped=p.stopped_early))
-        return _result(p, out)
+                if out_of_time:
+                    _say(
+                        f"stopping after epoch {epoch}: the next would end past "
+                        f"train.max_minutes={self.tc['max_minutes']:g}; --resume continues"
+                    )
+        return _result(p, out, out_of_time=out_of_time)
 
     def _epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
         from tqdm import tqdm
@@ -432,8 +450,22 @@ class _Run:
             p.bad_epochs += 1
         return improved
 
-    def _checkpoint(self, improved: bool, row: dict[str, Any]) -> None:
+    def _checkpoint(self, improved: bool, row: dict[str, Any], *, full: bool = True) -> None:
+        """Save best/ (when improved), last/ and state/ (when ``full``) and the logs.
+
+        Without validation data every epoch "improves" and best/ is last/, so both wait for a
+        ``full`` checkpoint; with it, best/ is saved at once (it would be lost otherwise).
+        """
         from mitokit.models.io import save_model
+
+        if not full:
+            if self.ctx.is_main:
+                if improved and self.val_loader is not None:
+                    module = unwrap(self.model)
+                    save_model(module, self.out_dir / "best", **self._save_kw(row))
+                _write_logs(self.out_dir, self.progress.history)
+            self.ctx.barrier()
+            return
 
         snap = st.rng_snapshot(self.generator)
         if self.ctx.enabled:
@@ -443,13 +475,7 @@ class _Run:
             snaps = [snap]
         if self.ctx.is_main:
             module, out = unwrap(self.model), self.out_dir
-            extra = {
-                "epoch": row["epoch"],
-                "val": _val_of(row),
-                "train_loss": row["train_loss"],
-                "data": self.cfg["data"],  # so prediction reuses crop, tile size, stride ...
-            }
-            kw = {"task": self.task.name, "model_cfg": self.cfg["model"], "extra": extra}
+            kw = self._save_kw(row)
             if improved:
                 save_model(module, out / "best", **kw)
             save_model(module, out / "last", **kw)
@@ -464,6 +490,15 @@ class _Run:
                 config=self.cfg,
             )
         self.ctx.barrier()
+
+    def _save_kw(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        extra = {
+            "epoch": row["epoch"],
+            "val": _val_of(row),
+            "train_loss": row["train_loss"],
+            "data": self.cfg["data"],  # so prediction reuses crop, tile size, stride ...
+        }
+        return {"task": self.task.name, "model_cfg": self.cfg["model"], "extra": extra}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.amp:
@@ -669,7 +704,7 @@ def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def _result(p: st.Progress, out_dir: Path) -> TrainResult:
+def _result(p: st.Progress, out_dir: Path, *, out_of_time: bool = False) -> TrainResult:
     return TrainResult(
         best_epoch=p.best_epoch,
         best_val_loss=p.best_val_loss,
@@ -678,6 +713,7 @@ def _result(p: st.Progress, out_dir: Path) -> TrainResult:
         model_dir=out_dir / "best",
         stopped_early=p.stopped_early,
         epochs_run=p.epoch,
+        out_of_time=out_of_time,
     )
 
 
