@@ -85,6 +85,9 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
+    p.add_argument(
+        "--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CUDA autocast"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="tiny model: patch size")
     p.add_argument("--train-patches", type=int, default=96, help="tiny model: patches")
@@ -126,6 +129,7 @@ def main() -> None:
             conditions=conditions.tolist(),
             classifier_members=len(scorer),
             guidance=resolve_guidance(model, a.guidance),
+            precision=a.precision,
         )
         fast = [int(s) for s in a.fast_steps.split(",") if s.strip()]
         runs = [("ddpm", a.ddpm_steps or model.num_train_timesteps)]
@@ -135,6 +139,7 @@ def main() -> None:
             "device": device,
             "seed": a.seed,
             "guidance": a.guidance,
+            "precision": a.precision,
         }
         generate_transitions(model, 1, conditions[:2], scheduler="ddim", steps=2, **common)
         results, curves, per_set = {}, {}, {}

@@ -92,6 +92,27 @@ def test_generation_refuses_bad_settings(model):
         generate_transitions(model, 1, [0.0], scheduler="euler", steps=2)
     with pytest.raises(MitokitError, match="exceed"):
         generate_transitions(model, 1, [0.0], steps=500)
+    with pytest.raises(MitokitError, match="bf16 needs a CUDA device"):
+        generate_transitions(model, 1, [0.0], steps=2, precision="bf16")
+    with pytest.raises(MitokitError, match="unknown precision"):
+        counterfactual(model, _cells(1), [0, 5], steps=10, precision="fp16")
+
+
+@pytest.mark.gpu
+def test_bf16_sampling_on_cuda_runs_the_network_in_bf16_and_stays_close_to_fp32(model):
+    calls = []
+    hook = model.sampling_net().register_forward_hook(lambda m, i, o: calls.append(o.dtype))
+    try:
+        kw = {"scheduler": "ddim", "steps": 10, "device": "cuda", "guidance": 2.0}
+        fp32 = generate_transitions(model, 4, [0.0, 1.0], **kw)
+        bf16 = generate_transitions(model, 4, [0.0, 1.0], precision="bf16", **kw)
+    finally:
+        hook.remove()
+        model.to("cpu")
+    assert set(calls[: len(calls) // 2]) == {torch.float32}
+    assert set(calls[len(calls) // 2 :]) == {torch.bfloat16}
+    diff = np.abs(fp32.images.astype(int) - bf16.images.astype(int))
+    assert 0 < diff.mean() < 4  # bf16 rounds differently, but draws the same cells
 
 
 class _Oracle(torch.nn.Module):

@@ -53,6 +53,14 @@ def _common(func):
             show_default=True,
         ),
         click.option(
+            "--precision",
+            type=click.Choice(["fp32", "bf16"]),
+            default="fp32",
+            show_default=True,
+            help="Network arithmetic while sampling: bf16 autocast (CUDA only) is about twice "
+            "as fast on a recent GPU; the scheduler stays in float32.",
+        ),
+        click.option(
             "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."
         ),
         click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder."),
@@ -164,6 +172,7 @@ def transitions(
     seed: int,
     batch_size: int,
     device: str,
+    precision: str,
     out: str,
     overwrite: bool,
     no_progress: bool,
@@ -197,6 +206,7 @@ def transitions(
         seed=seed,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         progress=not no_progress,
     )
     scores = None
@@ -204,7 +214,12 @@ def transitions(
         scores = score_transitions(
             result, scorer, batch_size=batch_size, tta=tta, crop=crop, device=device
         )
-    meta = {"model": str(model_path), "classifier": [str(c) for c in classifiers], "tta": tta}
+    meta = {
+        "model": str(model_path),
+        "classifier": [str(c) for c in classifiers],
+        "tta": tta,
+        "precision": precision,
+    }
     with atomic_dir(out, overwrite=overwrite) as tmp:
         summary = write_transitions(
             tmp,
@@ -313,6 +328,7 @@ def counterfactual_cmd(
     seed: int,
     batch_size: int,
     device: str,
+    precision: str,
     out: str,
     overwrite: bool,
     no_progress: bool,
@@ -357,6 +373,7 @@ def counterfactual_cmd(
         source_condition=src,
         batch_size=batch_size,
         device=device,
+        precision=precision,
         progress=not no_progress,
     )
     scores = None
@@ -368,6 +385,7 @@ def counterfactual_cmd(
         "model": str(model_path),
         "classifier": [str(c) for c in classifiers],
         "tta": tta,
+        "precision": precision,
         "images": [str(p) for p, _, _ in items],
     }
     with atomic_dir(out, overwrite=overwrite) as tmp:

@@ -129,6 +129,7 @@ def counterfactual(
     source_condition: float | Sequence[float] | None = None,
     batch_size: int = 32,
     device: str | torch.device = "cpu",
+    precision: str = "fp32",
     progress: bool = False,
 ) -> Counterfactuals:
     """Counterfactuals of real cells with condition ``condition`` over a grid of noise levels.
@@ -151,6 +152,7 @@ def counterfactual(
             cell; NaN entries take the null condition), or None for the null condition.
         batch_size: Cells per network call.
         device: ``cpu``, ``cuda`` or ``auto``.
+        precision: ``fp32`` or ``bf16`` (the network under bf16 autocast; CUDA only).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -176,7 +178,7 @@ def counterfactual(
     g = smp.resolve_guidance(model, guidance)
     dev = smp.resolve_device(device)
     model = model.to(dev).eval()
-    net = model.sampling_net()
+    net = smp.with_precision(model.sampling_net(), precision, dev)
     size = model.sample_size
     x_all, inputs = _as_batch(images, size)
     n = x_all.shape[0]

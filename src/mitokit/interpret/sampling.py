@@ -38,6 +38,9 @@ import torch
 from mitokit.errors import MitokitError
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+#: Network precisions for sampling: float32, or bfloat16 autocast (CUDA only; about twice the
+#: speed on a recent GPU, the scheduler's arithmetic staying in float32).
+PRECISIONS = ("fp32", "bf16")
 _ALIASES = {"dpm_solver": "dpm-solver", "dpmsolver": "dpm-solver", "dpm": "dpm-solver"}
 #: Steps used when none are given: the full chain for DDPM, the usual few for the others.
 DEFAULT_STEPS = {"ddim": 50, "dpm-solver": 25}
@@ -89,6 +92,36 @@ def make_scheduler(model: Any, kind: str) -> Any:
             sample_max_value=float(config.get("clip_sample_range", 1.0)),
         )
     return DPMSolverMultistepScheduler.from_config(config)
+
+
+class _Bf16Net(torch.nn.Module):
+    """A denoiser run under CUDA bf16 autocast, its output back in float32."""
+
+    def __init__(self, net: torch.nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            out = self.net(*args, **kwargs)
+        return out.float()
+
+
+def with_precision(net: torch.nn.Module, precision: str, device: torch.device) -> torch.nn.Module:
+    """``net`` as is for ``fp32``; under bf16 autocast for ``bf16`` (which needs CUDA).
+
+    Raises:
+        MitokitError: An unknown precision, or ``bf16`` off CUDA.
+    """
+    name = str(precision).lower()
+    if name not in PRECISIONS:
+        choices = ", ".join(PRECISIONS)
+        raise MitokitError(f"unknown precision {precision!r}; choose one of {choices}")
+    if name == "fp32":
+        return net
+    if torch.device(device).type != "cuda":
+        raise MitokitError("precision bf16 needs a CUDA device; use fp32 on the CPU")
+    return _Bf16Net(net).eval()
 
 
 def resolve_steps(kind: str, steps: int | None, num_train_timesteps: int) -> int:
@@ -298,6 +331,7 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
 
 __all__ = [
     "DEFAULT_STEPS",
+    "PRECISIONS",
     "SAMPLERS",
     "ddim_invert",
     "denoise",
@@ -310,4 +344,5 @@ __all__ = [
     "sampler_name",
     "start_noise",
     "timestep_sequence",
+    "with_precision",
 ]

@@ -85,6 +85,7 @@ def generate_transitions(
     batch_size: int = 64,
     device: str | torch.device = "cpu",
     first_set: int = 0,
+    precision: str = "fp32",
     progress: bool = False,
 ) -> Transitions:
     """Generate ``n_sets`` transition sets over ``conditions``.
@@ -110,6 +111,7 @@ def generate_transitions(
             at least one); guidance doubles the network batch.
         device: ``cpu``, ``cuda`` or ``auto``.
         first_set: Key of the first set (to continue or shard a generation).
+        precision: ``fp32`` or ``bf16`` (the network under bf16 autocast; CUDA only).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -128,7 +130,7 @@ def generate_transitions(
     g = smp.resolve_guidance(model, guidance)
     dev = smp.resolve_device(device)
     model = model.to(dev).eval()
-    net = model.sampling_net()
+    net = smp.with_precision(model.sampling_net(), precision, dev)
     timesteps = smp.timestep_sequence(T - 1, steps, T)
     size = model.sample_size
     k = len(cond)
