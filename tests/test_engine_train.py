@@ -239,3 +239,28 @@ def test_save_every_checkpoints_sparsely_keeps_best_and_the_final_epoch(tmp_path
     every = train({**cfg, "train": {**cfg["train"], "save_every": 1}}, out=tmp_path / "every")
     assert _same(_weights(sparse.out_dir / "last"), _weights(every.out_dir / "last"))
     assert json.loads((sparse.out_dir / "log.json").read_text())[1]["epoch"] == 2
+
+
+def test_state_of_a_channels_last_model_saves_and_loads(tmp_path):
+    # CUDA runs are channels_last: the weights and the Adam moments of 4-d kernels are then
+    # strided, which safetensors refuses unless the state is packed first
+    from mitokit.engines.state import Progress, save_state
+
+    model = torch.nn.Conv2d(3, 4, 3).to(memory_format=torch.channels_last)
+    assert not model.weight.is_contiguous()
+    opt = torch.optim.Adam(model.parameters())
+    model(torch.randn(2, 3, 8, 8).to(memory_format=torch.channels_last)).sum().backward()
+    opt.step()
+    snap = rng_snapshot(torch.Generator())
+    save_state(
+        tmp_path / "state",
+        model=model,
+        optimizer=opt,
+        scheduler=None,
+        progress=Progress(epoch=1),
+        rng=[snap],
+        config={"train": {}},
+    )
+    loaded = load_state(tmp_path / "state")
+    assert torch.equal(loaded.model["weight"], model.weight.detach())
+    assert loaded.progress.epoch == 1

@@ -147,7 +147,7 @@ def flatten_optimizer(state_dict: Mapping[str, Any]) -> tuple[dict[str, torch.Te
     for pid, entries in state_dict["state"].items():
         for name, value in entries.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"state.{pid}.{name}"] = value.detach().cpu().clone()
+                tensors[f"state.{pid}.{name}"] = _packed(value)
             else:
                 scalars.setdefault(str(pid), {})[name] = value
     meta = {"param_groups": _plain(state_dict["param_groups"]), "state": _plain(scalars)}
@@ -209,7 +209,7 @@ def save_state(
     from mitokit.io.atomic import atomic_dir
 
     module = model.module if hasattr(model, "module") else model
-    weights = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+    weights = {k: _packed(v) for k, v in module.state_dict().items()}
     opt_tensors, opt_meta = flatten_optimizer(optimizer.state_dict())
     rng_tensors = {
         f"rank{r}.{key}": value for r, snap in enumerate(rng) for key, value in snap.tensors.items()
@@ -287,3 +287,9 @@ def _plain(obj: Any) -> Any:
     if isinstance(obj, (np.integer, np.floating)):
         return obj.item()
     raise ValueError(f"cannot store {type(obj).__name__} in a JSON training state")
+
+
+def _packed(t: torch.Tensor) -> torch.Tensor:
+    """A detached CPU copy in plain row-major layout: safetensors refuses strided tensors, and
+    a channels_last model (the CUDA default) has them, as has its Adam state."""
+    return t.detach().cpu().clone(memory_format=torch.contiguous_format)
