@@ -510,3 +510,27 @@ def test_condition_trend_is_paired_within_sets():
     assert flat["spearman_mean"] is None
     with pytest.raises(MitokitError, match="2 conditions for 3"):
         condition_trend(scores, cond[:2])
+
+
+def test_figures_drawn_in_worker_processes_are_the_same_files(tmp_path):
+    from mitokit.interpret.figures import figure_workers, write_grid_figures
+
+    rng = np.random.default_rng(0)
+    jobs = [
+        (
+            name,
+            {
+                "images": rng.integers(0, 255, (2, 3, 16, 16, 3), dtype=np.uint8),
+                "col_labels": ["a", "b", "c"],
+                "scores": rng.random((2, 3)),
+                "title": name,
+            },
+        )
+        for name in ("one.png", "two.png", "three.png")
+    ]
+    for folder, workers in (("here", 0), ("pool", 2)):
+        write_grid_figures([(tmp_path / folder / p, kw) for p, kw in jobs], workers=workers)
+    for name, _ in jobs:
+        assert (tmp_path / "pool" / name).read_bytes() == (tmp_path / "here" / name).read_bytes()
+    assert figure_workers(3) == 0 and figure_workers(3, workers=4) == 4
+    assert 0 <= figure_workers(1000) <= 8

@@ -277,6 +277,7 @@ def write_counterfactuals(
     thresholds: tuple[float, float] = (0.5, 0.9),
     labels: np.ndarray | None = None,
     meta: dict[str, Any] | None = None,
+    figure_workers: int | None = None,
 ) -> dict[str, Any]:
     """Write counterfactuals (and their likeness indices) into the folder ``out``.
 
@@ -293,13 +294,15 @@ def write_counterfactuals(
     summary Spearman's correlation of each index with the label, and, with t = 0 in the grid,
     the same over the cells whose input scores below each threshold and the input score's own
     correlation (:func:`~mitokit.interpret.selection.likeness_correlations`).
+    ``figure_workers``: processes drawing the strips (None: as many as
+    :func:`~mitokit.interpret.figures.figure_workers` decides; 0: here).
 
     Returns:
         The summary.
     """
     from PIL import Image
 
-    from mitokit.interpret.figures import grid_figure
+    from mitokit.interpret.figures import write_grid_figures
     from mitokit.interpret.selection import likeness_correlations, likeness_index
 
     out = Path(out)
@@ -310,16 +313,18 @@ def write_counterfactuals(
     safe = _safe_names(ids)
     ts = result.t_grid
     width = max(4, len(str(int(ts.max()))))
+    strips = []
     for i, name in enumerate(safe):
         for k, t in enumerate(ts):
             Image.fromarray(result.images[i, k]).save(out / "images" / f"{name}_t{t:0{width}d}.png")
-        grid_figure(
-            result.images[i : i + 1],
-            out / "strips" / f"{name}.png",
-            col_labels=["input" if t == 0 else f"t={t}" for t in ts],
-            scores=None if scores is None else scores[i : i + 1],
-            title=f"{ids[i]} -> c={result.condition:g} ({result.mode.replace('_', ' ')})",
-        )
+        kwargs = {
+            "images": result.images[i : i + 1],
+            "col_labels": ["input" if t == 0 else f"t={t}" for t in ts],
+            "scores": None if scores is None else scores[i : i + 1],
+            "title": f"{ids[i]} -> c={result.condition:g} ({result.mode.replace('_', ' ')})",
+        }
+        strips.append((out / "strips" / f"{name}.png", kwargs))
+    write_grid_figures(strips, workers=figure_workers)
     summary: dict[str, Any] = {
         **(meta or {}),
         "n_cells": len(ids),

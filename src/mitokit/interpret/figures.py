@@ -6,8 +6,11 @@ montage image with its labels as text, so a page of hundreds of cells stays fast
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +39,58 @@ def montage(images: np.ndarray, *, pad: int = _PAD, fill: int = 255) -> np.ndarr
             y, x = r * (h + pad), c * (w + pad)
             out[y : y + h, x : x + w] = images[r, c]
     return out
+
+
+#: Most worker processes :func:`write_grid_figures` starts, and the fewest figures worth them.
+MAX_FIGURE_WORKERS = 8
+MIN_PARALLEL_FIGURES = 32
+
+
+def figure_workers(n_figures: int, workers: int | None = None) -> int:
+    """Processes for ``n_figures`` figures: ``workers`` if given, else one per core beyond the
+    first, at most :data:`MAX_FIGURE_WORKERS`, and none (draw here) for a few figures."""
+    if workers is not None:
+        return max(0, int(workers))
+    if n_figures < MIN_PARALLEL_FIGURES:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(MAX_FIGURE_WORKERS, max(0, (cores or 1) - 1))
+
+
+def _draw(job: tuple[str, Mapping[str, Any]]) -> None:
+    path, kwargs = job
+    grid_figure(path=path, **kwargs)
+
+
+def write_grid_figures(
+    jobs: Sequence[tuple[str | os.PathLike, Mapping[str, Any]]], *, workers: int | None = None
+) -> None:
+    """Draw many :func:`grid_figure` s, ``jobs`` of ``(path, keyword arguments)``.
+
+    Writing hundreds of strips or grids takes longer than sampling them on a GPU, so with many
+    figures they are drawn in worker processes (:func:`figure_workers`; started with ``spawn``,
+    safe beside CUDA and threads). The files are the same whichever process draws them.
+    """
+    jobs = [(os.fspath(p), dict(kw)) for p, kw in jobs]
+    n = figure_workers(len(jobs), workers)
+    if n <= 1:
+        for job in jobs:
+            _draw(job)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    chunk = max(1, math.ceil(len(jobs) / (4 * n)))
+    ctx = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(max_workers=n, mp_context=ctx) as pool:
+            for _ in pool.map(_draw, jobs, chunksize=chunk):
+                pass
+    except BrokenProcessPool:  # workers that cannot start (a script read from stdin ...)
+        warnings.warn("figure workers could not start; drawing here", stacklevel=2)
+        for job in jobs:
+            _draw(job)
 
 
 def grid_figure(

@@ -241,6 +241,7 @@ def write_transitions(
     sets_per_grid: int = 16,
     max_selected: int = 32,
     meta: dict[str, Any] | None = None,
+    figure_workers: int | None = None,
 ) -> dict[str, Any]:
     """Write generated sets (and their scores) into the folder ``out``.
 
@@ -255,14 +256,15 @@ def write_transitions(
                                    the score, set by set), good sets and their yield
 
     The folder should be a fresh one (the CLI writes into a temporary folder renamed at the
-    end, :func:`mitokit.io.atomic.atomic_dir`).
+    end, :func:`mitokit.io.atomic.atomic_dir`). ``figure_workers``: processes drawing the grids
+    (None: :func:`~mitokit.interpret.figures.figure_workers` decides; 0: here).
 
     Returns:
         The summary (as written to ``summary.json``).
     """
     from PIL import Image
 
-    from mitokit.interpret.figures import curve_figure, grid_figure
+    from mitokit.interpret.figures import curve_figure, grid_figure, write_grid_figures
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -292,16 +294,18 @@ def write_transitions(
         )
         good = passes["all"]
     per = max(1, int(sets_per_grid))
+    grids = []
     for start in range(0, tr.n_sets, per):
         sl = slice(start, start + per)
-        grid_figure(
-            tr.images[sl],
-            out / "grids" / f"sets_{int(tr.set_ids[start]):06d}.png",
-            col_labels=col_labels,
-            row_labels=[f"set {int(j)}" for j in tr.set_ids[sl]],
-            scores=None if scores is None else scores[sl],
-            highlight=None if good is None else good[sl],
-        )
+        kwargs = {
+            "images": tr.images[sl],
+            "col_labels": col_labels,
+            "row_labels": [f"set {int(j)}" for j in tr.set_ids[sl]],
+            "scores": None if scores is None else scores[sl],
+            "highlight": None if good is None else good[sl],
+        }
+        grids.append((out / "grids" / f"sets_{int(tr.set_ids[start]):06d}.png", kwargs))
+    write_grid_figures(grids, workers=figure_workers)
     summary: dict[str, Any] = {
         **(meta or {}),
         "n_sets": tr.n_sets,
