@@ -88,6 +88,11 @@ def main() -> None:
     p.add_argument(
         "--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CUDA autocast"
     )
+    p.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="the network's weights in channels_last layout (tensor-core convolutions on CUDA)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="tiny model: patch size")
     p.add_argument("--train-patches", type=int, default=96, help="tiny model: patches")
@@ -119,6 +124,8 @@ def main() -> None:
             clf_dirs = clf_dirs or [str(tiny_clf)]
             out["quick_models"] = {"model": a.model is None, "classifier": not a.classifier}
         model, _ = load_diffusion(model_dir, map_location=device)
+        if a.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         scorer, _ = load_ensemble(clf_dirs, map_location=device)
         conditions = parse_grid(a.conditions)
         out.update(
@@ -130,6 +137,7 @@ def main() -> None:
             classifier_members=len(scorer),
             guidance=resolve_guidance(model, a.guidance),
             precision=a.precision,
+            channels_last=a.channels_last,
         )
         fast = [int(s) for s in a.fast_steps.split(",") if s.strip()]
         runs = [("ddpm", a.ddpm_steps or model.num_train_timesteps)]
