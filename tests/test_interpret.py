@@ -301,6 +301,23 @@ def test_likeness_index_on_hand_made_scores():
     # column order does not matter: the earliest t is the smallest
     np.testing.assert_array_equal(likeness_index(scores[:, ::-1], t[::-1]), expected)
 
+    from mitokit.interpret.selection import likeness_curves
+
+    # by label: cells 0 and 2 are label 1, cells 1 and 3 label 0, a fifth cell's label unknown
+    li5 = np.vstack([li, [[0, 0]]])
+    curves = likeness_curves(li5, t, np.array([1.0, 0.0, 1.0, 0.0, np.nan]))
+    assert list(curves) == ["label 0", "label 1"]
+    assert curves["label 1"]["n"] == 2 and curves["label 0"]["n"] == 2
+    np.testing.assert_allclose(curves["label 1"]["fraction"][0], [0.5, 1, 1, 1])
+    np.testing.assert_allclose(curves["label 1"]["fraction"][1], [0, 0, 1, 1])
+    np.testing.assert_allclose(curves["label 0"]["fraction"][0], [0, 0, 0, 0.5])
+    np.testing.assert_allclose(curves["label 0"]["fraction"][1], [0, 0, 0, 0])
+    everyone = likeness_curves(li, t)["all cells"]
+    np.testing.assert_allclose(everyone["fraction"][0], [0.25, 0.5, 0.5, 0.75])
+    # many distinct labels are cut at their quartiles: four groups of two
+    many = likeness_curves(np.zeros((8, 2)), t, np.arange(8) / 7)
+    assert [c["n"] for c in many.values()] == [2, 2, 2, 2]
+
 
 def test_parse_grid():
     np.testing.assert_allclose(parse_grid("0:1:0.25"), [0, 0.25, 0.5, 0.75, 1])
@@ -390,6 +407,8 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     }
     assert len(list((cf_out / "strips").glob("*.png"))) == 2
     assert len(list((cf_out / "images").glob("*.png"))) == 6
+    with Image.open(cf_out / "likeness.png") as im:
+        assert im.width > im.height > 100
     with Image.open(cf_out / "images" / f"{cells[0].stem}_t0000.png") as im:
         np.testing.assert_array_equal(np.asarray(im), np.asarray(Image.open(cells[0])))
 

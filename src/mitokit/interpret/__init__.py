@@ -13,7 +13,13 @@ The model is trained with the ``diffusion`` task (:mod:`mitokit.models.diffusion
 """
 
 from mitokit.interpret.counterfactual import Counterfactuals, counterfactual, write_counterfactuals
-from mitokit.interpret.selection import curve_stats, good_sets, likeness_index, parse_grid
+from mitokit.interpret.selection import (
+    curve_stats,
+    good_sets,
+    likeness_curves,
+    likeness_index,
+    parse_grid,
+)
 from mitokit.interpret.transitions import (
     Transitions,
     generate_transitions,
@@ -29,6 +35,7 @@ __all__ = [
     "curve_stats",
     "generate_transitions",
     "good_sets",
+    "likeness_curves",
     "likeness_index",
     "parse_grid",
     "score_images",

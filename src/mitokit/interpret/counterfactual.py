@@ -286,6 +286,7 @@ def write_counterfactuals(
         images/<id>_t0100.png   one PNG per cell and noise level
         strips/<id>.png          the cell's strip: columns = t, scores printed
         likeness.csv             id, score_t<t> per t, t_resembles, t_convincing (with scores)
+        likeness.png             per label group, the fraction of cells reached by each t
         summary.json             settings, and with scores how many cells reach each threshold
 
     ``t_resembles`` / ``t_convincing``: the smallest t scoring >= ``thresholds[0]`` /
@@ -302,8 +303,12 @@ def write_counterfactuals(
     """
     from PIL import Image
 
-    from mitokit.interpret.figures import write_grid_figures
-    from mitokit.interpret.selection import likeness_correlations, likeness_index
+    from mitokit.interpret.figures import likeness_figure, write_grid_figures
+    from mitokit.interpret.selection import (
+        likeness_correlations,
+        likeness_curves,
+        likeness_index,
+    )
 
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
@@ -371,6 +376,12 @@ def write_counterfactuals(
         summary["n_convincing"] = int(np.isfinite(li[:, 1]).sum())
         summary["median_t_resembles"] = _nan_median(li[:, 0])
         summary["median_t_convincing"] = _nan_median(li[:, 1])
+        likeness_figure(
+            likeness_curves(li, ts, lab),
+            out / "likeness.png",
+            thresholds=thresholds,
+            title=f"{len(ids)} cells -> c={result.condition:g}",
+        )
         if lab is not None:
             corr = likeness_correlations(scores, ts, lab, thresholds=thresholds)
             summary["spearman_vs_label"] = corr["all"]

@@ -208,4 +208,50 @@ def curve_figure(
     plt.close(fig)
 
 
-__all__ = ["curve_figure", "grid_figure", "montage"]
+def likeness_figure(
+    curves: Mapping[str, Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    thresholds: Sequence[float] = (0.5, 0.9),
+    title: str | None = None,
+) -> None:
+    """When real cells start to look like the target class, per label group.
+
+    One panel per threshold ("resembles", "convincing"): the fraction of each group's cells
+    whose counterfactual scores at least the threshold by noise level t (from
+    :func:`~mitokit.interpret.selection.likeness_curves`). A group whose curve rises earlier
+    needed less noise to turn.
+    """
+    plt = _pyplot()
+    names = ("resembles", "convincing")
+    k = len(thresholds)
+    fig, axes = plt.subplots(1, k, figsize=(4.2 * k, 3.6), dpi=120, squeeze=False)
+    for j, thr in enumerate(thresholds):
+        ax = axes[0, j]
+        for g, (name, cur) in enumerate(curves.items()):
+            label = f"{name} (n={cur['n']})"
+            ax.plot(cur["t"], cur["fraction"][j], "-o", ms=3, color=f"C{g}", label=label)
+        what = names[j] if j < len(names) else f"threshold {j + 1}"
+        ax.set_title(f"{what}: score >= {thr:g}", fontsize=10)
+        ax.set_xlabel("noise level t")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        if j == 0:
+            ax.set_ylabel("fraction of cells reached")
+            ax.legend(fontsize=7, loc="lower right")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
+__all__ = [
+    "curve_figure",
+    "figure_workers",
+    "grid_figure",
+    "likeness_figure",
+    "montage",
+    "write_grid_figures",
+]

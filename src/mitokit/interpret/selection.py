@@ -304,4 +304,62 @@ def parse_grid(text: str, *, what: str = "grid", integer: bool = False) -> np.nd
     return np.unique(values)
 
 
-__all__ = ["curve_stats", "good_set_criteria", "good_sets", "likeness_index", "parse_grid"]
+def likeness_curves(
+    index: np.ndarray,
+    t_grid: Sequence[float],
+    labels: np.ndarray | None = None,
+    *,
+    max_groups: int = 6,
+) -> dict[str, dict[str, Any]]:
+    """Per label group, the fraction of cells whose likeness index is <= each t of the grid.
+
+    Args:
+        index: ``(n_cells, k)`` likeness indices (:func:`likeness_index`; NaN: never).
+        t_grid: The noise levels.
+        labels: ``(n_cells,)`` labels (NaN: unknown, left out), or None for one group of all.
+            Up to ``max_groups`` distinct values make one group each; more are cut at their
+            quartiles.
+
+    Returns:
+        Group name -> ``{"n": cells, "t": sorted grid, "fraction": (k, n_t) array}``.
+    """
+    idx = np.asarray(index, dtype=np.float64)
+    if idx.ndim == 1:
+        idx = idx[:, None]
+    t = np.sort(np.asarray(t_grid, dtype=np.float64))
+    if labels is None:
+        groups = {"all cells": np.ones(idx.shape[0], dtype=bool)}
+    else:
+        lab = np.asarray(labels, dtype=np.float64).ravel()
+        if lab.size != idx.shape[0]:
+            raise MitokitError(f"{lab.size} labels for {idx.shape[0]} cells")
+        known = np.isfinite(lab)
+        values = np.unique(lab[known])
+        if values.size <= max_groups:
+            groups = {f"label {v:.3g}": known & (lab == v) for v in values}
+        else:
+            edges = np.quantile(lab[known], [0.25, 0.5, 0.75])
+            bins = np.digitize(lab, edges)
+            groups = {}
+            for b in range(len(edges) + 1):
+                sel = known & (bins == b)
+                if sel.any():
+                    groups[f"label in [{lab[sel].min():.3g}, {lab[sel].max():.3g}]"] = sel
+    out: dict[str, dict[str, Any]] = {}
+    for name, sel in groups.items():
+        sub = idx[sel]
+        with np.errstate(invalid="ignore"):
+            frac = (sub[:, :, None] <= t[None, None, :]).mean(axis=0) if len(sub) else None
+        if frac is not None:
+            out[name] = {"n": int(sel.sum()), "t": t, "fraction": frac}
+    return out
+
+
+__all__ = [
+    "curve_stats",
+    "good_set_criteria",
+    "good_sets",
+    "likeness_curves",
+    "likeness_index",
+    "parse_grid",
+]
