@@ -99,6 +99,7 @@ def test_generation_refuses_bad_settings(model):
 
 
 @pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_bf16_sampling_on_cuda_runs_the_network_in_bf16_and_stays_close_to_fp32(model):
     calls = []
     hook = model.sampling_net().register_forward_hook(lambda m, i, o: calls.append(o.dtype))
