@@ -91,3 +91,19 @@ def test_two_process_resume_is_bit_for_bit(tmp_path):
     a = load_file(str(tmp_path / "a" / "last" / "model.safetensors"))
     b = load_file(str(tmp_path / "b" / "last" / "model.safetensors"))
     assert a.keys() == b.keys() and all((a[k] == b[k]).all() for k in a)
+
+
+def test_two_processes_stop_together_on_the_time_budget_and_checkpoint_sparsely(tmp_path):
+    cfg = _config(tmp_path)
+    # a budget no epoch fits in: both ranks stop after epoch 1 (a rank going on would hang)
+    proc = _torchrun(cfg, "--out", str(tmp_path / "cut"), "--set", "train.max_minutes=1e-9")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [r["epoch"] for r in json.loads((tmp_path / "cut" / "log.json").read_text())] == [1]
+    cut = json.loads((tmp_path / "cut" / "state" / "state.json").read_text())
+    assert cut["progress"]["epoch"] == 1  # the last epoch run is always checkpointed
+    # epoch 1 is no checkpoint epoch (save_every 2): the ranks still meet at its barrier
+    args = ["--out", str(tmp_path / "sparse"), "--set", "train.save_every=2"]
+    proc = _torchrun(cfg, *args, "--set", "train.epochs=3")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    state = json.loads((tmp_path / "sparse" / "state" / "state.json").read_text())
+    assert state["progress"]["epoch"] == 3

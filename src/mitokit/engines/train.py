@@ -339,9 +339,11 @@ class _Run:
             has_val = self.val_loader is not None
             p.stopped_early = bool(has_val and patience and p.bad_epochs >= patience)
             if budget > 0:  # would the next epoch, as long as this one, end past the budget?
-                elapsed = time.perf_counter() - t_start
-                (elapsed,) = self.ctx.broadcast_floats([elapsed])  # every rank stops together
-                out_of_time = epoch < epochs and elapsed + row["seconds"] > budget
+                # rank 0's clock decides, so that every rank stops after the same epoch
+                elapsed, last = self.ctx.broadcast_floats(
+                    [time.perf_counter() - t_start, float(row["seconds"])]
+                )
+                out_of_time = epoch < epochs and elapsed + last > budget
             final = p.stopped_early or out_of_time or epoch >= epochs
             self._checkpoint(improved, row, full=final or epoch % save_every == 0)
             if self.show:
