@@ -57,8 +57,8 @@ def _common(func):
             type=click.Choice(["fp32", "bf16"]),
             default="fp32",
             show_default=True,
-            help="Network arithmetic while sampling: bf16 autocast (CUDA only) is about twice "
-            "as fast on a recent GPU; the scheduler stays in float32.",
+            help="Network arithmetic while sampling: fp32, or bf16 autocast (CUDA only, for "
+            "speed on a recent GPU); the scheduler stays in float32.",
         ),
         click.option(
             "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."

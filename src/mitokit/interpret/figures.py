@@ -28,6 +28,14 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path: str | os.PathLike) -> None:
+    """Lay out, write atomically, close."""
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    plt.close(fig)
+
+
 def montage(images: np.ndarray, *, pad: int = _PAD, fill: int = 255) -> np.ndarray:
     """``(rows, cols, S, S, 3)`` uint8 cells as one image with ``pad`` pixels between them."""
     rows, cols, h, w = images.shape[:4]
@@ -158,10 +166,7 @@ def grid_figure(
                     )
     if title:
         ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def curve_figure(
@@ -202,10 +207,7 @@ def curve_figure(
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
     ax.set_title(title or "Classifier score of generated cells", fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def likeness_figure(
@@ -241,10 +243,7 @@ def likeness_figure(
             ax.legend(fontsize=7, loc="lower right")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 __all__ = [

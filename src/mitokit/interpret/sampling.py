@@ -38,8 +38,8 @@ import torch
 from mitokit.errors import MitokitError
 
 SAMPLERS = ("ddpm", "ddim", "dpm-solver")
-#: Network precisions for sampling: float32, or bfloat16 autocast (CUDA only; about twice the
-#: speed on a recent GPU, the scheduler's arithmetic staying in float32).
+#: Network precisions for sampling: float32, or bfloat16 autocast (CUDA only; the scheduler's
+#: arithmetic stays in float32).
 PRECISIONS = ("fp32", "bf16")
 _ALIASES = {"dpm_solver": "dpm-solver", "dpmsolver": "dpm-solver", "dpm": "dpm-solver"}
 #: Steps used when none are given: the full chain for DDPM, the usual few for the others.
