@@ -85,9 +85,9 @@ def main() -> None:
     )
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--device", default="auto")
-    p.add_argument(
-        "--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: CUDA autocast"
-    )
+    from mitokit.interpret.sampling import PRECISIONS
+
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS, help="bf16: CUDA autocast")
     p.add_argument(
         "--channels-last",
         action="store_true",

@@ -432,6 +432,16 @@ def test_cli_train_then_generate_transitions_and_counterfactuals(tmp_path):
     assert set(summary["spearman_vs_label_beyond_input"]) == {"resembles", "convincing"}
 
 
+def test_cli_choices_are_the_samplers_and_precisions_of_the_library():
+    # the CLI spells them out (it imports no torch at start); they must not drift apart
+    from mitokit.cli.generate import counterfactual_cmd, transitions
+
+    for command in (transitions, counterfactual_cmd):
+        choices = {p.name: p.type.choices for p in command.params if hasattr(p.type, "choices")}
+        assert tuple(choices["precision"]) == smp.PRECISIONS
+        assert tuple(choices["scheduler"]) == smp.SAMPLERS
+
+
 def test_cli_errors_are_one_line(tmp_path):
     runner = CliRunner()
     res = runner.invoke(

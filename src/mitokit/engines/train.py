@@ -460,37 +460,31 @@ class _Run:
         """
         from mitokit.models.io import save_model
 
-        if not full:
-            if self.ctx.is_main:
-                if improved and self.val_loader is not None:
-                    module = unwrap(self.model)
-                    save_model(module, self.out_dir / "best", **self._save_kw(row))
-                _write_logs(self.out_dir, self.progress.history)
-            self.ctx.barrier()
-            return
-
-        snap = st.rng_snapshot(self.generator)
-        if self.ctx.enabled:
-            blobs = self.ctx.all_gather_bytes(st.pack_rng(snap))
-            snaps = [st.unpack_rng(b) for b in blobs] if self.ctx.is_main else []
-        else:
-            snaps = [snap]
+        snaps: list[st.RngSnapshot] = []
+        if full:  # every rank's RNG goes into the state (a collective: all ranks agree on full)
+            snap = st.rng_snapshot(self.generator)
+            if self.ctx.enabled:
+                blobs = self.ctx.all_gather_bytes(st.pack_rng(snap))
+                snaps = [st.unpack_rng(b) for b in blobs] if self.ctx.is_main else []
+            else:
+                snaps = [snap]
         if self.ctx.is_main:
             module, out = unwrap(self.model), self.out_dir
             kw = self._save_kw(row)
-            if improved:
+            if improved and (full or self.val_loader is not None):
                 save_model(module, out / "best", **kw)
-            save_model(module, out / "last", **kw)
+            if full:
+                save_model(module, out / "last", **kw)
+                st.save_state(
+                    out / "state",
+                    model=module,
+                    optimizer=self.optimizer,
+                    scheduler=self.scheduler,
+                    progress=self.progress,
+                    rng=snaps,
+                    config=self.cfg,
+                )
             _write_logs(out, self.progress.history)
-            st.save_state(
-                out / "state",
-                model=module,
-                optimizer=self.optimizer,
-                scheduler=self.scheduler,
-                progress=self.progress,
-                rng=snaps,
-                config=self.cfg,
-            )
         self.ctx.barrier()
 
     def _save_kw(self, row: Mapping[str, Any]) -> dict[str, Any]:
