@@ -12,7 +12,12 @@ from _tiny_diffusion import TINY, tiny_model, write_cells
 from mitokit.engines.task import get_task, known_tasks
 from mitokit.errors import MitokitError
 from mitokit.interpret import generate_transitions
-from mitokit.models.diffusion import DiffusionModel, load_diffusion, random_dihedral
+from mitokit.models.diffusion import (
+    DiffusionModel,
+    jitter_conditions,
+    load_diffusion,
+    random_dihedral,
+)
 from mitokit.models.io import load_model, save_model
 
 CPU = torch.device("cpu")
@@ -120,6 +125,8 @@ def test_bad_model_settings_are_one_line_errors():
         task.build_model({**TINY, "sample_size": 15})
     with pytest.raises(MitokitError, match="unknown model key"):
         task.build_model({**TINY, "channels": 3})
+    with pytest.raises(MitokitError, match="cond_jitter"):
+        task.build_model({**TINY, "cond_jitter": 0.7})
 
 
 def test_weights_file_initialises_the_model(tmp_path):
@@ -248,3 +255,49 @@ def test_random_dihedral_keeps_masked_items_and_permutes_pixels():
     assert torch.equal(y[1].flatten().sort().values, x[1].flatten().sort().values)
     seen = {tuple(random_dihedral(x[1:]).flatten().tolist()) for _ in range(64)}
     assert len(seen) == 8  # all eight symmetries occur
+
+
+def test_jittered_conditions_are_reflected_into_0_1_not_clipped():
+    torch.manual_seed(0)
+    c = torch.tensor([0.0, 1.0, 0.5]).repeat(20000)
+    assert torch.equal(jitter_conditions(c, 0.0), c)
+    x = jitter_conditions(c, 0.2).reshape(-1, 3)
+    lo, hi, mid = x[:, 0], x[:, 1], x[:, 2]
+    # reflected at 0: |U(-0.2, 0.2)| is uniform on [0, 0.2] (mean 0.1, none pinned at 0;
+    # clipping would put half of them at exactly 0 and give a mean of 0.05)
+    assert lo.min() >= 0 and lo.max() <= 0.2 and abs(lo.mean().item() - 0.1) < 0.003
+    assert (lo == 0).float().mean() < 0.001
+    assert hi.min() >= 0.8 and hi.max() <= 1 and abs(hi.mean().item() - 0.9) < 0.003
+    assert mid.min() >= 0.3 and mid.max() <= 0.7 and abs(mid.mean().item() - 0.5) < 0.003
+    # uniform within the band: each quarter of [0.3, 0.7] holds about a quarter
+    quarters = torch.histc(mid, bins=4, min=0.3, max=0.7) / len(mid)
+    assert torch.allclose(quarters, torch.full((4,), 0.25), atol=0.02)
+
+
+def test_training_loss_sees_conditions_jittered_by_the_model_setting():
+    task = get_task("diffusion")
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, xt, t, c, null=None):
+            seen.append(c.detach().clone())
+            return self.model(xt, t, c, null)
+
+        def __getattr__(self, name):
+            try:
+                return super().__getattr__(name)
+            except AttributeError:
+                return getattr(self.model, name)
+
+    batch = {"image": torch.rand(64, 3, 16, 16), "condition": torch.full((64,), 1 / 3)}
+    for width, spread in ((0.0, False), (1 / 6, True)):
+        seen.clear()
+        model = tiny_model(cond_jitter=width)
+        task.loss(Spy(model), batch, device=CPU)
+        c = seen[-1]
+        assert bool((c - 1 / 3).abs().max() > 0.05) is spread
+        assert float((c - 1 / 3).abs().max()) <= width + 1e-6

@@ -9,6 +9,11 @@ where it is added to the timestep embedding (``class_embed_type="identity"``). A
 "null" embedding replaces the condition with probability ``cond_dropout`` in training, so one
 network gives conditional and unconditional predictions and classifier-free guidance is
 available at sampling time (``guidance`` w: ``null + w * (cond - null)``; 1 = no guidance).
+``cond_jitter`` w > 0 trains on ``c`` plus uniform noise in [-w, w], reflected into [0, 1]
+(:func:`jitter_conditions`): a score from n raters takes only n + 1 values, and the network
+never sees the conditions between them; w = 1 / (2n) (0.167 for three raters) fills the gaps,
+so a transition's score can rise through them rather than in steps. 0 (default) trains on the
+scores as given.
 
 Training runs through the common engine (:mod:`mitokit.engines.train`): the forward process is
 the training scheduler's ``add_noise`` (a :class:`~diffusers.DDPMScheduler` of
@@ -87,6 +92,7 @@ MODEL_DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     "cond_scale": 1000.0,
     "cond_dropout": 0.1,
+    "cond_jitter": 0.0,
     "guidance": 1.0,
     "num_train_timesteps": 1000,
     "beta_schedule": "linear",
@@ -279,6 +285,9 @@ def check_model_config(cfg: Mapping[str, Any]) -> None:
         )
     check_int(cfg["num_train_timesteps"], "model.num_train_timesteps", minimum=2)
     check_fraction(cfg["cond_dropout"], "model.cond_dropout")
+    w = cfg["cond_jitter"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.5:
+        raise MitokitError(f"model.cond_jitter must be a number in [0, 0.5], got {w!r}")
     check_fraction(cfg["ema_decay"], "model.ema_decay")
     if cfg["prediction_type"] not in PREDICTION_TYPES:
         raise MitokitError(
@@ -464,7 +473,9 @@ class DiffusionTask:
         x0 = to_model_scale(batch["image"].to(device), module.sample_size)
         if "augment" in batch:
             x0 = random_dihedral(x0, batch["augment"].to(device).bool())
-        c = batch["condition"].to(device).float()
+        c = jitter_conditions(
+            batch["condition"].to(device).float(), float(module.settings["cond_jitter"])
+        )
         n = x0.shape[0]
         noise = torch.randn_like(x0)
         t = torch.randint(0, module.num_train_timesteps, (n,), device=device)
@@ -513,6 +524,19 @@ class DiffusionTask:
         return {k: v / count for k, v in sums.items()}
 
 
+def jitter_conditions(c: torch.Tensor, width: float) -> torch.Tensor:
+    """``c`` plus uniform noise in [-width, width], reflected back into [0, 1].
+
+    Reflection (not clipping) keeps the end values from piling up: 0.1 - 0.3 gives 0.2,
+    0.9 + 0.3 gives 0.8. ``width`` at most 0.5, so one reflection suffices; 0 returns ``c``.
+    """
+    if width <= 0:
+        return c
+    x = c + (torch.rand(c.shape, device=c.device) * 2 - 1) * width
+    x = torch.where(x < 0, -x, x)
+    return torch.where(x > 1, 2 - x, x).clamp(0.0, 1.0)
+
+
 def random_dihedral(x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
     """Each ``Bx3xSxS`` image (where ``mask``) in one of the 8 symmetries of the square.
 
@@ -558,6 +582,7 @@ __all__ = [
     "check_model_config",
     "from_model_scale",
     "load_diffusion",
+    "jitter_conditions",
     "random_dihedral",
     "to_model_scale",
 ]
