@@ -1,7 +1,9 @@
 """Sampling speed and agreement of DDPM, DDIM and DPM-Solver on transitions; prints one JSON.
 
 For one diffusion model: transition sets per second of the full DDPM chain (T steps) and of
-DDIM and DPM-Solver++ at a few steps (25 and 50 by default), the network evaluations per image,
+fast samplers at a few steps (25 and 50 by default): DDIM and DPM-Solver++ (deterministic
+solvers of the probability-flow ODE), SDE-DPM-Solver++ and DDPM itself on a strided chain
+(stochastic, DDPM's own equation); the network evaluations per image,
 and, with the sets scored by a patch-classifier ensemble, each sampler's mean score-vs-condition
 curve and its largest gap to the DDPM curve (the fast samplers should not change what the
 classifier sees), with the standard error of that gap over the sets (``max_gap_se``: the sets
@@ -80,7 +82,12 @@ def main() -> None:
     p.add_argument("--classifier", action="append", default=None, help="patch classifier folder(s)")
     p.add_argument("--sets", type=int, default=8)
     p.add_argument("--conditions", default="0:1:0.25")
-    p.add_argument("--fast-steps", default="25,50", help="steps of DDIM and DPM-Solver")
+    p.add_argument("--fast-steps", default="25,50", help="steps of the fast samplers")
+    p.add_argument(
+        "--samplers",
+        default="ddim,dpm-solver,dpm-solver-sde,ddpm",
+        help="fast samplers to compare with the full DDPM chain, each at every --fast-steps",
+    )
     p.add_argument("--ddpm-steps", type=int, default=None, help="default: all T")
     p.add_argument(
         "--guidance", type=float, default=None, help="guidance scale (default: the model's)"
@@ -112,7 +119,7 @@ def main() -> None:
     a = p.parse_args()
 
     from mitokit.interpret import curve_stats, generate_transitions, good_sets, parse_grid
-    from mitokit.interpret.sampling import resolve_device, resolve_guidance
+    from mitokit.interpret.sampling import resolve_device, resolve_guidance, sampler_name
     from mitokit.interpret.transitions import score_transitions
     from mitokit.models.classifier import load_ensemble
     from mitokit.models.diffusion import load_diffusion
@@ -160,7 +167,8 @@ def main() -> None:
         )
         fast = [int(s) for s in a.fast_steps.split(",") if s.strip()]
         runs = [("ddpm", a.ddpm_steps or model.num_train_timesteps)]
-        runs += [(kind, s) for kind in ("ddim", "dpm-solver") for s in fast]
+        kinds = [sampler_name(k) for k in a.samplers.split(",") if k.strip()]
+        runs = list(dict.fromkeys(runs + [(kind, s) for kind in kinds for s in fast]))
         common = {
             "batch_size": a.batch_size,
             "device": device,

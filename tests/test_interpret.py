@@ -26,7 +26,7 @@ from mitokit.interpret import (
 from mitokit.interpret import sampling as smp
 from mitokit.interpret.selection import good_set_criteria
 
-SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+SAMPLERS = ("ddpm", "ddim", "dpm-solver", "dpm-solver-sde")
 
 
 @pytest.fixture(scope="module")
@@ -144,7 +144,8 @@ def _from_noise(net, model, kind: str, steps: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize(("kind", "steps"), [("ddpm", 1000), ("ddpm", 50), ("ddim", 50),
-                                             ("ddim", 10), ("dpm-solver", 25)])  # fmt: skip
+                                             ("ddim", 10), ("dpm-solver", 25),
+                                             ("dpm-solver-sde", 50)])  # fmt: skip
 def test_every_sampler_lands_on_the_data_with_an_exact_denoiser(kind, steps):
     """The loop's wiring (timesteps, strides, noise) is right when a perfect network is."""
     model = tiny_model(num_train_timesteps=1000)
@@ -176,6 +177,42 @@ def test_every_sampler_clips_the_clean_estimate_as_the_training_scheduler_says(k
     out = _from_noise(net, model, kind, 1000 if kind == "ddpm" else 25)
     # the chain ends on the clipped estimate, 1 (unclipped it would end near 3)
     torch.testing.assert_close(out, torch.ones_like(out), atol=0.02, rtol=0)
+
+
+@pytest.mark.parametrize("kind", SAMPLERS)
+def test_only_the_stochastic_samplers_use_the_per_step_noise(model, kind):
+    T = model.num_train_timesteps
+    table = smp.noise_table(0, range(2), T)
+    other = smp.noise_table(1, range(2), T)
+    other[:, 0] = table[:, 0]  # the same starting noise, other step noise
+    net = model.sampling_net()
+    runs = []
+    for t in (table, other):
+        runs.append(
+            smp.denoise(
+                net,
+                smp.start_noise(t, (3, 16, 16)),
+                torch.zeros(2),
+                scheduler=smp.make_scheduler(model, kind),
+                kind=kind,
+                steps=20,
+                timesteps=smp.timestep_sequence(T - 1, 20, T),
+                noise=t,
+            )
+        )
+    differ = bool((runs[0] - runs[1]).abs().max() > 1e-3)
+    assert differ is (kind in smp.STOCHASTIC)
+    if kind in smp.STOCHASTIC:
+        with pytest.raises(ValueError, match="noise table"):
+            smp.denoise(
+                net,
+                smp.start_noise(table, (3, 16, 16)),
+                torch.zeros(2),
+                scheduler=smp.make_scheduler(model, kind),
+                kind=kind,
+                steps=20,
+                timesteps=smp.timestep_sequence(T - 1, 20, T),
+            )
 
 
 def test_timestep_sequences_end_at_zero_with_the_stride():

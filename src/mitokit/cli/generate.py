@@ -74,15 +74,17 @@ def _common(func):
 
 _scheduler_option = click.option(
     "--scheduler",
-    type=click.Choice(["ddpm", "ddim", "dpm-solver"]),
+    type=click.Choice(["ddpm", "ddim", "dpm-solver", "dpm-solver-sde"]),
     default=None,
-    help="Sampler: ddpm (stochastic, default), ddim (deterministic) or dpm-solver (DPM-Solver++).",
+    help="Sampler: ddpm (stochastic, default), ddim (deterministic), dpm-solver (DPM-Solver++, "
+    "deterministic) or dpm-solver-sde (SDE-DPM-Solver++, stochastic like ddpm).",
 )
 _steps_option = click.option(
     "--steps",
     type=click.IntRange(min=1),
     default=None,
-    help="Sampler steps over the whole schedule (default: all T for ddpm, 50 ddim, 25 dpm-solver).",
+    help="Sampler steps over the whole schedule (default: all T for ddpm, 50 ddim, 25 dpm-solver, "
+    "50 dpm-solver-sde).",
 )
 
 

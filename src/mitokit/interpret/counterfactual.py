@@ -144,9 +144,10 @@ def counterfactual(
             (deterministic inversion, then DDIM).
         seed: Seed of the forward and per-step noise (noise mode).
         scheduler: Sampler of the reverse chain: ``ddpm`` (default in noise mode), ``ddim``,
-            ``dpm-solver``; inversion mode uses ``ddim`` (the only choice there).
+            ``dpm-solver``, ``dpm-solver-sde``; inversion mode uses ``ddim`` (the only choice
+            there).
         steps: Sampler steps over the whole schedule (stride ``T // steps``); default T for
-            ddpm, 50 for ddim, 25 for dpm-solver.
+            ddpm, 50 for ddim and dpm-solver-sde, 25 for dpm-solver.
         guidance: Classifier-free guidance scale of the reverse chain (None: the model's).
         source_condition: Inversion mode: the cells' own condition (one value, or one per
             cell; NaN entries take the null condition), or None for the null condition.

@@ -3,7 +3,9 @@
 The schedule is a plain diffusers scheduler object built from the training scheduler's config
 (:func:`make_scheduler`: ``ddpm`` :class:`~diffusers.DDPMScheduler`, ``ddim``
 :class:`~diffusers.DDIMScheduler` with eta 0, ``dpm-solver``
-:class:`~diffusers.DPMSolverMultistepScheduler`); the loop is ``set_timesteps``, then per timestep
+:class:`~diffusers.DPMSolverMultistepScheduler` (DPM-Solver++, an ODE solver) and
+``dpm-solver-sde`` the same class as SDE-DPM-Solver++ (a second-order solver of DDPM's reverse
+stochastic equation, with fresh noise each step)); the loop is ``set_timesteps``, then per timestep
 one network call and ``step(...).prev_sample`` (:func:`denoise`).
 
 Timesteps. Every chain runs over :func:`timestep_sequence`: from a start timestep ``tau`` down
@@ -23,7 +25,14 @@ get the same starting noise and the same per-step noise whatever batch they run 
 it is, and what else it holds: the conditions of one transition set differ only in their
 condition. (The network's arithmetic may still round differently for another batch size, so
 results are bit-identical for the same call, and equal up to rounding across batch sizes.)
-DDIM (eta 0) and DPM-Solver++ are deterministic after the starting noise.
+DDIM (eta 0) and DPM-Solver++ are deterministic after the starting noise; DDPM and
+SDE-DPM-Solver++ (:data:`STOCHASTIC`) draw their step noise from the table.
+
+Which sampler. The ODE solvers (DDIM, DPM-Solver++) reach DDPM's distribution only where the
+probability-flow equation and the reverse SDE share their marginals. With classifier-free
+guidance and the clean estimate clipped they do not: the guided prediction is not the score of
+any distribution, and clipping is applied to one equation and not the other. The stochastic
+samplers solve DDPM's own equation with fewer, larger steps.
 """
 
 from __future__ import annotations
@@ -37,13 +46,22 @@ import torch
 
 from mitokit.errors import MitokitError
 
-SAMPLERS = ("ddpm", "ddim", "dpm-solver")
+SAMPLERS = ("ddpm", "ddim", "dpm-solver", "dpm-solver-sde")
+#: The samplers that draw fresh noise at every step (from the noise table).
+STOCHASTIC = ("ddpm", "dpm-solver-sde")
 #: Network precisions for sampling: float32, or bfloat16 autocast (CUDA only; the scheduler's
 #: arithmetic stays in float32).
 PRECISIONS = ("fp32", "bf16")
-_ALIASES = {"dpm_solver": "dpm-solver", "dpmsolver": "dpm-solver", "dpm": "dpm-solver"}
+_ALIASES = {
+    "dpm_solver": "dpm-solver",
+    "dpmsolver": "dpm-solver",
+    "dpm": "dpm-solver",
+    "dpm_solver_sde": "dpm-solver-sde",
+    "sde-dpmsolver++": "dpm-solver-sde",
+    "dpm-sde": "dpm-solver-sde",
+}
 #: Steps used when none are given: the full chain for DDPM, the usual few for the others.
-DEFAULT_STEPS = {"ddim": 50, "dpm-solver": 25}
+DEFAULT_STEPS = {"ddim": 50, "dpm-solver": 25, "dpm-solver-sde": 50}
 
 
 def sampler_name(kind: str) -> str:
@@ -85,13 +103,15 @@ def make_scheduler(model: Any, kind: str) -> Any:
         return DDPMScheduler.from_config(config)
     if name == "ddim":
         return DDIMScheduler.from_config(config)
+    algorithm = "sde-dpmsolver++" if name == "dpm-solver-sde" else "dpmsolver++"
     if config.get("clip_sample", False):
         return DPMSolverMultistepScheduler.from_config(
             config,
+            algorithm_type=algorithm,
             thresholding=True,
             sample_max_value=float(config.get("clip_sample_range", 1.0)),
         )
-    return DPMSolverMultistepScheduler.from_config(config)
+    return DPMSolverMultistepScheduler.from_config(config, algorithm_type=algorithm)
 
 
 class _Bf16Net(torch.nn.Module):
@@ -217,12 +237,12 @@ def denoise(
         sample: ``(B, 3, S, S)`` samples at timestep ``timesteps[0]``.
         condition: ``(B,)`` conditions (NaN: the null condition).
         scheduler: A scheduler from :func:`make_scheduler` of sampler ``kind``.
-        kind: ``ddpm``, ``ddim`` or ``dpm-solver``.
+        kind: One of :data:`SAMPLERS`.
         steps: The sampler's step count (sets DDIM's stride ``T // steps``).
         timesteps: The chain, from :func:`timestep_sequence`.
         guidance: Classifier-free guidance scale (1: none).
         noise: ``(B, T + 1)`` seeds of the per-step noise (:func:`noise_table`); needed by
-            ``ddpm`` only.
+            the :data:`STOCHASTIC` samplers only.
         on_step: Called after each step (progress).
 
     Returns:
@@ -234,13 +254,13 @@ def denoise(
         scheduler.set_timesteps(int(steps))  # DDIM's step goes from t to t - T // steps
     else:
         scheduler.set_timesteps(timesteps=ts)
-    if name == "ddpm" and noise is None:
-        raise ValueError("the ddpm sampler needs a noise table for its per-step noise")
+    if name in STOCHASTIC and noise is None:
+        raise ValueError(f"the {name} sampler needs a noise table for its per-step noise")
     x = sample
     with torch.no_grad():
         for t in ts:
             out = guided_prediction(net, x, t, condition, guidance)
-            if name == "ddpm":
+            if name in STOCHASTIC:
                 x = scheduler.step(out, t, x, generator=_step_generators(noise, t)).prev_sample
             elif name == "ddim":
                 x = scheduler.step(out, t, x, eta=0.0).prev_sample
@@ -333,6 +353,7 @@ __all__ = [
     "DEFAULT_STEPS",
     "PRECISIONS",
     "SAMPLERS",
+    "STOCHASTIC",
     "ddim_invert",
     "denoise",
     "guided_prediction",

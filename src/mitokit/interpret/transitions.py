@@ -1,6 +1,6 @@
 """Transitions: the same cell generated along a range of conditions, from negative to positive.
 
-A transition set is one starting noise (and, for the stochastic DDPM sampler, one sequence of
+A transition set is one starting noise (and, for the stochastic samplers, one sequence of
 per-step noise) denoised once per condition ``c`` of a grid (0, 0.1, ..., 1): the images of a set
 differ only by the condition, so the set shows how the model changes a cell as its score rises.
 Many sets run at once, sets x conditions in one batch (:func:`generate_transitions`). A patch
@@ -103,7 +103,8 @@ def generate_transitions(
         n_sets: Number of sets.
         conditions: Conditions in [0, 1], one image per set each.
         scheduler: ``ddpm`` (stochastic; default steps T), ``ddim`` (deterministic, eta 0;
-            default 50) or ``dpm-solver`` (DPM-Solver++ 2M; default 25).
+            default 50), ``dpm-solver`` (DPM-Solver++ 2M; default 25) or ``dpm-solver-sde``
+            (SDE-DPM-Solver++ 2M, stochastic; default 50).
         steps: Sampler steps (stride ``T // steps``, from ``T - 1``).
         guidance: Classifier-free guidance scale; None: the model's setting (1 = none).
         seed: Seed of all noise.
