@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -213,6 +214,22 @@ def test_only_the_stochastic_samplers_use_the_per_step_noise(model, kind):
                 steps=20,
                 timesteps=smp.timestep_sequence(T - 1, 20, T),
             )
+
+
+@pytest.mark.skipif(
+    shutil.which("cc") is None and shutil.which("gcc") is None,
+    reason="torch.compile on CPU needs a C compiler",
+)
+def test_a_compiled_network_gives_the_same_transitions_and_counterfactuals(model):
+    plain = generate_transitions(model, 2, [0.0, 1.0], scheduler="ddim", steps=4, seed=3)
+    fast = generate_transitions(
+        model, 2, [0.0, 1.0], scheduler="ddim", steps=4, seed=3, compile_net=True
+    )
+    _same_up_to_rounding(plain.images, fast.images)
+    cells = _cells(2)
+    a = counterfactual(model, cells, [0, 40], steps=4, seed=1)
+    b = counterfactual(model, cells, [0, 40], steps=4, seed=1, compile_net=True)
+    _same_up_to_rounding(a.images, b.images)
 
 
 def test_timestep_sequences_end_at_zero_with_the_stride():

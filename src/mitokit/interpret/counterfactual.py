@@ -130,6 +130,7 @@ def counterfactual(
     batch_size: int = 32,
     device: str | torch.device = "cpu",
     precision: str = "fp32",
+    compile_net: bool = False,
     progress: bool = False,
 ) -> Counterfactuals:
     """Counterfactuals of real cells with condition ``condition`` over a grid of noise levels.
@@ -154,6 +155,8 @@ def counterfactual(
         batch_size: Cells per network call.
         device: ``cpu``, ``cuda`` or ``auto``.
         precision: ``fp32`` or ``bf16`` (the network under bf16 autocast; CUDA only).
+        compile_net: Run the network through :func:`torch.compile` (see
+            :func:`~mitokit.interpret.sampling.compiled`).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -179,7 +182,7 @@ def counterfactual(
     g = smp.resolve_guidance(model, guidance)
     dev = smp.resolve_device(device)
     model = model.to(dev).eval()
-    net = smp.with_precision(model.sampling_net(), precision, dev)
+    net = smp.compiled(smp.with_precision(model.sampling_net(), precision, dev), compile_net)
     size = model.sample_size
     x_all, inputs = _as_batch(images, size)
     n = x_all.shape[0]

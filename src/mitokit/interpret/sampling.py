@@ -144,6 +144,16 @@ def with_precision(net: torch.nn.Module, precision: str, device: torch.device) -
     return _Bf16Net(net).eval()
 
 
+def compiled(net: torch.nn.Module, enabled: bool) -> torch.nn.Module:
+    """``net`` through :func:`torch.compile` (one graph per batch shape) when ``enabled``.
+
+    Compilation costs its first calls (about 50 s for the AMi-Br 32 px model on two CPU
+    threads) and then runs every step faster (there: DDIM-25 on 48 sets 53 -> 34 s): worth it
+    for long runs, not for a few sets.
+    """
+    return torch.compile(net, dynamic=False) if enabled else net
+
+
 def resolve_steps(kind: str, steps: int | None, num_train_timesteps: int) -> int:
     """``steps`` checked against ``T``; the sampler's default when None."""
     name = sampler_name(kind)
@@ -355,6 +365,7 @@ __all__ = [
     "SAMPLERS",
     "STOCHASTIC",
     "ddim_invert",
+    "compiled",
     "denoise",
     "guided_prediction",
     "make_scheduler",

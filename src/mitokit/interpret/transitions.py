@@ -86,6 +86,7 @@ def generate_transitions(
     device: str | torch.device = "cpu",
     first_set: int = 0,
     precision: str = "fp32",
+    compile_net: bool = False,
     progress: bool = False,
 ) -> Transitions:
     """Generate ``n_sets`` transition sets over ``conditions``.
@@ -113,6 +114,8 @@ def generate_transitions(
         device: ``cpu``, ``cuda`` or ``auto``.
         first_set: Key of the first set (to continue or shard a generation).
         precision: ``fp32`` or ``bf16`` (the network under bf16 autocast; CUDA only).
+        compile_net: Run the network through :func:`torch.compile` (see
+            :func:`~mitokit.interpret.sampling.compiled`).
         progress: Show a progress bar on stderr.
 
     Returns:
@@ -131,7 +134,7 @@ def generate_transitions(
     g = smp.resolve_guidance(model, guidance)
     dev = smp.resolve_device(device)
     model = model.to(dev).eval()
-    net = smp.with_precision(model.sampling_net(), precision, dev)
+    net = smp.compiled(smp.with_precision(model.sampling_net(), precision, dev), compile_net)
     timesteps = smp.timestep_sequence(T - 1, steps, T)
     size = model.sample_size
     k = len(cond)
