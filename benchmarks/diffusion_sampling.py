@@ -119,7 +119,12 @@ def main() -> None:
     a = p.parse_args()
 
     from mitokit.interpret import curve_stats, generate_transitions, good_sets, parse_grid
-    from mitokit.interpret.sampling import resolve_device, resolve_guidance, sampler_name
+    from mitokit.interpret.sampling import (
+        compiled,
+        resolve_device,
+        resolve_guidance,
+        sampler_name,
+    )
     from mitokit.interpret.transitions import score_transitions
     from mitokit.models.classifier import load_ensemble
     from mitokit.models.diffusion import load_diffusion
@@ -146,11 +151,12 @@ def main() -> None:
         model, _ = load_diffusion(model_dir, map_location=device)
         if a.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if a.compile:
+        if a.compile:  # once for all samplers (generate_transitions' compile_net would
+            # compile again in every call)
             if model.ema is not None:
-                model.ema = torch.compile(model.ema, dynamic=False)
+                model.ema = compiled(model.ema, True)
             else:
-                model.net = torch.compile(model.net, dynamic=False)
+                model.net = compiled(model.net, True)
         scorer, _ = load_ensemble(clf_dirs, map_location=device)
         conditions = parse_grid(a.conditions)
         out.update(
