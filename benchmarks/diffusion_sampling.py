@@ -227,7 +227,7 @@ def main() -> None:
         out["samplers"] = results
         if a.scores:
             tmp_path = Path(a.scores).with_suffix(".partial.npz")
-            np.savez(tmp_path, conditions=conditions, **{k: v for k, v in per_set.items()})
+            np.savez(tmp_path, conditions=conditions, **per_set)
             os.replace(tmp_path, a.scores)
         out["largest_gap_to_ddpm"] = max(r["max_gap_to_ddpm"] for r in results.values())
         if device.type == "cpu":

@@ -30,9 +30,11 @@ SDE-DPM-Solver++ (:data:`STOCHASTIC`) draw their step noise from the table.
 
 Which sampler. The ODE solvers (DDIM, DPM-Solver++) reach DDPM's distribution only where the
 probability-flow equation and the reverse SDE share their marginals. With classifier-free
-guidance and the clean estimate clipped they do not: the guided prediction is not the score of
-any distribution, and clipping is applied to one equation and not the other. The stochastic
-samplers solve DDPM's own equation with fewer, larger steps.
+guidance and the clean estimate clipped they need not: the guided prediction is not the score
+of any distribution, and the clip acts on each equation differently. The stochastic samplers
+solve DDPM's own equation with fewer, larger steps. (On the AMi-Br CPU model, guidance 3,
+DPM-Solver++ sat +0.10 above DDPM-1000 at c = 0 at 25 and 50 steps; DDIM and SDE-DPM-Solver++
+stayed within 0.05 over 96 sets, standard error 0.033.)
 """
 
 from __future__ import annotations
@@ -364,8 +366,8 @@ __all__ = [
     "PRECISIONS",
     "SAMPLERS",
     "STOCHASTIC",
-    "ddim_invert",
     "compiled",
+    "ddim_invert",
     "denoise",
     "guided_prediction",
     "make_scheduler",

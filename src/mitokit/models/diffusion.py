@@ -285,9 +285,7 @@ def check_model_config(cfg: Mapping[str, Any]) -> None:
         )
     check_int(cfg["num_train_timesteps"], "model.num_train_timesteps", minimum=2)
     check_fraction(cfg["cond_dropout"], "model.cond_dropout")
-    w = cfg["cond_jitter"]
-    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w <= 0.5:
-        raise MitokitError(f"model.cond_jitter must be a number in [0, 0.5], got {w!r}")
+    check_fraction(cfg["cond_jitter"], "model.cond_jitter", high=0.5)
     check_fraction(cfg["ema_decay"], "model.ema_decay")
     if cfg["prediction_type"] not in PREDICTION_TYPES:
         raise MitokitError(
