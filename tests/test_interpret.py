@@ -206,6 +206,103 @@ def test_only_the_stochastic_samplers_use_the_per_step_noise(model, kind):
             run(table, None)
 
 
+def test_interval_noise_weights_compose_the_posterior_by_hand():
+    # abar = 0.9, 0.6, 0.3, 0.1 at t = 0..3; one step from 3 to 0 covers the full chain's
+    # steps 3, 2 and 1. By hand: sigma_j^2 = (1 - abar_{j-1}) / (1 - abar_j) * beta_j and
+    # a_j = sqrt(1 - beta_j) (1 - abar_{j-1}) / (1 - abar_j):
+    # beta = 1/3, 1/2, 2/3 for j = 1, 2, 3; sigma_1^2 = 1/12, sigma_2^2 = 2/7, sigma_3^2 = 14/27;
+    # a_1 = sqrt(2/3) / 4, a_2 = sqrt(1/2) * 4/7
+    ac = torch.tensor([0.9, 0.6, 0.3, 0.1], dtype=torch.float64)
+    a1, a2 = math.sqrt(2 / 3) / 4, math.sqrt(0.5) * 4 / 7
+    w = smp.interval_noise_weights(ac, 3, 0)
+    np.testing.assert_allclose(
+        w, [math.sqrt(14 / 27) * a2 * a1, math.sqrt(2 / 7) * a1, math.sqrt(1 / 12)], rtol=1e-12
+    )
+    # their squares add up to the one step's posterior variance, 0.1/0.9 * (1 - 0.1/0.9)
+    assert (w**2).sum() == pytest.approx(0.1 / 0.9 * (1 - 0.1 / 0.9), rel=1e-12)
+    np.testing.assert_allclose(smp.interval_noise_weights(ac, 2, 1), [math.sqrt(2 / 7)])
+    assert not smp.interval_noise_weights(ac, 3, -1).any()  # to the clean image: no noise
+    # the same identity on a real 1000-step schedule
+    from diffusers import DDPMScheduler
+
+    real = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod.double()
+    for t, t_next in [(999, 959), (520, 480), (60, 20), (40, 0)]:
+        var = (1 - real[t_next]) / (1 - real[t]) * (1 - real[t] / real[t_next])
+        got = (smp.interval_noise_weights(real, t, t_next) ** 2).sum()
+        assert got == pytest.approx(float(var), rel=1e-9)
+    with pytest.raises(ValueError, match="no step from timestep 3 to 3"):
+        smp.interval_noise_weights(ac, 3, 3)
+
+
+def test_interval_noise_is_standard_normal_and_carries_the_full_chains_noise():
+    from diffusers import DDPMScheduler
+
+    ac = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+    table = smp.noise_table(0, range(3000), 1000)
+    z = smp.interval_noise(table, ac, 999, 959, (4,))
+    assert float(z.mean()) == pytest.approx(0.0, abs=0.03)
+    assert float(z.std()) == pytest.approx(1.0, abs=0.03)
+    # each of the full chain's 40 noises enters with its weight: the correlation of z with
+    # z_t is w_t / ||w||
+    w = smp.interval_noise_weights(ac, 999, 959)
+    w = w / np.sqrt((w**2).sum())
+    for i in (0, 20, 39):
+        zi = smp.interval_noise(table, ac, 999 - i, 998 - i, (4,))  # stride 1: z_t itself
+        corr = float(np.corrcoef(z.flatten(), zi.flatten())[0, 1])
+        assert corr == pytest.approx(w[i], abs=0.04)
+    # rows with the same seeds get the same noise; a stride of one is the drawn z_t
+    torch.testing.assert_close(smp.interval_noise(table[[5, 5]], ac, 999, 959, (4,))[1], z[5])
+    z_t = torch.randn(4, generator=torch.Generator().manual_seed(int(table[7, 1000])))
+    torch.testing.assert_close(smp.interval_noise(table, ac, 999, 998, (4,))[7], z_t)
+
+
+@pytest.mark.parametrize("kind", smp.STOCHASTIC)
+def test_strided_stochastic_chains_follow_the_full_chain_of_their_noise(model, kind):
+    """A 10-step chain ends near the full 100-step DDPM chain of the same noise table."""
+    T = model.num_train_timesteps
+    table = smp.noise_table(0, range(4), T)
+    other = smp.noise_table(1, range(4), T)
+    other[:, 0] = table[:, 0]  # the same starting noise, other step noise
+    net = model.sampling_net()
+
+    def run(kind: str, steps: int, noise: np.ndarray) -> torch.Tensor:
+        return smp.denoise(
+            net,
+            smp.start_noise(noise, (3, 16, 16)),
+            torch.zeros(4),
+            scheduler=smp.make_scheduler(model, kind),
+            kind=kind,
+            steps=steps,
+            timesteps=smp.timestep_sequence(T - 1, steps, T),
+            noise=noise,
+        )
+
+    full = run("ddpm", T, table)
+    coupled = (run(kind, 10, table) - full).abs().mean()
+    independent = (run(kind, 10, other) - full).abs().mean()
+    assert coupled < 0.5 * independent
+
+
+def test_the_full_ddpm_chain_draws_the_tables_noise_as_diffusers_does(model):
+    """Stride one: the loop is diffusers' own ancestral sampler with per-row generators."""
+    T = model.num_train_timesteps
+    table = smp.noise_table(3, range(2), T)
+    net = model.sampling_net()
+    x0 = smp.start_noise(table, (3, 16, 16))
+    got = smp.denoise(
+        net, x0, torch.zeros(2), scheduler=smp.make_scheduler(model, "ddpm"), kind="ddpm",
+        steps=T, timesteps=smp.timestep_sequence(T - 1, T, T), noise=table,
+    )  # fmt: skip
+    scheduler = smp.make_scheduler(model, "ddpm")
+    scheduler.set_timesteps(T)
+    x = x0
+    with torch.no_grad():
+        for t in scheduler.timesteps:
+            gens = [torch.Generator().manual_seed(int(s)) for s in table[:, int(t) + 1]]
+            x = scheduler.step(net(x, t, torch.zeros(2)), t, x, generator=gens).prev_sample
+    torch.testing.assert_close(got, x, atol=1e-6, rtol=0)
+
+
 @pytest.mark.skipif(
     shutil.which("cc") is None and shutil.which("gcc") is None,
     reason="torch.compile on CPU needs a C compiler",

@@ -28,6 +28,18 @@ results are bit-identical for the same call, and equal up to rounding across bat
 DDIM (eta 0) and DPM-Solver++ are deterministic after the starting noise; DDPM and
 SDE-DPM-Solver++ (:data:`STOCHASTIC`) draw their step noise from the table.
 
+Coupled strides. A stochastic step over several timesteps, ``t`` to ``t' < t - 1``, does not
+draw one fresh noise: it combines the noises ``z_j`` the full chain draws at ``t, t - 1, ...,
+t' + 1`` as the full chain would pass them on to ``t'`` with the clean image held fixed,
+``z = sum_j w_j z_j / ||w||`` (:func:`interval_noise_weights`; ``w_j`` is step ``j``'s
+posterior standard deviation times the posterior-mean coefficients of ``x`` of the steps after
+it, and ``sum_j w_j^2`` is exactly the variance of the one step from ``t`` to ``t'``). A
+weighted sum of independent standard normals scaled to unit variance is a standard normal, so
+each strided chain is sampled exactly as before; what changes is that a 25-step chain is the
+coarse view of the same 1000-step chain (one Brownian path, in SDE terms), so the two end
+close together and a comparison of step counts measures discretisation rather than the noise
+of independent draws. A stride of one draws ``z_t`` itself: DDPM's full chain is unchanged.
+
 Which sampler. The ODE solvers (DDIM, DPM-Solver++) reach DDPM's distribution only where the
 probability-flow equation and the reverse SDE share their marginals. With classifier-free
 guidance and the clean estimate clipped they need not: the guided prediction is not the score
@@ -207,6 +219,74 @@ def _step_generators(table: np.ndarray, timestep: int) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(int(s)) for s in table[:, int(timestep) + 1]]
 
 
+def _step_noise(table: np.ndarray, timestep: int, shape: Sequence[int]) -> torch.Tensor:
+    """``(B, *shape)``: the noise timestep ``timestep`` draws (as the scheduler draws it from
+    :func:`_step_generators`), each distinct seed drawn once."""
+    seeds, inverse = np.unique(table[:, int(timestep) + 1], return_inverse=True)
+    drawn = [
+        torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(s))) for s in seeds
+    ]
+    return torch.stack(drawn)[torch.as_tensor(inverse.reshape(-1))]
+
+
+def interval_noise_weights(alphas_cumprod: Any, t: int, t_next: int) -> np.ndarray:
+    """Weights of the full chain's noises in one stochastic step from ``t`` down to ``t_next``.
+
+    Step ``j`` of the full chain (``j`` to ``j - 1``) adds ``sigma_j z_j`` (``sigma_j^2 =
+    (1 - abar_{j-1}) / (1 - abar_j) * beta_j``, DDPM's posterior variance) and passes ``x`` on
+    with the coefficient ``a_j = sqrt(1 - beta_j) (1 - abar_{j-1}) / (1 - abar_j)`` of its
+    posterior mean (``abar_{-1} = 1``). With the clean image held fixed, the noise reaching
+    ``t_next`` is ``sum_j w_j z_j``, ``w_j = sigma_j * prod(a_k, t_next < k < j)``, and
+    ``sum_j w_j^2`` is the posterior variance of the single step from ``t`` to ``t_next``.
+
+    Args:
+        alphas_cumprod: The training schedule's ``abar`` (length ``T``).
+        t: The step's timestep.
+        t_next: The next timestep of the chain, below ``t`` (-1: the clean image).
+
+    Returns:
+        ``(t - t_next,)`` weights of ``z_t, z_{t-1}, ..., z_{t_next+1}``.
+    """
+    ac = np.asarray(torch.as_tensor(alphas_cumprod).double().cpu())
+    if not -1 <= t_next < t < len(ac):
+        raise ValueError(f"no step from timestep {t} to {t_next} in a {len(ac)}-step schedule")
+    j = np.arange(t, t_next, -1)
+    abar = ac[j]
+    abar_prev = np.where(j > 0, ac[np.maximum(j - 1, 0)], 1.0)
+    beta = 1.0 - abar / abar_prev
+    sigma = np.sqrt((1.0 - abar_prev) / (1.0 - abar) * beta)
+    coef = np.sqrt(1.0 - beta) * (1.0 - abar_prev) / (1.0 - abar)
+    # the noise of step j is passed on by the steps after it: coef[i + 1:] for j = t - i
+    after = np.append(np.cumprod(coef[::-1])[::-1][1:], 1.0)
+    return sigma * after
+
+
+def interval_noise(
+    table: np.ndarray, alphas_cumprod: Any, t: int, t_next: int, shape: Sequence[int]
+) -> torch.Tensor:
+    """``(B, *shape)`` standard normal noise of one step from ``t`` to ``t_next``: the full
+    chain's noises ``z_t ... z_{t_next+1}`` of each row's seeds, combined with
+    :func:`interval_noise_weights` and scaled to unit variance (``z_t`` itself for a stride of
+    one, or where the step adds no noise)."""
+    w = interval_noise_weights(alphas_cumprod, t, t_next) if t - t_next > 1 else np.ones(1)
+    norm = float(np.sqrt(np.sum(w**2)))
+    if len(w) == 1 or norm == 0.0:
+        return _step_noise(table, t, shape)
+    out = torch.zeros((table.shape[0], *shape))
+    for i, weight in enumerate(w / norm):
+        if weight != 0.0:
+            out += float(weight) * _step_noise(table, t - i, shape)
+    return out
+
+
+def _ddpm_step_std(alphas_cumprod: torch.Tensor, t: int, t_next: int) -> float:
+    """The standard deviation of diffusers' DDPM step (variance ``fixed_small``, floored)."""
+    abar = float(alphas_cumprod[t])
+    abar_next = float(alphas_cumprod[t_next]) if t_next >= 0 else 1.0
+    var = (1.0 - abar_next) / (1.0 - abar) * (1.0 - abar / abar_next)
+    return math.sqrt(max(var, 1e-20))
+
+
 def guided_prediction(
     net: torch.nn.Module,
     x: torch.Tensor,
@@ -269,11 +349,22 @@ def denoise(
     if name in STOCHASTIC and noise is None:
         raise ValueError(f"the {name} sampler needs a noise table for its per-step noise")
     x = sample
+    shape = tuple(sample.shape[1:])
     with torch.no_grad():
-        for t in ts:
+        for k, t in enumerate(ts):
+            t_next = ts[k + 1] if k + 1 < len(ts) else -1
             out = guided_prediction(net, x, t, condition, guidance)
-            if name in STOCHASTIC:
-                x = scheduler.step(out, t, x, generator=_step_generators(noise, t)).prev_sample
+            if name == "ddpm":
+                x_next = scheduler.step(out, t, x, generator=_step_generators(noise, t)).prev_sample
+                if t - t_next > 1 and t > 0:  # swap the drawn z_t for the interval's noise
+                    z = interval_noise(noise, scheduler.alphas_cumprod, t, t_next, shape)
+                    z = z - _step_noise(noise, t, shape)
+                    std = _ddpm_step_std(scheduler.alphas_cumprod, t, t_next)
+                    x_next = x_next + std * z.to(x_next.device, x_next.dtype)
+                x = x_next
+            elif name == "dpm-solver-sde":
+                z = interval_noise(noise, scheduler.alphas_cumprod, t, t_next, shape)
+                x = scheduler.step(out, t, x, variance_noise=z.to(x.device)).prev_sample
             elif name == "ddim":
                 x = scheduler.step(out, t, x, eta=0.0).prev_sample
             else:
@@ -370,6 +461,8 @@ __all__ = [
     "ddim_invert",
     "denoise",
     "guided_prediction",
+    "interval_noise",
+    "interval_noise_weights",
     "make_scheduler",
     "noise_table",
     "resolve_device",
