@@ -10,7 +10,16 @@ classifier sees), with the standard error of that gap over the sets (``max_gap_s
 are paired, so a gap within about two standard errors is not resolved by this many sets).
 Every sampler generates the same sets (same seed, same starting noise). A warm-up on the timed
 runs' batch shapes comes first (cuDNN autotuning; compilation with ``--compile``);
-``--scores FILE.npz`` keeps the per-set scores, so runs with other seeds can be pooled.
+``--scores FILE.npz`` keeps the per-set scores and the run's settings, so runs with other seeds
+can be pooled, and ``--reference FILE.npz`` takes the full DDPM chain's scores from such a file
+instead of sampling it again (the file's model weights, classifier, seed, sets, conditions and
+guidance must be this run's: the full chain's images depend on nothing else).
+
+The stochastic samplers' strided steps draw the full chain's noise of their interval
+(:mod:`mitokit.interpret.sampling`, "Coupled strides"), so a DDPM or SDE-DPM-Solver++ chain of
+25 steps is a coarse view of the very 1000-step chain it is compared with, and their paired
+difference measures the discretisation with a much smaller standard error than independent
+draws would give. The deterministic solvers share only the starting noise.
 
 Without ``--model`` a tiny model is trained first on synthetic 32x32 cell patches (a minute on
 CPU: timings then describe the tiny network, and its curves are those of an undertrained model);
@@ -26,6 +35,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -74,6 +84,88 @@ def _quick_models(work: Path, *, size: int, n: int, epochs: int, seed: int) -> t
     return dpm.model_dir, clf.model_dir
 
 
+def _weights_digest(folder: str) -> str:
+    """sha256 over a model folder's weight files (what the images depend on)."""
+    h = hashlib.sha256()
+    for f in sorted(Path(folder).rglob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _reference(path: str, key: str, settings: dict) -> tuple[np.ndarray, dict]:
+    """The per-set scores and the record of ``key`` in a ``--scores`` file of the same settings."""
+    with np.load(path) as z:
+        if "settings" not in z.files or key not in z.files:
+            raise SystemExit(f"{path}: no settings record or no {key} scores (see --scores)")
+        saved = json.loads(str(z["settings"]))
+        scores = z[key]
+    for name, value in settings.items():
+        if saved.get(name) != value:
+            raise SystemExit(
+                f"{path}: {name} is {saved.get(name)!r}, this run's is {value!r}; "
+                "the reference must come from the same model, classifier and sets"
+            )
+    return scores, saved["runs"][key]
+
+
+def _compare(per_set: dict[str, np.ndarray], ref_key: str) -> dict[str, dict]:
+    """Each sampler's mean-curve gap to ``ref_key``'s, with its paired standard error.
+
+    The sets are paired (same starting noise; the stochastic samplers the same noise path): the
+    standard error of the per-set difference says whether a gap is more than the noise of this
+    many sets; ``|gap| + 2 SE`` at the worst condition bounds the true gap at about 97.5 % per
+    condition.
+    """
+    ref = per_set[ref_key]
+    out = {}
+    for key, scores in per_set.items():
+        gap = scores.mean(axis=0) - ref.mean(axis=0)
+        j = int(np.argmax(np.abs(gap)))
+        row = {"gap_curve": [round(float(v), 4) for v in gap]}
+        row["max_gap_to_ddpm"] = round(float(abs(gap[j])), 4)
+        if key != ref_key and len(scores) > 1:
+            se = (scores - ref).std(axis=0, ddof=1) / math.sqrt(len(scores))
+            row["max_gap_se"] = round(float(se[j]), 4)
+            row["max_gap_plus_2se"] = round(float((np.abs(gap) + 2 * se).max()), 4)
+        out[key] = row
+    return out
+
+
+def _pool(paths: list[str]) -> dict:
+    """Pool ``--scores`` files of the same model, classifier, conditions and guidance."""
+    per_set: dict[str, list[np.ndarray]] = {}
+    first, seeds, ref_key = None, [], None
+    for path in paths:
+        with np.load(path) as z:
+            if "settings" not in z.files:
+                raise SystemExit(f"{path}: no settings record (see --scores)")
+            settings = json.loads(str(z["settings"]))
+            arrays = {k: z[k] for k in z.files if k not in ("settings", "conditions")}
+        same = {k: v for k, v in settings.items() if k not in ("seed", "sets", "runs")}
+        if first is None:
+            first = same
+            ref_key = next(k for k in settings["runs"] if k.startswith("ddpm-"))
+        elif same != first:
+            raise SystemExit(f"{path}: other model, classifier, conditions or guidance")
+        if settings["seed"] in seeds:
+            raise SystemExit(f"{path}: seed {settings['seed']} is pooled twice")
+        seeds.append(settings["seed"])
+        for key, scores in arrays.items():
+            per_set.setdefault(key, []).append(scores)
+    common = {k: np.concatenate(v) for k, v in per_set.items() if len(v) == len(paths)}
+    if ref_key not in common:
+        raise SystemExit(f"{ref_key} is not in every file")
+    return {
+        "pooled": paths,
+        "seeds": seeds,
+        "sets": len(common[ref_key]),
+        "conditions": first["conditions"],
+        "guidance": first["guidance"],
+        "reference": ref_key,
+        "samplers": _compare(common, ref_key),
+    }
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
@@ -112,11 +204,28 @@ def main() -> None:
         default=None,
         help="also save every sampler's per-set scores (sets x conditions) to this .npz",
     )
+    p.add_argument(
+        "--reference",
+        default=None,
+        help="take the full DDPM chain's per-set scores from this --scores file of the same "
+        "model, classifier, seed, sets, conditions and guidance instead of sampling it",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--size", type=int, default=32, help="tiny model: patch size")
     p.add_argument("--train-patches", type=int, default=96, help="tiny model: patches")
     p.add_argument("--train-epochs", type=int, default=8, help="tiny model: epochs")
+    p.add_argument(
+        "--pool",
+        nargs="+",
+        default=None,
+        metavar="FILE.npz",
+        help="sample nothing: pool these --scores files (other seeds of the same model, "
+        "classifier, conditions and guidance) and print the gaps over all their sets",
+    )
     a = p.parse_args()
+    if a.pool:
+        print(json.dumps(_pool(a.pool)))
+        return
 
     from mitokit.interpret import curve_stats, generate_transitions, good_sets, parse_grid
     from mitokit.interpret.sampling import (
@@ -182,11 +291,26 @@ def main() -> None:
             "guidance": a.guidance,
             "precision": a.precision,
         }
+        ref_key = f"ddpm-{runs[0][1]}"
+        settings = {
+            "model_sha256": _weights_digest(model_dir),
+            "classifier_sha256": [_weights_digest(d) for d in clf_dirs],
+            "seed": a.seed,
+            "sets": a.sets,
+            "conditions": conditions.tolist(),
+            "guidance": out["guidance"],
+            "precision": a.precision,
+        }
+        results, per_set = {}, {}
+        if a.reference:
+            scores, record = _reference(a.reference, ref_key, settings)
+            per_set[ref_key] = scores
+            results[ref_key] = {**record, "reused_from": a.reference}
+            runs = runs[1:]
         # warm-up on the timed runs' batch shapes (cuDNN autotuning, compilation)
         t0 = time.perf_counter()
         generate_transitions(model, a.sets, conditions, scheduler="ddim", steps=2, **common)
         out["warm_up_s"] = round(time.perf_counter() - t0, 2)
-        results, curves, per_set = {}, {}, {}
         for kind, steps in runs:
             tr = generate_transitions(
                 model, a.sets, conditions, scheduler=kind, steps=steps, **common
@@ -197,7 +321,6 @@ def main() -> None:
             steps_run = tr.nfe // (2 if tr.guidance != 1.0 else 1)
             calls = math.ceil(a.sets / per_batch) * steps_run  # network calls (batches)
             key = f"{kind}-{steps}"
-            curves[key] = mean
             per_set[key] = scores
             results[key] = {
                 "sets_per_s": round(a.sets / tr.seconds, 4),
@@ -208,26 +331,17 @@ def main() -> None:
                 "mean_curve": [round(float(v), 4) for v in mean],
                 "good_set_yield": float(good_sets(scores).mean()),
             }
-        ref_key = f"ddpm-{runs[0][1]}"
-        ref = curves[ref_key]
-        for key, mean in curves.items():
-            gap = mean - ref
-            j = int(np.argmax(np.abs(gap)))
-            results[key]["gap_curve"] = [round(float(v), 4) for v in gap]
-            results[key]["max_gap_to_ddpm"] = round(float(abs(gap[j])), 4)
-            # the sets are paired (same starting noise): the standard error of the per-set
-            # difference at the worst condition says whether the gap is more than the noise
-            # of this many sets
-            if key != ref_key and a.sets > 1:
-                diff = per_set[key][:, j] - per_set[ref_key][:, j]
-                results[key]["max_gap_se"] = round(float(diff.std(ddof=1) / math.sqrt(a.sets)), 4)
+        records = {key: dict(r) for key, r in results.items()}  # before the comparisons
+        for key, row in _compare(per_set, ref_key).items():
+            results[key].update(row)
             results[key]["speedup_vs_ddpm"] = round(
                 results[key]["sets_per_s"] / results[ref_key]["sets_per_s"], 2
             )
         out["samplers"] = results
         if a.scores:
+            record = json.dumps({**settings, "runs": records})
             tmp_path = Path(a.scores).with_suffix(".partial.npz")
-            np.savez(tmp_path, conditions=conditions, **per_set)
+            np.savez(tmp_path, conditions=conditions, settings=np.array(record), **per_set)
             os.replace(tmp_path, a.scores)
         out["largest_gap_to_ddpm"] = max(r["max_gap_to_ddpm"] for r in results.values())
         if device.type == "cpu":
