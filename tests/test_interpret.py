@@ -256,6 +256,20 @@ def test_interval_noise_is_standard_normal_and_carries_the_full_chains_noise():
     torch.testing.assert_close(smp.interval_noise(table, ac, 999, 998, (4,))[7], z_t)
 
 
+def test_interval_noise_is_the_same_whatever_the_number_of_threads(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from diffusers import DDPMScheduler
+
+    ac = DDPMScheduler(num_train_timesteps=1000).alphas_cumprod
+    table = smp.noise_table(4, range(6), 1000)
+    threaded = smp.interval_noise(table, ac, 999, 959, (3, 8, 8))
+    with ThreadPoolExecutor(max_workers=1) as one:
+        monkeypatch.setattr(smp, "_POOL", [one])
+        single = smp.interval_noise(table, ac, 999, 959, (3, 8, 8))
+    assert torch.equal(threaded, single)
+
+
 @pytest.mark.parametrize("kind", smp.STOCHASTIC)
 def test_strided_stochastic_chains_follow_the_full_chain_of_their_noise(model, kind):
     """A 10-step chain ends near the full 100-step DDPM chain of the same noise table."""

@@ -55,7 +55,9 @@ For a fast sampler of the paper's DDPM, ``dpm-solver-sde`` at 25 steps.
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -275,11 +277,35 @@ def interval_noise(
     norm = float(np.sqrt(np.sum(w**2)))
     if len(w) == 1 or norm == 0.0:
         return _step_noise(table, t, shape)
-    out = torch.zeros((table.shape[0], *shape))
-    for i, weight in enumerate(w / norm):
-        if weight != 0.0:
-            out += float(weight) * _step_noise(table, t - i, shape)
+    w = w / norm
+
+    def chunk(start: int) -> torch.Tensor:
+        part = torch.zeros((table.shape[0], *shape))
+        for i in range(start, min(start + _NOISE_CHUNK, len(w))):
+            if w[i] != 0.0:
+                part += float(w[i]) * _step_noise(table, t - i, shape)
+        return part
+
+    # the draws are most of the work (as many as the full chain's): fixed chunks of timesteps
+    # in threads (torch's generators release the GIL), summed in a fixed order so that the
+    # result does not depend on the number of threads
+    starts = range(0, len(w), _NOISE_CHUNK)
+    parts = list(_noise_pool().map(chunk, starts)) if len(starts) > 1 else [chunk(0)]
+    out = parts[0]
+    for part in parts[1:]:
+        out += part
     return out
+
+
+#: Timesteps of the full chain one thread draws and sums (:func:`interval_noise`).
+_NOISE_CHUNK = 8
+_POOL: list[ThreadPoolExecutor] = []
+
+
+def _noise_pool() -> ThreadPoolExecutor:
+    if not _POOL:
+        _POOL.append(ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)))
+    return _POOL[0]
 
 
 def _ddpm_step_std(alphas_cumprod: torch.Tensor, t: int, t_next: int) -> float:
