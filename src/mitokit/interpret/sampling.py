@@ -39,6 +39,9 @@ each strided chain is sampled exactly as before; what changes is that a 25-step 
 coarse view of the same 1000-step chain (one Brownian path, in SDE terms), so the two end
 close together and a comparison of step counts measures discretisation rather than the noise
 of independent draws. A stride of one draws ``z_t`` itself: DDPM's full chain is unchanged.
+The price is the full chain's number of draws, on the CPU (in threads, so that they overlap a
+GPU's network calls): a 40-timestep interval for 200 sets of 64 px takes about 0.6 s on two
+cores.
 
 Which sampler. The ODE solvers (DDIM, DPM-Solver++) reach DDPM's distribution only where the
 probability-flow equation and the reverse SDE share their marginals. With classifier-free
