@@ -129,17 +129,19 @@ class _Oracle(torch.nn.Module):
         return (x - a.sqrt() * self.x_star) / (1 - a).sqrt()
 
 
-def _from_noise(net, model, kind: str, steps: int) -> torch.Tensor:
-    """Two chains of ``kind`` from pure noise (T = 1000) to clean images."""
-    table = smp.noise_table(0, range(2), 1000)
+def _from_noise(net, model, kind: str, steps: int, table: np.ndarray | None = None):
+    """Chains of ``kind`` from pure noise to clean images, one per row of the noise table
+    (default: two rows of seed 0)."""
+    T = model.num_train_timesteps
+    table = smp.noise_table(0, range(2), T) if table is None else table
     return smp.denoise(
         net,
         smp.start_noise(table, (3, 16, 16)),
-        torch.zeros(2),
+        torch.zeros(len(table)),
         scheduler=smp.make_scheduler(model, kind),
         kind=kind,
         steps=steps,
-        timesteps=smp.timestep_sequence(999, steps, 1000),
+        timesteps=smp.timestep_sequence(T - 1, steps, T),
         noise=table,
     )
 
@@ -278,22 +280,9 @@ def test_strided_stochastic_chains_follow_the_full_chain_of_their_noise(model, k
     other = smp.noise_table(1, range(4), T)
     other[:, 0] = table[:, 0]  # the same starting noise, other step noise
     net = model.sampling_net()
-
-    def run(kind: str, steps: int, noise: np.ndarray) -> torch.Tensor:
-        return smp.denoise(
-            net,
-            smp.start_noise(noise, (3, 16, 16)),
-            torch.zeros(4),
-            scheduler=smp.make_scheduler(model, kind),
-            kind=kind,
-            steps=steps,
-            timesteps=smp.timestep_sequence(T - 1, steps, T),
-            noise=noise,
-        )
-
-    full = run("ddpm", T, table)
-    coupled = (run(kind, 10, table) - full).abs().mean()
-    independent = (run(kind, 10, other) - full).abs().mean()
+    full = _from_noise(net, model, "ddpm", T, table)
+    coupled = (_from_noise(net, model, kind, 10, table) - full).abs().mean()
+    independent = (_from_noise(net, model, kind, 10, other) - full).abs().mean()
     assert coupled < 0.5 * independent
 
 
