@@ -75,8 +75,14 @@ def register_predictor(task: str) -> Callable[[PredictorFactory], PredictorFacto
     return wrap
 
 
-def load_predictor(folder: str | os.PathLike, *, device: str | torch.device = "cpu") -> Predictor:
+def load_predictor(
+    folder: str | os.PathLike, *, device: str | torch.device = "cpu", fold_bn: bool = True
+) -> Predictor:
     """The predictor of a saved model folder (written by the training engine).
+
+    ``fold_bn`` folds the model's batch-norm layers into its convolutions
+    (:func:`mitokit.models.inference.fold_batchnorm`): the same predictions up to float
+    rounding, faster.
 
     Raises:
         MitokitError: A model whose task cannot read slides (e.g. a patch classifier), or a
@@ -92,6 +98,10 @@ def load_predictor(folder: str | os.PathLike, *, device: str | torch.device = "c
         raise input_error(folder, f"a {task!r} model cannot read slides (models that can: {known})")
     dev = torch.device(device)
     model, cfg = load_model(folder, map_location=dev)
+    if fold_bn:
+        from mitokit.models.inference import fold_batchnorm
+
+        fold_batchnorm(model.eval())
     return _FACTORIES[task](model, cfg, dev)
 
 
