@@ -323,7 +323,11 @@ def test_ensemble_average_and_configs(tmp_path):
     loaded, cfgs = load_ensemble([tmp_path / "ens"])
     assert len(loaded) == 2 and len(cfgs) == 2
     with torch.no_grad():
-        assert torch.allclose(loaded(x), expected)
+        assert torch.allclose(loaded(x), expected, atol=1e-6)
+    # Members load with their batch norm folded (same scores), unless told not to.
+    norms = [m for m in loaded.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    unfolded, _ = load_ensemble([tmp_path / "ens"], fold_bn=False)
+    assert not norms and any(isinstance(m, torch.nn.BatchNorm2d) for m in unfolded.modules())
     base = {"task": "patch_classifier", "train": {"seed": 5, "out": "runs/p", "epochs": 2}}
     configs = ensemble_configs(base, n=3)
     assert [c["train"]["seed"] for c in configs] == [5, 6, 7]

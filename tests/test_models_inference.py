@@ -140,7 +140,6 @@ def test_load_predictor_folds_unless_told_not_to(tmp_path):
     assert max(b) - min(b) > 1e-4  # the tiles score differently
 
 
-@pytest.mark.slow
 def test_faster_rcnn_backbone_folds_and_detects_the_same():
     from mitokit.engines.task import get_task
 

@@ -133,6 +133,7 @@ def load_ensemble(
     *,
     expect_task: str | tuple[str, ...] | None = PATCH_CLASSIFIER,
     map_location: str | torch.device = "cpu",
+    fold_bn: bool = True,
 ) -> tuple[PatchEnsemble, list[dict[str, Any]]]:
     """Load saved models (folders, or folders of seed folders) as one ensemble.
 
@@ -140,6 +141,9 @@ def load_ensemble(
         folders: Model folders written by :func:`mitokit.models.io.save_model`.
         expect_task: Task(s) the models must be of (None: any, but all the same).
         map_location: Device.
+        fold_bn: Fold each member's batch norm into its convolutions
+            (:func:`mitokit.models.inference.fold_batchnorm`): the same scores up to float
+            rounding, faster. Off for a model that is to be trained further.
 
     Returns:
         (the ensemble in eval mode, the members' configs).
@@ -148,11 +152,14 @@ def load_ensemble(
         MitokitError: A model of another task (``"is a 'tile_regressor' model, expected
             'patch_classifier'"``), or members of different tasks.
     """
+    from mitokit.models.inference import fold_batchnorm
     from mitokit.models.io import load_model
 
     models, cfgs = [], []
     for folder in expand_checkpoints(folders):
         model, cfg = load_model(folder, expect_task=expect_task, map_location=map_location)
+        if fold_bn:
+            fold_batchnorm(model)
         if cfgs and cfg["task"] != cfgs[0]["task"]:
             raise input_error(
                 folder, f"is a {cfg['task']!r} model; the first model is {cfgs[0]['task']!r}"
