@@ -420,7 +420,7 @@ def _predict_images(
     from mitokit.models.detector import DETECTOR, detect
     from mitokit.models.io import load_model
 
-    model, _ = load_model(model_dir, expect_task=DETECTOR, map_location=device)
+    model, _ = load_model(model_dir, expect_task=DETECTOR, map_location=device, fold_bn=True)
     return {
         name: detect(model, [to_tensor(read_rgb(test_dir / "images" / name))], device=device)[0]
         for name in names

@@ -286,7 +286,7 @@ def _predict_test_tiles(
     from mitokit.models.classifier import TILE_TASKS, predict_tiles
     from mitokit.models.io import load_model
 
-    model, _ = load_model(model_dir, expect_task=TILE_TASKS, map_location=device)
+    model, _ = load_model(model_dir, expect_task=TILE_TASKS, map_location=device, fold_bn=True)
     images: list[str] = []
     boxes: list[list[int]] = []
     scores: list[float] = []
@@ -798,7 +798,9 @@ def soft_vs_majority(
                 (result.out_dir / "config.resolved.json").read_text(encoding="utf-8")
             )
             splits[target] = _split_ids(resolved, int(seed))
-            model, _ = load_model(result.model_dir, expect_task=PATCH_CLASSIFIER, map_location=dev)
+            model, _ = load_model(
+                result.model_dir, expect_task=PATCH_CLASSIFIER, map_location=dev, fold_bn=True
+            )
             p = predict_images(model, list(test_images), batch_size=128, device=dev)
             prune_run(result.out_dir, keep_best=keep_models)
             probs[target] = p

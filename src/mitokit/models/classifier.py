@@ -152,14 +152,13 @@ def load_ensemble(
         MitokitError: A model of another task (``"is a 'tile_regressor' model, expected
             'patch_classifier'"``), or members of different tasks.
     """
-    from mitokit.models.inference import fold_batchnorm
     from mitokit.models.io import load_model
 
     models, cfgs = [], []
     for folder in expand_checkpoints(folders):
-        model, cfg = load_model(folder, expect_task=expect_task, map_location=map_location)
-        if fold_bn:
-            fold_batchnorm(model)
+        model, cfg = load_model(
+            folder, expect_task=expect_task, map_location=map_location, fold_bn=fold_bn
+        )
         if cfgs and cfg["task"] != cfgs[0]["task"]:
             raise input_error(
                 folder, f"is a {cfg['task']!r} model; the first model is {cfgs[0]['task']!r}"

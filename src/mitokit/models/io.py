@@ -96,6 +96,7 @@ def load_model(
     *,
     expect_task: str | tuple[str, ...] | None = None,
     map_location: str | torch.device = "cpu",
+    fold_bn: bool = False,
 ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """Rebuild a saved model through its task and load its weights.
 
@@ -104,6 +105,9 @@ def load_model(
         expect_task: Refuse a model of any other task (e.g. a detector handed to a classifier
             command).
         map_location: Device of the loaded weights.
+        fold_bn: For inference only: fold the batch norm into the convolutions
+            (:func:`mitokit.models.inference.fold_batchnorm`; the same outputs up to float
+            rounding, faster).
 
     Returns:
         (model in eval mode, its config).
@@ -125,4 +129,9 @@ def load_model(
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
         raise input_error(folder, f"weights do not fit the model config: {first}") from None
-    return model.to(map_location).eval(), cfg
+    model = model.to(map_location).eval()
+    if fold_bn:
+        from mitokit.models.inference import fold_batchnorm
+
+        fold_batchnorm(model)
+    return model, cfg

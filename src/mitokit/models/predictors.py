@@ -97,11 +97,7 @@ def load_predictor(
         known = ", ".join(sorted(_FACTORIES)) or "none"
         raise input_error(folder, f"a {task!r} model cannot read slides (models that can: {known})")
     dev = torch.device(device)
-    model, cfg = load_model(folder, map_location=dev)
-    if fold_bn:
-        from mitokit.models.inference import fold_batchnorm
-
-        fold_batchnorm(model.eval())
+    model, cfg = load_model(folder, map_location=dev, fold_bn=fold_bn)
     return _FACTORIES[task](model, cfg, dev)
 
 
