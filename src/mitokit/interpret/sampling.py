@@ -57,6 +57,7 @@ For a fast sampler of the paper's DDPM, ``dpm-solver-sde`` at 25 steps.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable, Sequence
@@ -302,13 +303,12 @@ def interval_noise(
 
 #: Timesteps of the full chain one thread draws and sums (:func:`interval_noise`).
 _NOISE_CHUNK = 8
-_POOL: list[ThreadPoolExecutor] = []
 
 
+@functools.cache
 def _noise_pool() -> ThreadPoolExecutor:
-    if not _POOL:
-        _POOL.append(ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)))
-    return _POOL[0]
+    """The threads of :func:`interval_noise` (made once, on first use)."""
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
 
 
 def _ddpm_step_std(alphas_cumprod: torch.Tensor, t: int, t_next: int) -> float:

@@ -48,7 +48,7 @@ def fold_batchnorm(model: nn.Module) -> int:
 
 
 def _fold(module: nn.Module) -> int:
-    if isinstance(module, (nn.Conv2d, *_NORMS)) or not any(True for _ in module.children()):
+    if isinstance(module, (nn.Conv2d, *_NORMS)) or next(module.children(), None) is None:
         return 0
     try:
         graph = _Tracer().trace(module)
