@@ -156,7 +156,7 @@ def test_mitos_folder_lists_every_frame_and_png(tmp_path):
 
 
 def test_mitos_point_outside_png_is_an_error(tmp_path):
-    put(tmp_path / "A_mitosis.csv", "120,20,1.0\n")
+    put(tmp_path / "A_mitosis.csv", "140,20,1.0\n")  # 40 px out: more than half a box
     fake_png(tmp_path / "A.png", 100, 90)
     with raises_naming(tmp_path, "outside"):
         read(tmp_path)
@@ -169,7 +169,7 @@ def test_mitos_point_outside_png_is_an_error(tmp_path):
         ("1,2,0.5\n3,nan,0.5\n", ["line 2", "not finite"]),
         ("1,2,1.5\n", ["outside [0, 1]"]),
         ("1,2,3,4\n", ["line 1", "fields"]),
-        ("-1,2,0.5\n", ["negative"]),
+        ("-30,2,0.5\n", ["outside", "more than 25 px"]),
     ],
 )
 def test_mitos_bad_lines(tmp_path, content, words):
@@ -377,7 +377,7 @@ def test_coco_round_trip_and_xyxy_writer(tmp_path):
             lambda d: d["annotations"][0].update(votes=[{"rater": "a", "value": 2}]),
             ["outside [0, 1]"],
         ),
-        (lambda d: d["annotations"][0].update(bbox=[5000, 1, 5050, 50]), ["outside image"]),
+        (lambda d: d["annotations"][0].update(bbox=[5000, 1, 5050, 50]), ["wholly outside"]),
     ],
 )
 def test_coco_bad_input(tmp_path, mutate, words):
@@ -631,7 +631,7 @@ def test_geojson_one_file_per_image(tmp_path):
         ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, ["unsupported geometry"]),
         ({"type": "Point", "coordinates": [float("nan"), 1]}, ["not finite"]),
         ({"type": "Point", "coordinates": ["a", 1]}, ["not a number"]),
-        ({"type": "Point", "coordinates": [-5, 1]}, ["negative"]),
+        ({"type": "Point", "coordinates": [-26, 1]}, ["outside the image"]),
         ({"type": "Polygon", "coordinates": [[1, 2]]}, ["[x, y]"]),
         (None, ["no geometry"]),
     ],

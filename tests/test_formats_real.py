@@ -46,7 +46,17 @@ def test_midog_coco(shared_data):
     assert labels(s) == {"mitosis": 1721, "non_mitosis": 2714}
     assert len(s.images) == 200
     # MIDOG's boxes are [x1, y1, x2, y2] of 50 x 50 px
-    assert {(a.box[2] - a.box[0], a.box[3] - a.box[1]) for a in s} == {(50.0, 50.0)}
+    # (48 of them cross their image's border: clipped, their published centre kept as the point)
+    whole = [a for a in s if a.point is None]
+    assert {(a.box[2] - a.box[0], a.box[3] - a.box[1]) for a in whole} == {(50.0, 50.0)}
+    assert s.adjustments == {"clipped_boxes": 48} and len(s) - len(whole) == 48
+    for a in s:
+        if a.point is not None:
+            info = s.images[a.image]
+            x1, y1, x2, y2 = a.box
+            assert 0 <= x1 < x2 <= info.width and 0 <= y1 < y2 <= info.height
+            assert (x2 - x1, y2 - y1) != (50.0, 50.0)
+            assert max(abs(a.point[0] - (x1 + x2) / 2), abs(a.point[1] - (y1 + y2) / 2)) > 0
     raw = json.loads(path.read_text())
     first = raw["annotations"][0]
     assert s.annotations[0].box == tuple(float(v) for v in first["bbox"])

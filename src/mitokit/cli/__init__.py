@@ -7,6 +7,7 @@ on stderr and exit code 2, without a traceback.
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
@@ -15,10 +16,25 @@ from mitokit import __version__
 from mitokit.errors import MitokitError
 
 
+class _NoteHandler(logging.Handler):
+    """Notes of the library (``mitokit`` logger, warnings and up) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(f"mitokit: note: {record.getMessage()}", err=True)
+
+
+def _show_notes() -> None:
+    log = logging.getLogger("mitokit")
+    if not any(isinstance(h, _NoteHandler) for h in log.handlers):
+        log.addHandler(_NoteHandler(logging.WARNING))
+        log.propagate = False
+
+
 class _Group(click.Group):
     """A click group that turns user errors into one line on stderr and exit code 2."""
 
     def invoke(self, ctx: click.Context):
+        _show_notes()
         try:
             return super().invoke(ctx)
         except MitokitError as exc:

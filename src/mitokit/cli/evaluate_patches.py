@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import echo_json, json_option, strict_option
 
 
 @click.command("patches")
@@ -48,6 +48,7 @@ from mitokit.cli.options import echo_json, json_option
     help="Also write the per-patch scores (CSV).",
 )
 @json_option
+@strict_option
 def patches(
     models, labels, images, exclude_ids, only_ids, tta, threshold, scores_out, as_json
 ) -> None:

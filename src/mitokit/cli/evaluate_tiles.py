@@ -6,7 +6,7 @@ import math
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import echo_json, json_option, strict_option
 from mitokit.errors import MitokitError
 
 
@@ -79,6 +79,7 @@ def _method(spec: str) -> tuple[str, str]:
 )
 @click.option("--figure", type=click.Path(dir_okay=False), default=None, help="ROC figure (PNG).")
 @json_option
+@strict_option
 def tiles(
     preds: tuple[str, ...],
     truth_path: str,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import echo_json, json_option, mpp_option, strict_option
 
 _FORMAT_HELP = "Input format; detected from the content when not given."
 
@@ -39,6 +39,7 @@ def labels() -> None:
     help="Also save the score distribution by number of votes (PNG).",
 )
 @json_option
+@strict_option
 def summary(files, fmt, bins, repeats, level, figure, as_json) -> None:
     """Summarise one or more label FILES (merged): images, classes, raters, votes, agreement."""
     from mitokit.io.annotations import AnnotationSet, read_annotations
@@ -73,15 +74,7 @@ def _print_summary(r: dict) -> None:
         click.echo(f"votes/object: {vpo}")
         click.echo(f"majority ({r['vote_target']}): {r['majority']}")
         click.echo(f"unanimous: {r['unanimous']}")
-    ag = r["agreement"]
-
-    def fmt(v):
-        return "n/a" if v is None else f"{v:.3f}"
-
-    click.echo(
-        f"agreement:  Fleiss kappa {fmt(ag['fleiss_kappa'])} ({ag['fleiss_objects']} objects), "
-        f"Krippendorff alpha {fmt(ag['krippendorff_alpha'])} ({ag['alpha_objects']} objects)"
-    )
+    click.echo(f"agreement:  {r['agreement_text']}")
     h = r["score_histogram"]
     click.echo(f"scores ({r['scored_objects']} objects): {h['counts']}")
     if r.get("figure"):
@@ -94,25 +87,31 @@ def _print_summary(r: dict) -> None:
 @click.option("--in-format", default=None, help=_FORMAT_HELP)
 @click.option(
     "--out-format",
-    type=click.Choice(["geojson", "csv", "coco"]),
+    type=click.Choice(["geojson", "csv", "coco", "gc_points"]),
     default=None,
-    help="Output format; from DST's extension when not given (.geojson, .csv, .json).",
+    help="Output format; from DST's extension when not given (.geojson, .csv, .json). "
+    "gc_points: Grand-Challenge points in mm (MIDOG), one image, needs an mpp.",
 )
 @click.option(
     "--image",
     default=None,
     help="Keep only the objects of this image (QuPath: one file per image).",
 )
-def convert(src, dst, in_format, out_format, image) -> None:
-    """Convert label file SRC to DST (QuPath GeoJSON, CSV or COCO JSON)."""
+@mpp_option
+@strict_option
+def convert(src, dst, in_format, out_format, image, mpp) -> None:
+    """Convert label file SRC to DST (QuPath GeoJSON, CSV, COCO JSON or Grand-Challenge points).
+
+    --mpp converts Grand-Challenge points (millimetres, MIDOG) from and to pixels.
+    """
     from mitokit.io.annotations import read_annotations, write_annotations
 
-    data = read_annotations(src, format=in_format)
+    data = read_annotations(src, format=in_format, hints={"mpp": mpp})
     if image is not None:
         if image not in data.images and not any(a.image == image for a in data):
             from mitokit.errors import input_error
 
             raise input_error(src, f"no image {image!r} in the file")
         data = data.filter(image=image)
-    write_annotations(data, dst, format=out_format)
+    write_annotations(data, dst, format=out_format, hints={"mpp": mpp})
     click.echo(f"wrote {len(data)} objects to {dst}", err=True)

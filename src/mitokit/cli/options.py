@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -17,6 +19,29 @@ mpp_option = click.option(
     default=None,
     help="Microns per pixel at level 0; overrides the file's value, required where it has none.",
 )
+
+
+def strict_option(func: Callable) -> Callable:
+    """``--strict``: every label file the command reads is refused where it would be adjusted.
+
+    Without it, readers take real files as published (boxes crossing the border clipped, centres
+    just outside it kept, MultiPolygons split) and say so in one line on stderr.
+    """
+
+    @click.option(
+        "--strict",
+        is_flag=True,
+        help="Refuse label files that need adjusting (boxes crossing the image border, centres "
+        "just outside it, multi-part polygons) instead of adjusting them with a note.",
+    )
+    @functools.wraps(func)
+    def wrapper(*args: Any, strict: bool, **kwargs: Any) -> Any:
+        from mitokit.io.formats import strict_reading
+
+        with strict_reading(strict):
+            return func(*args, **kwargs)
+
+    return wrapper
 
 
 def echo_json(data: Any) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import echo_json, json_option, strict_option
 
 
 @click.command("train")
@@ -32,6 +32,7 @@ from mitokit.cli.options import echo_json, json_option
 )
 @click.option("--no-progress", is_flag=True, help="No progress bar or per-epoch lines.")
 @json_option
+@strict_option
 def train(config, overrides, out, resume, seeds, no_progress, as_json) -> None:
     """Train the model CONFIG describes; keep the best epoch by validation loss.
 

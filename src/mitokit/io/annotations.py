@@ -174,6 +174,9 @@ class AnnotationSet:
         format: The format it was read from.
         vote_target: What a vote of 1 says yes to (``mitosis`` unless the source rates another
             property, e.g. ``atypical`` for AMi-Br's per-rater atypicality votes).
+        adjustments: What reading changed to take the source as published, counted by kind
+            (``clipped_boxes``, ``border_points``, ``multipolygon_split``); see
+            :func:`adjustment_notes`. Empty where the source was taken as it is.
     """
 
     annotations: list[Annotation] = field(default_factory=list)
@@ -182,6 +185,7 @@ class AnnotationSet:
     source: str | None = None
     format: str | None = None
     vote_target: str = MITOSIS
+    adjustments: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.annotations)
@@ -207,7 +211,13 @@ class AnnotationSet:
             self.images if image is None else {k: v for k, v in self.images.items() if k == image}
         )
         return AnnotationSet(
-            kept, dict(images), list(self.raters), self.source, self.format, self.vote_target
+            kept,
+            dict(images),
+            list(self.raters),
+            self.source,
+            self.format,
+            self.vote_target,
+            dict(self.adjustments),
         )
 
     @classmethod
@@ -223,6 +233,8 @@ class AnnotationSet:
                     out.raters.append(r)
             out.source = s.source if out.source is None else out.source
             out.format = s.format if out.format in (None, s.format) else "mixed"
+            for kind, n in s.adjustments.items():
+                out.adjustments[kind] = out.adjustments.get(kind, 0) + n
         return out
 
     def check_inside(self, path: str | os.PathLike | None = None) -> None:
@@ -243,10 +255,33 @@ class AnnotationSet:
                 )
 
 
+_ADJUSTMENT_TEXT = {
+    "clipped_boxes": "{n} box(es) crossed the image border and were clipped",
+    "border_points": (
+        "{n} object centre(s) lay just outside the image border (within half a box) and were kept"
+    ),
+    "multipolygon_split": (
+        "{n} MultiPolygon(s) with separate parts were read as one object per part"
+    ),
+}
+
+
+def adjustment_notes(aset: AnnotationSet) -> list[str]:
+    """One line per kind of adjustment reading made, naming the source (empty if none)."""
+    where = f"{aset.source}: " if aset.source else ""
+    notes = []
+    for kind, n in aset.adjustments.items():
+        if n:
+            text = _ADJUSTMENT_TEXT.get(kind, "{n} object(s) adjusted (" + kind + ")")
+            notes.append(where + text.format(n=n))
+    return notes
+
+
 def read_annotations(
     path: str | os.PathLike,
     *,
     format: str | None = None,  # noqa: A002 - the user-facing word
+    strict: bool | None = None,
     **options,
 ) -> AnnotationSet:
     """Read an annotation file (or a folder of MITOS-ATYPIA-14 CSVs) of any supported format.
@@ -254,12 +289,28 @@ def read_annotations(
     The format is detected from the content unless ``format`` names it. ``options`` go to the
     reader (for example ``columns=("row", "col")`` for a centroid CSV).
 
+    Real files are read as published: a box crossing its image's border is clipped to the image
+    (its centre kept as the object's point), an object centre on or just outside the border
+    (within half a box, :data:`~mitokit.io.formats.BORDER_TOLERANCE_PX`) is kept, a
+    MultiPolygon of separate parts becomes one object per part. What was adjusted is counted in
+    the set's ``adjustments``, logged once on the ``mitokit`` logger (the CLI prints it on
+    stderr) and listed by :func:`adjustment_notes`.
+
+    Args:
+        path: The file or folder.
+        format: The format's name; detected from the content when None.
+        strict: Refuse what would be adjusted instead (None: the current default, see
+            :func:`mitokit.io.formats.strict_reading`).
+        **options: Reader options.
+
     Raises:
-        MitokitError: The file is missing, of unknown format, or malformed; the message names it.
+        MitokitError: The file is missing, empty, of unknown format, or malformed; an object
+            wholly outside its image, duplicate object ids; under ``strict`` anything that
+            would be adjusted. The message names the file.
     """
     from mitokit.io import formats
 
-    return formats.read(Path(path), format=format, **options)
+    return formats.read(Path(path), format=format, strict=strict, **options)
 
 
 def write_annotations(

@@ -4,10 +4,14 @@ Votes are categorical on the values they take (0 / 0.5 / 1 for probabilistic lab
 binary ones). Both measures are computed from a units x values count table, so repeated ratings of
 one object by the same rater count as ratings, consistently with ``repeats="pool"``.
 
-Fleiss' kappa assumes every object received the same number of ratings; it is computed on the
-objects that have the most common number of ratings (at least two), and the count used is
-reported. Krippendorff's alpha allows a varying number of ratings per object (missing ratings) and
-uses every object with two ratings or more.
+Fleiss' kappa assumes every object received the same number of ratings. Where they all did, it is
+the data set's kappa. Where the number varies (MIDOG++ asked a third rater only where the first
+two disagreed) it cannot be: kappa over the objects with the most common number of ratings is
+kept apart as ``fleiss_kappa_subset``, with the objects it covers, and ``fleiss_kappa`` is NaN;
+such a subset can be unanimous by construction (kappa 1.0) and says nothing of the data set.
+Krippendorff's alpha allows a varying number of ratings per object (missing ratings) and uses
+every object with two ratings or more: it is the figure to quote then (though a rater asked only
+on disagreement still biases it towards disagreement).
 """
 
 from __future__ import annotations
@@ -29,9 +33,14 @@ class Agreement:
     """Agreement figures of a set of rated objects.
 
     Attributes:
-        fleiss_kappa: Fleiss' kappa, NaN where it cannot be computed.
-        fleiss_objects: Objects used for kappa (those with the modal number of ratings).
+        fleiss_kappa: Fleiss' kappa over every rated object; NaN where it cannot be computed,
+            including where objects carry different numbers of ratings.
+        fleiss_kappa_subset: Fleiss' kappa over the objects with the modal number of ratings
+            only (equal to ``fleiss_kappa`` where the number does not vary).
+        fleiss_objects: Objects used for the subset kappa (those with the modal number).
         ratings_per_object: That modal number of ratings.
+        rated_objects: Objects with two ratings or more.
+        ratings_vary: Whether rated objects carry different numbers of ratings.
         krippendorff_alpha: Krippendorff's alpha at ``level``, NaN where it cannot be computed.
         alpha_objects: Objects used for alpha (two ratings or more).
         level: Level of measurement used for alpha.
@@ -47,6 +56,25 @@ class Agreement:
     level: str
     unanimous_fraction: float
     values: tuple[float, ...]
+    fleiss_kappa_subset: float = float("nan")
+    rated_objects: int = 0
+    ratings_vary: bool = False
+
+    def describe(self) -> str:
+        """One line saying each figure and the objects it covers."""
+
+        def fmt(v: float) -> str:
+            return "n/a" if not np.isfinite(v) else f"{v:.3f}"
+
+        alpha = f"Krippendorff alpha {fmt(self.krippendorff_alpha)} ({self.alpha_objects} objects)"
+        if not self.ratings_vary:
+            return f"Fleiss kappa {fmt(self.fleiss_kappa)} ({self.fleiss_objects} objects), {alpha}"
+        return (
+            f"{alpha}; Fleiss kappa n/a: ratings per object vary, and over only the "
+            f"{self.fleiss_objects} of {self.rated_objects} objects with "
+            f"{self.ratings_per_object} ratings it is {fmt(self.fleiss_kappa_subset)}, "
+            "not the data set's agreement"
+        )
 
     def to_dict(self) -> dict:
         """JSON-friendly dict (NaN becomes None)."""
@@ -127,8 +155,22 @@ def agreement(annotations: AnnotationSet | Sequence[Sequence[Vote]], *, level: L
     else:
         vote_lists = [v for v in annotations if len(v)]
     table, values = count_table(vote_lists)
-    kappa, k_rows, per_object = fleiss_kappa(table)
+    subset, k_rows, per_object = fleiss_kappa(table)
     alpha, a_rows = krippendorff_alpha(table, values, level=level)
     rated = table[table.sum(axis=1) >= 2]
     unanimous = float(np.mean((rated > 0).sum(axis=1) == 1)) if len(rated) else float("nan")
-    return Agreement(kappa, k_rows, per_object, alpha, a_rows, level, unanimous, values)
+    vary = len(set(rated.sum(axis=1).tolist())) > 1
+    kappa = float("nan") if vary else subset
+    return Agreement(
+        kappa,
+        k_rows,
+        per_object,
+        alpha,
+        a_rows,
+        level,
+        unanimous,
+        values,
+        fleiss_kappa_subset=subset,
+        rated_objects=int(len(rated)),
+        ratings_vary=vary,
+    )

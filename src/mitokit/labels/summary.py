@@ -36,8 +36,8 @@ def summarize(
         ``annotated_images``, ``objects``, ``classes`` (class -> count), ``raters`` (count),
         ``rater_ids``, ``vote_target``, ``votes_per_object`` (number of votes -> objects),
         ``majority`` (from votes: positive / negative / tie counts), ``score_histogram`` (mean
-        vote, else agreement) and ``agreement`` (Fleiss' kappa, Krippendorff's alpha, unanimous
-        share).
+        vote, else agreement), ``agreement`` (Fleiss' kappa, Krippendorff's alpha, unanimous
+        share, the objects each covers) and ``agreement_text`` (the same in one line).
     """
     images = set(annotations.images) | {a.image for a in annotations}
     classes = Counter(a.label for a in annotations)
@@ -55,6 +55,7 @@ def summarize(
     unanimous_positive = sum(
         1 for a in annotations if a.votes and all(v.value == 1 for v in a.votes)
     )
+    agreed = agreement(annotations, level=level)  # type: ignore[arg-type]
     return {
         "source": annotations.source,
         "format": annotations.format,
@@ -70,5 +71,6 @@ def summarize(
         "unanimous": {"positive": unanimous_positive, "negative": unanimous_negative},
         "scored_objects": int(np.isfinite(scores).sum()),
         "score_histogram": score_histogram(scores, bins=bins),
-        "agreement": agreement(annotations, level=level).to_dict(),  # type: ignore[arg-type]
+        "agreement": agreed.to_dict(),
+        "agreement_text": agreed.describe(),
     }

@@ -7,7 +7,13 @@
 * ``coco``: COCO / MIDOG JSON, ``xywh`` or ``xyxy`` boxes (read, write);
 * ``sliderunner``: SlideRunner SQLite database (read);
 * ``geojson``: QuPath GeoJSON (read, write);
-* ``amibr``: AMi-Br CSV with per-expert atypicality votes (read).
+* ``amibr``: AMi-Br CSV with per-expert atypicality votes (read);
+* ``gc_points``: Grand-Challenge "Multiple points" JSON in millimetres, MIDOG's ground truth and
+  submissions, one file per image; needs the image's ``mpp`` (read, write);
+* ``asap_xml``: ASAP XML, dots / point sets / polygons / rectangles (read);
+* ``imagescope_xml``: Aperio ImageScope XML regions, with ``MicronsPerPixel`` (read);
+* ``imagefolder``: a folder of class sub-folders of patch images, torchvision's ImageFolder
+  layout, one object per image (read).
 
 :func:`detect_format` tells the format from the content (rules in its docstring); ``format=``
 overrides it. Every reader returns an :class:`~mitokit.io.annotations.AnnotationSet` whose
@@ -17,17 +23,39 @@ every problem with the input raises :class:`~mitokit.errors.MitokitError` naming
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import csv
 import inspect
+import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from mitokit.errors import MitokitError, input_error
-from mitokit.io.annotations import AnnotationSet
-from mitokit.io.formats import amibr, centroid_csv, coco, geojson, mitos_csv, sliderunner, table_csv
-from mitokit.io.formats._common import decode_text, parse_json, read_text, validate
+from mitokit.io.annotations import AnnotationSet, adjustment_notes
+from mitokit.io.formats import (
+    amibr,
+    asap_xml,
+    centroid_csv,
+    coco,
+    gc_points,
+    geojson,
+    imagefolder,
+    imagescope_xml,
+    mitos_csv,
+    sliderunner,
+    table_csv,
+)
+from mitokit.io.formats._common import (
+    BORDER_TOLERANCE_PX,
+    decode_text,
+    parse_json,
+    read_text,
+    validate,
+)
+from mitokit.io.formats._xml import leading_tags
 
 READERS: dict[str, Callable[..., AnnotationSet]] = {
     "mitos_atypia14": mitos_csv.read_mitos_atypia14,
@@ -37,6 +65,10 @@ READERS: dict[str, Callable[..., AnnotationSet]] = {
     "sliderunner": sliderunner.read_sliderunner,
     "geojson": geojson.read_geojson,
     "amibr": amibr.read_amibr,
+    "gc_points": gc_points.read_gc_points,
+    "asap_xml": asap_xml.read_asap_xml,
+    "imagescope_xml": imagescope_xml.read_imagescope_xml,
+    "imagefolder": imagefolder.read_imagefolder,
 }
 """Reader per format name."""
 
@@ -44,6 +76,7 @@ WRITERS: dict[str, Callable[..., None]] = {
     "csv": table_csv.write_table_csv,
     "coco": coco.write_coco,
     "geojson": geojson.write_geojson,
+    "gc_points": gc_points.write_gc_points,
 }
 """Writer per format name."""
 
@@ -57,6 +90,15 @@ ALIASES = {
     "qupath": "geojson",
     "sqlite": "sliderunner",
     "ami-br": "amibr",
+    "gc": "gc_points",
+    "grand-challenge": "gc_points",
+    "multiple-points": "gc_points",
+    "midog-points": "gc_points",
+    "asap": "asap_xml",
+    "imagescope": "imagescope_xml",
+    "aperio": "imagescope_xml",
+    "image-folder": "imagefolder",
+    "class-folders": "imagefolder",
 }
 """Other names accepted for ``format``."""
 
@@ -66,6 +108,7 @@ EXTENSIONS = {".geojson": "geojson", ".json": "coco", ".csv": "csv"}
 _JSON_READERS: dict[str, Callable[..., AnnotationSet]] = {
     "coco": coco.coco_from_json,
     "geojson": geojson.geojson_from_json,
+    "gc_points": gc_points.gc_points_from_json,
 }
 _HEAD_BYTES = 1 << 20
 
@@ -92,10 +135,14 @@ def detect_format(path: str | os.PathLike) -> str:
     Rules, in order:
 
     * a folder holding ``*_mitosis.csv`` / ``*_not_mitosis.csv`` files -> ``mitos_atypia14``;
+      otherwise a folder with two or more sub-folders holding images -> ``imagefolder``;
     * a file starting with the SQLite magic ``"SQLite format 3\\0"`` -> ``sliderunner``;
     * JSON (first character ``{`` or ``[``): ``"type": "FeatureCollection"``/``"Feature"``, a
       ``features`` list, or a list of Features -> ``geojson``; an object with ``images`` and
-      ``annotations`` -> ``coco``;
+      ``annotations`` -> ``coco``; an object with ``"type": "Multiple points"`` (case ignored)
+      and a ``points`` list -> ``gc_points``;
+    * XML (first character ``<``): root ``ASAP_Annotations`` -> ``asap_xml``; root
+      ``Annotations`` holding ``Regions`` (or empty) -> ``imagescope_xml``;
     * text, by its first line that is not blank (nor a ``#`` comment): a header with
       ``expert1_atypical`` -> ``amibr``; a header with all of mitokit's columns (or the
       ``# mitokit:`` line) -> ``csv``; otherwise a name ending in ``_mitosis.csv`` /
@@ -108,10 +155,30 @@ def detect_format(path: str | os.PathLike) -> str:
     return _sniff(Path(path))[0]
 
 
+_STRICT: contextvars.ContextVar[bool] = contextvars.ContextVar("mitokit_strict", default=False)
+log = logging.getLogger("mitokit")
+
+
+@contextlib.contextmanager
+def strict_reading(strict: bool = True) -> Iterator[None]:
+    """Within the block, :func:`read` refuses what it would adjust unless told otherwise.
+
+    The CLI's ``--strict`` sets this around a command, so every label file the command reads,
+    however deep in the library, is read strictly.
+    """
+    token = _STRICT.set(bool(strict))
+    try:
+        yield
+    finally:
+        _STRICT.reset(token)
+
+
 def read(
     path: str | os.PathLike,
     *,
     format: str | None = None,  # noqa: A002 - the user-facing word
+    strict: bool | None = None,
+    hints: dict[str, Any] | None = None,
     **options: Any,
 ) -> AnnotationSet:
     """Read annotations of any supported format.
@@ -119,20 +186,34 @@ def read(
     Args:
         path: A file, or a folder of MITOS-ATYPIA-14 label files.
         format: Format name or alias; detected from the content when None.
+        strict: Refuse what would be adjusted (boxes crossing the border, centres just
+            outside it, split MultiPolygons) instead of adjusting and counting it; None takes
+            the default set by :func:`strict_reading` (off).
+        hints: What the caller knows about the data, e.g. ``{"mpp": 0.25}`` from a command's
+            ``--mpp``: each is passed on as an option only to a reader that takes it (gc_points
+            needs the mpp; the others ignore it); an explicit option wins.
         **options: Reader options, e.g. ``columns=("row", "col")`` (centroid_csv),
-            ``bbox_format="xyxy"`` (coco), ``image="slide.svs"`` (centroid_csv, geojson).
+            ``bbox_format="xyxy"`` (coco), ``image="slide.svs"`` (centroid_csv, geojson),
+            ``mpp=0.25`` (gc_points), ``positive="Atypical"`` (imagefolder).
 
     Returns:
-        The set, with ``source = str(path)`` and ``format`` = the format's name; object centres
-        are checked to be non-negative and inside images of known size.
+        The set, with ``source = str(path)`` and ``format`` = the format's name, checked and
+        adjusted by :func:`~mitokit.io.formats._common.validate` (its ``adjustments`` count what
+        was changed, and a note is logged on the ``mitokit`` logger).
 
     Raises:
-        MitokitError: Missing file, unknown format, an option the format does not take, or
-            malformed content; the message names the file and the problem.
+        MitokitError: Missing or empty (0-byte) file, unknown format, an option the format does
+            not take, or malformed content; the message names the file and the problem.
     """
     path = Path(path)
     if not path.exists():
         raise input_error(path, "no such file or folder")
+    if strict is None:
+        strict = _STRICT.get()
+    if path.is_file() and path.stat().st_size == 0 and mitos_csv.split_name(path.name) is None:
+        # MITOS-ATYPIA-14 writes an empty file for a frame without objects; elsewhere an empty
+        # file is a failed export or a truncated copy, never "no objects".
+        raise input_error(path, "is empty (0 bytes): not a label file")
     payload = None
     if format is None:
         name, payload = _sniff(path)
@@ -140,6 +221,7 @@ def read(
         name = format_name(format, path)
     reader = READERS[name]
     _check_options(reader, options, name, path)
+    options = {**_taken(reader, hints), **options}
     try:
         if payload is not None and name in _JSON_READERS:
             result = _JSON_READERS[name](payload, path, **options)
@@ -149,7 +231,10 @@ def read(
         raise input_error(path, "nested too deeply to read") from None
     result.source = str(path)
     result.format = name
-    return validate(result, path)
+    result = validate(result, path, strict=strict)
+    for note in adjustment_notes(result):
+        log.warning(note)
+    return result
 
 
 def write(
@@ -158,6 +243,7 @@ def write(
     *,
     format: str | None = None,  # noqa: A002
     image: str | None = None,
+    hints: dict[str, Any] | None = None,
     **options: Any,
 ) -> None:
     """Write annotations atomically; the format follows ``format`` or the extension.
@@ -169,8 +255,10 @@ def write(
         format: ``"geojson"``, ``"coco"`` or ``"csv"`` (or an alias), overriding the extension.
         image: Write only this image's objects (QuPath imports one file per image; see also
             :func:`write_geojson_per_image`).
+        hints: As for :func:`read`: given only to a writer that takes them (``mpp``).
         **options: Writer options: ``object_type`` (geojson), ``bbox_format`` and
-            ``point_box_size`` (coco), ``indent`` (geojson, coco).
+            ``point_box_size`` (coco), ``indent`` (geojson, coco, gc_points), ``mpp``
+            (gc_points).
 
     Raises:
         MitokitError: An unknown or read-only format, an extension that names no format, an
@@ -193,6 +281,7 @@ def write(
             )
     writer = WRITERS[name]
     _check_options(writer, options, name, path)
+    options = {**_taken(writer, hints), **options}
     if image is not None:
         if image not in annotations.images and not any(a.image == image for a in annotations):
             raise input_error(path, f"no image {image!r} in the annotations")
@@ -212,6 +301,18 @@ def _check_options(func: Callable, options: dict[str, Any], name: str, path: Pat
         )
 
 
+def _taken(func: Callable, hints: dict[str, Any] | None) -> dict[str, Any]:
+    """The hints (not None) that ``func`` takes as keyword options."""
+    if not hints:
+        return {}
+    params = inspect.signature(func).parameters
+    return {
+        k: v
+        for k, v in hints.items()
+        if v is not None and k in params and params[k].kind == params[k].KEYWORD_ONLY
+    }
+
+
 def _unknown(path: Path, why: str):
     return input_error(path, f"unknown annotation format ({why})")
 
@@ -221,7 +322,13 @@ def _sniff(path: Path) -> tuple[str, Any]:
     if path.is_dir():
         if mitos_csv.label_files(path):
             return "mitos_atypia14", None
-        raise _unknown(path, "a folder without *_mitosis.csv or *_not_mitosis.csv files")
+        if imagefolder.is_imagefolder(path):
+            return "imagefolder", None
+        raise _unknown(
+            path,
+            "a folder without *_mitosis.csv or *_not_mitosis.csv files, nor two or more class "
+            "sub-folders of images",
+        )
     if not path.exists():
         raise input_error(path, "no such file or folder")
     try:
@@ -242,10 +349,26 @@ def _sniff(path: Path) -> tuple[str, Any]:
             return "geojson", data
         if isinstance(data, dict) and "images" in data and "annotations" in data:
             return "coco", data
+        if gc_points.is_gc_points(data):
+            return "gc_points", data
         raise _unknown(
-            path, "JSON that is neither GeoJSON features nor COCO with images and annotations"
+            path,
+            "JSON that is neither GeoJSON features, COCO with images and annotations, nor "
+            'Grand-Challenge "Multiple points"',
         )
+    if first == "<":
+        return _sniff_xml(path), None
     return _sniff_text(text, path), None
+
+
+def _sniff_xml(path: Path) -> str:
+    tags = leading_tags(path)
+    root = tags[0] if tags else ""
+    if root == asap_xml.ROOT:
+        return "asap_xml"
+    if root == imagescope_xml.ROOT and ("Regions" in tags or len(tags) == 1):
+        return "imagescope_xml"
+    raise _unknown(path, f"XML with root element <{root[:60]}>")
 
 
 def _head_text(head: bytes, whole: bool, path: Path) -> str:
@@ -295,12 +418,14 @@ def _sniff_text(text: str, path: Path) -> str:
 
 __all__ = [
     "ALIASES",
+    "BORDER_TOLERANCE_PX",
     "EXTENSIONS",
     "READERS",
     "WRITERS",
     "detect_format",
     "format_name",
     "read",
+    "strict_reading",
     "write",
     "write_geojson_per_image",
 ]

@@ -2,12 +2,16 @@
 
 TUPAC16's ground truth lists ``row,col`` (y first); most other tools write ``x,y``. Say which
 with ``columns``; a header naming the columns (``x,y``, ``row,col``, ``y,x,score`` ...) is
-recognised and, where ``columns`` is not given, decides the order. Fields may be separated by
+recognised and, where ``columns`` is not given, decides the order. A header may also name an
+image column (``image``, ``image_id``, ``slide``, ``file``, ``filename``, ``tile``) and a class
+column (``label``, ``class``, ``category``): ``image,x,y,score`` keeps each row on its own image
+(without one, every point is on the image named by the file's stem). Fields may be separated by
 commas, semicolons, tabs or spaces; blank lines and lines starting with ``#`` are skipped.
 """
 
 from __future__ import annotations
 
+import csv
 import re
 from pathlib import Path
 
@@ -22,13 +26,27 @@ _X_NAMES = {"x", "col", "column", "c", "cx", "x_center", "xc"}
 _Y_NAMES = {"y", "row", "r", "cy", "y_center", "yc"}
 _SCORE_NAMES = {"score", "confidence", "prob", "probability", "p"}
 _AGREEMENT_NAMES = {"agreement"}
+_IMAGE_NAMES = {"image", "image_id", "slide", "slide_id", "file", "filename", "file_name", "tile"}
+_LABEL_NAMES = {"label", "class", "category"}
 _ORDERS = {("x", "y"): (0, 1), ("y", "x"): (1, 0), ("col", "row"): (0, 1), ("row", "col"): (1, 0)}
 _SPLIT = re.compile(r"\s*[,;\t]\s*|\s+")
 
 
 def split_fields(line: str) -> list[str]:
-    """Fields of one line separated by commas, semicolons, tabs or runs of spaces."""
-    return _SPLIT.split(line.strip())
+    """Fields of one line separated by commas, semicolons, tabs or runs of spaces.
+
+    A line holding a comma (else a semicolon, else a tab) is split on that character alone, as a
+    CSV (quotes honoured), so image names with spaces survive; otherwise on runs of spaces.
+    """
+    line = line.strip()
+    for delimiter in (",", ";", "\t"):
+        if delimiter in line:
+            try:
+                fields = next(csv.reader([line], delimiter=delimiter))
+            except (csv.Error, StopIteration):
+                break
+            return [f.strip() for f in fields]
+    return _SPLIT.split(line)
 
 
 def is_number(text: str) -> bool:
@@ -41,7 +59,8 @@ def is_number(text: str) -> bool:
 
 
 def header_roles(fields: list[str]) -> dict[str, int] | None:
-    """Column index per role (x, y, score, agreement) from a header, or None if unrecognised."""
+    """Column index per role (x, y, score, agreement, image, label) from a header, or None if
+    unrecognised."""
     roles: dict[str, int] = {}
     for i, name in enumerate(f.strip().lower() for f in fields):
         for role, names in (
@@ -49,6 +68,8 @@ def header_roles(fields: list[str]) -> dict[str, int] | None:
             ("y", _Y_NAMES),
             ("score", _SCORE_NAMES),
             ("agreement", _AGREEMENT_NAMES),
+            ("image", _IMAGE_NAMES),
+            ("label", _LABEL_NAMES),
         ):
             if name in names and role not in roles:
                 roles[role] = i
@@ -70,13 +91,15 @@ def read_centroid_csv(
         columns: Order of the two coordinate columns: ``("x", "y")`` (the default without a
             header) or ``("row", "col")`` (TUPAC16); ``("y", "x")`` and ``("col", "row")`` are
             the same orders by other names. Given, it overrides a header.
-        label: Class of every point (through :func:`canonical_class`).
-        image: Image id of the points; the file's stem by default.
+        label: Class of every point (through :func:`canonical_class`) where the file has no
+            class column.
+        image: Image id of the points; the file's stem by default. Not allowed where the
+            header names an image column.
         third: What a third column holds: ``"score"`` (a prediction's confidence) or
             ``"agreement"``.
 
     Returns:
-        Points with ids ``<image>_<n>`` (n counts the points from 1).
+        Points with ids ``<image>_<n>`` (n counts each image's points from 1).
 
     Raises:
         MitokitError: A line with a non-numeric or non-finite value or a wrong number of fields.
@@ -94,6 +117,8 @@ def read_centroid_csv(
     label = canonical_class(label)
     roles: dict[str, int] | None = None
     annotations: list[Annotation] = []
+    images: dict[str, ImageInfo] = {}
+    per_image: dict[str, int] = {}
     first = True
     for lineno, raw in enumerate(read_text(path).splitlines(), start=1):
         line = raw.strip()
@@ -108,11 +133,20 @@ def read_centroid_csv(
                     raise input_error(
                         path, f"line {lineno}: not a point and not a known header ({short(line)})"
                     )
+                if "image" in roles and image is not None:
+                    raise input_error(
+                        path,
+                        f"the header names an image column ({fields[roles['image']]!r}); "
+                        "image= does not apply",
+                    )
                 continue
+        iimage = ilabel = None
         if roles is not None and columns is None:
             ix, iy = roles["x"], roles["y"]
             iscore, iagree = roles.get("score"), roles.get("agreement")
-            if len(fields) <= max(ix, iy):
+            iimage, ilabel = roles.get("image"), roles.get("label")
+            needed = max(i for i in (ix, iy, iimage, ilabel) if i is not None)
+            if len(fields) <= needed:
                 raise input_error(path, f"line {lineno}: too few fields ({short(line)})")
         else:
             if len(fields) not in (2, 3):
@@ -131,16 +165,25 @@ def read_centroid_csv(
             score = number(fields[iscore], f"line {lineno}: score", path, text=True)
         if iagree is not None and iagree < len(fields):
             agreement = number(fields[iagree], f"line {lineno}: agreement", path, text=True)
+        on = image_id
+        if iimage is not None:
+            on = fields[iimage]
+            if not on:
+                raise input_error(path, f"line {lineno}: empty image name")
+        images.setdefault(on, ImageInfo(on))
+        per_image[on] = per_image.get(on, 0) + 1
         annotations.append(
             make_annotation(
                 path,
                 f"line {lineno}",
-                id=f"{image_id}_{len(annotations) + 1}",
-                image=image_id,
+                id=f"{on}_{per_image[on]}",
+                image=on,
                 point=(x, y),
-                label=label,
+                label=label if ilabel is None else canonical_class(fields[ilabel] or label),
                 score=score,
                 agreement=agreement,
             )
         )
-    return AnnotationSet(annotations, {image_id: ImageInfo(image_id)}, [], str(path), FORMAT)
+    if not images:
+        images[image_id] = ImageInfo(image_id)
+    return AnnotationSet(annotations, images, [], str(path), FORMAT)

@@ -2,13 +2,14 @@
 
 Reading accepts a ``FeatureCollection``, a bare list of Features (QuPath's "Export objects"
 default) or one Feature. Geometry: ``Point`` -> point, ``MultiPoint`` -> one point object per
-position (QuPath stores point annotations as MultiPoint), ``Polygon`` / ``MultiPolygon`` -> the box
-of its bounds. ``properties.classification.name`` (or a plain string) gives the label through
-:func:`canonical_class`, ``default_label`` where there is none. ``properties.measurements``, a
-dict (QuPath >= 0.4) or a list of ``{name, value}`` (older QuPath), gives ``score`` and
-``agreement``. mitokit's own properties ``id``, ``image``, ``votes``, ``point`` and ``extra``
-(also kept as ``metadata.mitokit_*`` strings, which QuPath preserves when it re-exports
-annotations) are read back, so a written file round-trips.
+position (QuPath stores point annotations as MultiPoint), ``Polygon`` -> the box of its bounds,
+``MultiPolygon`` -> one box object per part (ids ``<id>_<n>``; the split is counted in the set's
+``adjustments`` and refused under ``strict``). ``properties.classification.name`` (or a plain
+string) gives the label through :func:`canonical_class`, ``default_label`` where there is none.
+``properties.measurements``, a dict (QuPath >= 0.4) or a list of ``{name, value}`` (older QuPath),
+gives ``score`` and ``agreement``. mitokit's own properties ``id``, ``image``, ``votes``, ``point``
+and ``extra`` (also kept as ``metadata.mitokit_*`` strings, which QuPath preserves when it
+re-exports annotations) are read back, so a written file round-trips.
 
 Writing follows QuPath's GeoJSON conventions (``PathObjectTypeAdapters`` of QuPath 0.4/0.5):
 
@@ -131,9 +132,23 @@ def geojson_from_json(
             if vote.rater not in raters:
                 raters.append(vote.rater)
     aset = AnnotationSet(annotations, images, raters, str(path), FORMAT, vote_target)
+    split = _split_multipolygons(features)
+    if split:
+        aset.adjustments["multipolygon_split"] = split
     if not aset.annotations and not aset.images:
         aset.images[fallback_image] = ImageInfo(fallback_image)
     return add_annotated_images(aset)
+
+
+def _split_multipolygons(features: list) -> int:
+    """How many features are MultiPolygons of several parts (read as one object per part)."""
+    count = 0
+    for feature in features:
+        geometry = feature.get("geometry") if isinstance(feature, dict) else None
+        if isinstance(geometry, dict) and geometry.get("type") == "MultiPolygon":
+            coords = geometry.get("coordinates")
+            count += isinstance(coords, list) and len(coords) > 1
+    return count
 
 
 def _meta(meta: Any, path: Path):
@@ -209,8 +224,20 @@ def _feature(
         if not isinstance(coords, list) or not coords:
             raise input_error(path, f"{where}: MultiPoint without coordinates")
         shapes = [(point_of(c, f"{where} MultiPoint", path), None) for c in coords]
-    elif kind in ("Polygon", "MultiPolygon"):
-        shapes = [(own_point, _bounds(coords, 3 if kind == "MultiPolygon" else 2, where, path))]
+    elif kind == "Polygon":
+        shapes = [(own_point, _bounds(coords, 2, where, path))]
+    elif kind == "MultiPolygon":
+        # Separate parts are separate objects: one box spanning them all would cover cells that
+        # are no part of any of them. The caller counts the split (see _split_multipolygons).
+        if not isinstance(coords, list) or not coords:
+            raise input_error(path, f"{where}: MultiPolygon without coordinates")
+        if len(coords) == 1:
+            shapes = [(own_point, _bounds(coords, 3, where, path))]
+        else:
+            shapes = [
+                (None, _bounds(part, 2, f"{where} part {n}", path))
+                for n, part in enumerate(coords, start=1)
+            ]
     else:
         raise input_error(path, f"{where} has unsupported geometry type {short(kind)}")
     out = []

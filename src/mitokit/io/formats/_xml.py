@@ -1,0 +1,85 @@
+"""XML helpers shared by the ASAP and ImageScope readers.
+
+Parsing uses the standard library's :mod:`xml.etree.ElementTree`, whose expat refuses external
+entities and, from expat 2.4.1 on, entity expansion beyond a small amplification factor ("billion
+laughs"). Every parse failure becomes a :class:`~mitokit.errors.MitokitError` naming the file,
+line and column.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET  # noqa: N817 - the usual name
+from pathlib import Path
+
+from mitokit.errors import input_error
+from mitokit.io.formats._common import PathLike, number, read_bytes
+
+_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
+
+
+def _parse_error(path: PathLike, err: Exception):
+    if isinstance(err, ET.ParseError) and getattr(err, "position", None):
+        line, col = err.position
+        msg = str(err).split(":")[0]
+        return input_error(path, f"invalid XML at line {line} column {col + 1}: {msg}")
+    return input_error(path, f"invalid XML: {err}")
+
+
+def parse_xml(path: PathLike) -> ET.Element:
+    """The root element of an XML file.
+
+    Raises:
+        MitokitError: Unreadable file or malformed XML (line and column named).
+    """
+    data = read_bytes(path)
+    try:
+        return ET.fromstring(data)
+    except (ET.ParseError, ValueError, LookupError, RecursionError) as err:
+        raise _parse_error(path, err) from None
+
+
+def leading_tags(path: Path, limit: int = 64) -> list[str]:
+    """Tags of the first ``limit`` elements in document order (root first), for sniffing.
+
+    Raises:
+        MitokitError: Malformed XML before the ``limit``-th element.
+    """
+    tags: list[str] = []
+    try:
+        with open(path, "rb") as fh:
+            for _, elem in ET.iterparse(fh, events=("start",)):
+                tags.append(elem.tag)
+                if len(tags) >= limit:
+                    break
+    except OSError as err:
+        raise input_error(path, f"cannot read the file ({err.strerror or err})") from None
+    except (ET.ParseError, ValueError, LookupError, RecursionError) as err:
+        raise _parse_error(path, err) from None
+    return tags
+
+
+def xml_number(elem: ET.Element, name: str, where: str, path: PathLike) -> float:
+    """A finite number from attribute ``name`` (a decimal comma, as some locales write, is read).
+
+    Raises:
+        MitokitError: The attribute is missing, not a number or not finite.
+    """
+    value = elem.get(name)
+    if value is None:
+        raise input_error(path, f"{where} has no {name}")
+    if _DECIMAL_COMMA.match(value):
+        value = value.replace(",", ".")
+    return number(value, f"{where} {name}", path, text=True)
+
+
+def children(elem: ET.Element | None, tag: str) -> list[ET.Element]:
+    """Direct children of ``elem`` with tag ``tag`` (none where ``elem`` is None)."""
+    return [] if elem is None else list(elem.findall(tag))
+
+
+def bounds(xy: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """The box ``(x1, y1, x2, y2)`` around a non-empty list of points."""
+    xs = [p[0] for p in xy]
+    ys = [p[1] for p in xy]
+    return (min(xs), min(ys), max(xs), max(ys))
