@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import math
 import shutil
 import sqlite3
 import tempfile
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, Vote
-from mitokit.io.formats import READERS, read, write
+from mitokit.io.formats import BORDER_TOLERANCE_PX, READERS, read, write
 
 FUZZ = settings(
     max_examples=100,
@@ -53,6 +54,26 @@ def check(data: bytes, name: str, fmt: str | None) -> None:
         assert "\n" not in str(err)
         return
     assert isinstance(result, AnnotationSet)
+    assert_intact(result)
+
+
+def assert_intact(aset: AnnotationSet) -> None:
+    """What an accepted set promises: unique ids, finite numbers, ordered boxes inside known
+    images (after clipping), centres at most half a box outside, votes in [0, 1]."""
+    ids = [a.id for a in aset]
+    assert len(ids) == len(set(ids))
+    for a in aset:
+        x, y = a.center
+        assert math.isfinite(x) and math.isfinite(y)
+        info = aset.images.get(a.image)
+        w = math.inf if info is None or info.width is None else info.width
+        h = math.inf if info is None or info.height is None else info.height
+        assert max(-x, -y, x - w, y - h) <= BORDER_TOLERANCE_PX
+        if a.box is not None:
+            x1, y1, x2, y2 = a.box
+            assert 0 <= x1 <= x2 <= w and 0 <= y1 <= y2 <= h
+        assert all(0.0 <= v.value <= 1.0 for v in a.votes)
+        assert a.agreement is None or 0.0 <= a.agreement <= 1.0
 
 
 def sample_set() -> AnnotationSet:
@@ -137,7 +158,7 @@ def sliderunner_bytes() -> bytes:
 
 
 VALID = valid_files()
-FORMATS = sorted(READERS)
+FORMATS = sorted(NAMES)
 
 
 def test_valid_files_read():
