@@ -249,10 +249,11 @@ def test_images_on_one_side_only():
     by_image = {r.image: r for r in res.per_image}
     assert [r.image for r in res.per_image] == ["A", "empty", "extra"]
     assert (by_image["extra"].tp, by_image["extra"].fp, by_image["extra"].fn) == (0, 2, 0)
-    # No truth and no predictions: a perfect image by convention.
+    # No truth and no predictions: a perfect image by convention, but not part of macro F1.
     assert by_image["empty"].f1 == 1.0
     assert (res.tp, res.fp, res.fn) == (1, 2, 0)
-    assert res.macro_f1 == pytest.approx((1.0 + 1.0 + 0.0) / 3)
+    assert [r.image for r in res.macro_images] == ["A", "extra"]
+    assert res.macro_f1 == pytest.approx((1.0 + 0.0) / 2)
 
 
 def test_truth_image_without_predictions_is_all_fn():
@@ -361,3 +362,36 @@ def test_default_grid():
     assert len(grid) == 101
     assert grid[0] == 0.0 and grid[-1] == 1.0
     assert np.isin(grid, many).all()  # observed scores, not interpolated values
+
+
+def test_unknown_label_is_an_error_listing_the_classes():
+    truth = _set([("A", 0, 0), ("A", 50, 50, NON_MITOSIS)])
+    pred = _set([("A", 1, 0, MITOSIS, 0.9)])
+    for call in (evaluate_points, sweep_thresholds):
+        with pytest.raises(MitokitError) as err:
+            call(pred, truth, radius_px=5, label="mitsis")
+        assert str(err.value) == (
+            "no object has the class 'mitsis': the truth holds mitosis (1), non_mitosis (1); "
+            "the predictions hold mitosis (1)"
+        )
+
+
+def test_a_known_or_present_label_is_evaluated():
+    # mitosis absent from both sides (a region without mitoses, nothing predicted): vacuous 1.0
+    truth = _set([("A", 50, 50, NON_MITOSIS)])
+    res = evaluate_points(_set([]), truth, radius_px=5)
+    assert (res.tp, res.fp, res.fn, res.f1) == (0, 0, 0, 1.0)
+    # a class of its own that only the predictions carry: every such prediction is an FP
+    res = evaluate_points(_set([("A", 0, 0, "tumour")]), truth, radius_px=5, label="tumour")
+    assert (res.tp, res.fp, res.fn) == (0, 1, 0)
+
+
+def test_macro_f1_leaves_out_images_with_nothing():
+    truth = _set([("A", 0, 0), ("B", 0, 0)], images=("A", "B", "empty1", "empty2"))
+    pred = _set([("A", 0, 0), ("B", 90, 90)])
+    res = evaluate_points(pred, truth, radius_px=5)
+    # A: F1 1, B: F1 0; the two empty images would have made the mean 0.75.
+    assert res.macro_f1 == pytest.approx(0.5)
+    assert res.to_dict()["macro_images"] == 2 and res.to_dict()["n_images"] == 4
+    # nothing anywhere: the pooled convention (1.0)
+    assert evaluate_points(_set([]), _set([], images=("A",)), radius_px=5).macro_f1 == 1.0

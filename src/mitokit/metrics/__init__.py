@@ -1,12 +1,18 @@
 """Metrics: point-matching F1 for detection, and rates, ROC and calibration for classifiers.
 
-* :mod:`mitokit.metrics.detection`: optimal one-to-one point matching within a radius
-  (:func:`match_points`), MIDOG-style pooled F1 (:func:`evaluate_points`) and the F1 over score
-  thresholds (:func:`sweep_thresholds`).
+* :mod:`mitokit.metrics.detection`: one-to-one point matching within a radius, optimal or by the
+  MIDOG scorer's rule (:func:`match_points`), MIDOG-style pooled F1 (:func:`evaluate_points`) and
+  the F1 over score thresholds (:func:`sweep_thresholds`).
+* :mod:`mitokit.metrics.alignment`: which predicted image is which true image
+  (:func:`align_images`), to call before scoring.
+* :mod:`mitokit.metrics.ranking`: scores over all thresholds: AP as MIDOG 2025 computes it
+  (:func:`average_precision`), the FROC curve and score (:func:`froc`) and MIDOG 2025's FROC AUC
+  (:func:`midog2025_froc_auc`).
 * :mod:`mitokit.metrics.classification`: TPR/FPR at a threshold and over thresholds, ROC AUC,
   FPR at equal TPR, balanced accuracy, expected calibration error.
 """
 
+from mitokit.metrics.alignment import ImageAlignment, align_images
 from mitokit.metrics.classification import (
     balanced_accuracy,
     calibration_table,
@@ -19,13 +25,16 @@ from mitokit.metrics.classification import (
 )
 from mitokit.metrics.detection import (
     DEFAULT_RADIUS_UM,
+    MATCHING_RULES,
     DetectionCounts,
     ImageResult,
     Match,
+    Matching,
     PointEvaluation,
     PointMatching,
     SweepRow,
     ThresholdSweep,
+    check_label,
     default_thresholds,
     evaluate_points,
     match_points,
@@ -33,23 +42,40 @@ from mitokit.metrics.detection import (
     radius_to_px,
     sweep_thresholds,
 )
+from mitokit.metrics.ranking import (
+    FROC,
+    FROC_RATES,
+    average_precision,
+    froc,
+    midog2025_froc_auc,
+)
 
 __all__ = [
     "DEFAULT_RADIUS_UM",
+    "FROC",
+    "FROC_RATES",
+    "MATCHING_RULES",
     "DetectionCounts",
+    "ImageAlignment",
     "ImageResult",
     "Match",
+    "Matching",
     "PointEvaluation",
     "PointMatching",
     "SweepRow",
     "ThresholdSweep",
+    "align_images",
+    "average_precision",
     "balanced_accuracy",
     "calibration_table",
+    "check_label",
     "default_thresholds",
     "evaluate_points",
     "expected_calibration_error",
     "fpr_at_tpr",
+    "froc",
     "match_points",
+    "midog2025_froc_auc",
     "precision_recall_f1",
     "radius_to_px",
     "roc_auc",

@@ -7,6 +7,19 @@ then, among those, minimises the summed distance. Greedy nearest-first matching 
 pairs (a prediction grabs the only truth that another prediction could have reached); the optimal
 assignment never does.
 
+Two matching rules are offered (``matching=``):
+
+* ``"optimal"`` (the default): the one-to-one assignment above.
+* ``"midog"``: the rule of the official MIDOG scorer, evalutils' ``score_detection``
+  (evalutils 0.4.2, ``evalutils/scorers.py``). The truth points are taken in their order; for each,
+  the predictions within the radius (inclusive, found with scikit-learn's ``BallTree.query_radius``
+  with ``sort_results=True``, nearest first) are walked and the first one no earlier truth point
+  claimed is claimed; a truth point that finds none is a false negative. Predictions never claimed
+  are false positives. Ties in distance are broken in the order ``BallTree`` returns them, which is
+  why the same ``BallTree`` call is made here: the counts equal ``score_detection`` on the same
+  coordinates (the tests compare them on hundreds of random crowded point sets). This greedy rule
+  can find fewer true positives than the optimal one, never more.
+
 The radius is usually given in micrometres (7.5 um, the MIDOG convention) and converted with the
 slide's microns-per-pixel; see :func:`radius_to_px`.
 
@@ -23,7 +36,11 @@ Conventions used throughout (they are also stated in the docstrings that apply t
   to find and nothing was claimed. F1 is ``2 tp / (2 tp + fp + fn)``.
 * Pooling over images is *micro* (MIDOG): TP, FP and FN are summed over images and precision,
   recall and F1 are computed from the sums. The mean of the per-image F1 (*macro*) is reported
-  separately.
+  separately, over the images that hold a truth positive or a kept prediction only: an image with
+  neither has no F1 to speak of and would otherwise pull the mean towards 1.
+* A class that no object of either set carries (a typo such as ``mitsis``) is an error, unless it
+  is one of the classes mitokit knows (``mitosis``, ``non_mitosis``): a known class may be absent
+  from a region with no mitoses, an unknown one names nothing.
 """
 
 from __future__ import annotations
@@ -31,7 +48,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -41,10 +58,15 @@ from scipy.spatial import cKDTree
 
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import Annotation, AnnotationSet, canonical_class
-from mitokit.types import MITOSIS
+from mitokit.types import CANONICAL_CLASSES, MITOSIS
 
 DEFAULT_RADIUS_UM = 7.5
 """The matching radius of the MIDOG challenges, in micrometres (about 30 px at 0.25 um/px)."""
+
+MATCHING_RULES = ("optimal", "midog")
+"""The matching rules: optimal one-to-one assignment, or the MIDOG scorer's greedy rule."""
+
+Matching = Literal["optimal", "midog"]
 
 _MAX_UNIQUE_SCORES = 200
 _N_QUANTILES = 101
@@ -114,34 +136,44 @@ class PointMatching(NamedTuple):
     unmatched_truth: np.ndarray
 
 
-def match_points(pred_xy: Any, truth_xy: Any, *, radius_px: float) -> PointMatching:
-    """Match predicted to true points one-to-one within a radius, optimally.
+def match_points(
+    pred_xy: Any, truth_xy: Any, *, radius_px: float, matching: Matching = "optimal"
+) -> PointMatching:
+    """Match predicted to true points one-to-one within a radius.
 
-    The assignment maximises the number of pairs whose distance is ``<= radius_px`` and, among the
-    assignments with that many pairs, minimises the summed distance. Points are split into groups
-    connected by within-radius pairs, and each group is solved with
-    :func:`scipy.optimize.linear_sum_assignment` on its dense distance matrix, where pairs beyond
-    the radius cost more than any set of allowed pairs could (so one more pair always beats any
-    saving in distance). The work therefore grows with the size of the crowded neighbourhoods, not
-    with ``N * M``.
+    With ``matching="midog"`` the pairs are those of the MIDOG scorer (see the module docstring):
+    truth points in order, each claiming the nearest prediction within the radius that no earlier
+    truth point claimed.
+
+    With ``matching="optimal"`` (the default) the assignment maximises the number of pairs whose
+    distance is ``<= radius_px`` and, among the assignments with that many pairs, minimises the
+    summed distance. Points are split into groups connected by within-radius pairs, and each group
+    is solved with :func:`scipy.optimize.linear_sum_assignment` on its dense distance matrix, where
+    pairs beyond the radius cost more than any set of allowed pairs could (so one more pair always
+    beats any saving in distance). The work therefore grows with the size of the crowded
+    neighbourhoods, not with ``N * M``.
 
     Args:
         pred_xy: ``(N, 2)`` predicted points (x, y) in pixels; an empty list is allowed.
         truth_xy: ``(M, 2)`` true points (x, y) in pixels.
         radius_px: Largest distance, in pixels, at which a pair still matches (inclusive).
+        matching: ``"optimal"`` or ``"midog"``.
 
     Returns:
         The matched pairs and the unmatched indices of both sides.
 
     Raises:
-        ValueError: An array is not ``(n, 2)`` or holds non-finite values, or the radius is
-            negative or not finite.
+        ValueError: An array is not ``(n, 2)`` or holds non-finite values, the radius is
+            negative or not finite, or the matching rule is unknown.
     """
     pred = _as_xy(pred_xy, "pred_xy")
     truth = _as_xy(truth_xy, "truth_xy")
     radius = _check_radius(radius_px)
-    pi, ti, dist = _candidate_pairs(pred, truth, radius)
-    mp, mt = _optimal_pairs(pi, ti, dist, radius)
+    if _check_matching(matching) == "midog":
+        mp, mt = _midog_pairs(pred, truth, radius)
+    else:
+        pi, ti, dist = _candidate_pairs(pred, truth, radius)
+        mp, mt = _optimal_pairs(pi, ti, dist, radius)
     order = np.argsort(mp, kind="stable")
     pairs = np.stack([mp[order], mt[order]], axis=1).astype(np.intp).reshape(-1, 2)
     unmatched_pred = np.setdiff1d(np.arange(len(pred)), mp, assume_unique=True)
@@ -165,6 +197,40 @@ def _check_radius(radius_px: float) -> float:
     if not (math.isfinite(radius) and radius >= 0):
         raise ValueError(f"radius_px must be finite and >= 0, got {radius_px!r}")
     return radius
+
+
+def _check_matching(matching: str) -> str:
+    if matching not in MATCHING_RULES:
+        raise ValueError(f"matching must be one of {', '.join(MATCHING_RULES)}, got {matching!r}")
+    return matching
+
+
+def _midog_pairs(
+    pred: np.ndarray, truth: np.ndarray, radius: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs of evalutils' ``score_detection``: truth in order, nearest unclaimed prediction.
+
+    The hits of each truth point come from the same scikit-learn call evalutils makes
+    (``BallTree(pred).query_radius(truth, r, return_distance=True, sort_results=True)``), so the
+    inclusive boundary and the order of equidistant predictions are exactly the scorer's.
+    """
+    if len(pred) == 0 or len(truth) == 0:
+        empty = np.empty(0, dtype=np.intp)
+        return empty, empty
+    from sklearn.neighbors import BallTree
+
+    hits, _ = BallTree(pred).query_radius(truth, r=radius, return_distance=True, sort_results=True)
+    claimed = np.zeros(len(pred), dtype=bool)
+    out_p: list[int] = []
+    out_t: list[int] = []
+    for j, hit in enumerate(hits):
+        for i in hit:
+            if not claimed[i]:
+                claimed[i] = True
+                out_p.append(int(i))
+                out_t.append(j)
+                break
+    return np.asarray(out_p, dtype=np.intp), np.asarray(out_t, dtype=np.intp)
 
 
 def _candidate_pairs(
@@ -308,7 +374,8 @@ class PointEvaluation(DetectionCounts):
     """Detection scores of a prediction set against the truth, pooled and per image.
 
     ``tp``, ``fp``, ``fn`` (and ``precision``, ``recall``, ``f1``) are pooled over the images
-    (micro, as MIDOG); ``macro_f1`` is the mean of the per-image F1.
+    (micro, as MIDOG); ``macro_f1`` is the mean of the per-image F1 over the images that hold a
+    truth positive or a kept prediction.
 
     Attributes:
         radius_px: The matching radius used, in pixels.
@@ -316,6 +383,7 @@ class PointEvaluation(DetectionCounts):
         threshold: The score threshold applied to predictions, or None.
         per_image: One result per image, truth images first.
         matches: The matched pairs, image by image.
+        matching: The matching rule, ``"optimal"`` or ``"midog"``.
     """
 
     radius_px: float = 0.0
@@ -323,13 +391,25 @@ class PointEvaluation(DetectionCounts):
     threshold: float | None = None
     per_image: tuple[ImageResult, ...] = ()
     matches: tuple[Match, ...] = field(default=(), repr=False)
+    matching: str = "optimal"
+
+    @property
+    def macro_images(self) -> tuple[ImageResult, ...]:
+        """The images that enter ``macro_f1``: those with a truth positive or a kept prediction."""
+        return tuple(r for r in self.per_image if r.tp + r.fp + r.fn > 0)
 
     @property
     def macro_f1(self) -> float:
-        """Mean of the per-image F1 (1.0 for an image with no positives and no predictions)."""
-        if not self.per_image:
+        """Mean of the per-image F1 over :attr:`macro_images`.
+
+        An image with neither truth positives nor predictions is left out (its F1 of 1.0 says only
+        that there was nothing to find). When no image holds anything, this is the pooled F1
+        (1.0 by the zero-division convention).
+        """
+        counted = self.macro_images
+        if not counted:
             return self.f1
-        return float(np.mean([r.f1 for r in self.per_image]))
+        return float(np.mean([r.f1 for r in counted]))
 
     def to_dict(self, *, include_matches: bool = False) -> dict[str, Any]:
         """A JSON-friendly dict: pooled counts and scores, settings, and per-image results.
@@ -340,9 +420,11 @@ class PointEvaluation(DetectionCounts):
         out = {
             **super().to_dict(),
             "macro_f1": self.macro_f1,
+            "macro_images": len(self.macro_images),
             "radius_px": self.radius_px,
             "label": self.label,
             "threshold": self.threshold,
+            "matching": self.matching,
             "n_images": len(self.per_image),
             "per_image": [r.to_dict() for r in self.per_image],
         }
@@ -372,6 +454,7 @@ class ThresholdSweep:
         best_f1: That F1.
         radius_px: The matching radius used, in pixels.
         label: The evaluated class.
+        matching: The matching rule, ``"optimal"`` or ``"midog"``.
     """
 
     rows: tuple[SweepRow, ...]
@@ -379,6 +462,7 @@ class ThresholdSweep:
     best_f1: float
     radius_px: float
     label: str = MITOSIS
+    matching: str = "optimal"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict with ``best_threshold``, ``best_f1`` and ``rows``."""
@@ -387,6 +471,7 @@ class ThresholdSweep:
             "best_f1": self.best_f1,
             "radius_px": self.radius_px,
             "label": self.label,
+            "matching": self.matching,
             "rows": [r.to_dict() for r in self.rows],
         }
 
@@ -413,7 +498,7 @@ def _split(
     pred: AnnotationSet, truth: AnnotationSet, label: str
 ) -> tuple[list[str], dict[str, list[Annotation]], dict[str, list[Annotation]]]:
     """Images, and per image the predictions and truth positives of class ``label``."""
-    label = canonical_class(label)
+    label = check_label(pred, truth, label)
     images = _image_order(pred, truth)
     preds: dict[str, list[Annotation]] = {i: [] for i in images}
     truths: dict[str, list[Annotation]] = {i: [] for i in images}
@@ -424,6 +509,42 @@ def _split(
         if canonical_class(ann.label) == label:
             truths[ann.image].append(ann)
     return images, preds, truths
+
+
+def _class_counts(annotations: AnnotationSet) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for ann in annotations.annotations:
+        key = canonical_class(ann.label)
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def check_label(pred: AnnotationSet, truth: AnnotationSet, label: str) -> str:
+    """The canonical name of ``label``, or an error when it names no object and no known class.
+
+    A class that mitokit knows (``mitosis``, ``non_mitosis``) may be absent from both sets (a
+    region without mitoses, nothing predicted); any other name that no object of either set
+    carries is taken for a typo, and the error lists the classes each set holds.
+
+    Raises:
+        MitokitError: ``label`` is unknown and absent from both sets.
+    """
+    name = canonical_class(label)
+    if name in CANONICAL_CLASSES:
+        return name
+    truth_counts, pred_counts = _class_counts(truth), _class_counts(pred)
+    if name in truth_counts or name in pred_counts:
+        return name
+
+    def listing(counts: dict[str, int]) -> str:
+        if not counts:
+            return "no object"
+        return ", ".join(f"{k} ({n})" for k, n in sorted(counts.items()))
+
+    raise MitokitError(
+        f"no object has the class {str(label).strip()!r}: the truth holds "
+        f"{listing(truth_counts)}; the predictions hold {listing(pred_counts)}"
+    )
 
 
 def _xy(anns: Sequence[Annotation]) -> np.ndarray:
@@ -443,6 +564,7 @@ def evaluate_points(
     radius_px: float,
     threshold: float | None = None,
     label: str = MITOSIS,
+    matching: Matching = "optimal",
 ) -> PointEvaluation:
     """Score predicted points against true points, per image and pooled over images.
 
@@ -459,9 +581,11 @@ def evaluate_points(
       if ``threshold`` is given, their score is ``>= threshold``; predictions without a score are
       always kept.
     * A ratio with a zero denominator is 0.0, except that an image or pool with no positives and
-      no predictions has precision = recall = F1 = 1.0 (this enters ``macro_f1``).
+      no predictions has precision = recall = F1 = 1.0.
     * Pooled scores are micro (counts summed over images, as MIDOG); ``macro_f1`` is the mean of
-      the per-image F1.
+      the per-image F1 over the images that hold a truth positive or a kept prediction.
+    * Image ids are taken as they are: call :func:`mitokit.metrics.align_images` first when the
+      two sets may name the same images differently.
 
     Args:
         pred: The predictions (points or boxes, optionally with scores).
@@ -469,11 +593,18 @@ def evaluate_points(
         radius_px: Matching radius in pixels (inclusive); see :func:`radius_to_px`.
         threshold: Keep predictions with ``score >= threshold``; None keeps all.
         label: The evaluated class (synonyms such as ``"mitotic figure"`` are accepted).
+        matching: ``"optimal"`` (default) or ``"midog"`` (the MIDOG scorer's greedy rule); see
+            :func:`match_points`.
 
     Returns:
         The pooled and per-image counts and scores, and the matched pairs.
+
+    Raises:
+        MitokitError: The threshold is not finite, or ``label`` names no object and no known
+            class (see :func:`check_label`).
     """
     radius = _check_radius(radius_px)
+    _check_matching(matching)
     if threshold is not None and not math.isfinite(float(threshold)):
         raise MitokitError(f"the score threshold must be finite, got {threshold!r}")
     images, preds, truths = _split(pred, truth, label)
@@ -483,7 +614,7 @@ def evaluate_points(
         p_anns = [a for a in preds[image_id] if _kept(a, threshold)]
         t_anns = truths[image_id]
         p_xy, t_xy = _xy(p_anns), _xy(t_anns)
-        result = match_points(p_xy, t_xy, radius_px=radius)
+        result = match_points(p_xy, t_xy, radius_px=radius, matching=matching)
         for i, j in result.pairs:
             d = float(np.hypot(*(p_xy[i] - t_xy[j])))
             matches.append(Match(image_id, p_anns[i].id, t_anns[j].id, d))
@@ -500,6 +631,7 @@ def evaluate_points(
         threshold=None if threshold is None else float(threshold),
         per_image=tuple(per_image),
         matches=tuple(matches),
+        matching=matching,
     )
 
 
@@ -524,6 +656,7 @@ def sweep_thresholds(
     radius_px: float,
     thresholds: Iterable[float] | None = None,
     label: str = MITOSIS,
+    matching: Matching = "optimal",
 ) -> ThresholdSweep:
     """Pooled precision, recall and F1 at each score threshold, and the best threshold.
 
@@ -532,6 +665,8 @@ def sweep_thresholds(
     the optimal matching changes with the threshold. Only the number of pairs matters for the
     counts, and that is the size of a maximum bipartite matching on the within-radius pairs; the
     pairs are found once and every threshold solves one Hopcroft-Karp matching over all images.
+    With ``matching="midog"`` each threshold runs the MIDOG scorer's rule on the kept predictions
+    of every image (its pairs depend on which predictions are present, in their order).
 
     Args:
         pred: The predictions, with scores.
@@ -539,6 +674,7 @@ def sweep_thresholds(
         radius_px: Matching radius in pixels (inclusive).
         thresholds: The thresholds to try; by default :func:`default_thresholds` of the scores.
         label: The evaluated class; the same conventions as :func:`evaluate_points` apply.
+        matching: ``"optimal"`` (default) or ``"midog"``.
 
     Returns:
         The rows (thresholds ascending) and the lowest threshold reaching the best pooled F1.
@@ -548,6 +684,7 @@ def sweep_thresholds(
             not finite.
     """
     radius = _check_radius(radius_px)
+    _check_matching(matching)
     images, preds, truths = _split(pred, truth, label)
     # One block-diagonal bipartite graph over all images: pairs never cross images.
     pi_all: list[np.ndarray] = []
@@ -566,6 +703,9 @@ def sweep_thresholds(
     ti = np.concatenate(ti_all) if ti_all else np.empty(0, dtype=np.intp)
     score_arr = np.asarray(scores, dtype=float)
     unscored = np.isnan(score_arr)
+    if matching == "midog":
+        p_xys = [_xy(preds[i]) for i in images]
+        t_xys = [_xy(truths[i]) for i in images]
 
     if thresholds is None:
         if unscored.all():
@@ -580,8 +720,11 @@ def sweep_thresholds(
     for t in grid:
         keep = unscored | (score_arr >= t)
         n_kept = int(keep.sum())
-        edge = keep[pi]
-        tp = _max_matching_size(pi[edge], ti[edge], n_pred, n_truth)
+        if matching == "midog":
+            tp = _midog_tp(p_xys, t_xys, keep, radius)
+        else:
+            edge = keep[pi]
+            tp = _max_matching_size(pi[edge], ti[edge], n_pred, n_truth)
         rows.append(SweepRow(tp=tp, fp=n_kept - tp, fn=n_truth - tp, threshold=float(t)))
     f1s = np.array([r.f1 for r in rows])
     best = int(np.argmax(f1s))  # the first, i.e. lowest, threshold among equals
@@ -591,7 +734,24 @@ def sweep_thresholds(
         best_f1=float(f1s[best]),
         radius_px=radius,
         label=canonical_class(label),
+        matching=matching,
     )
+
+
+def _midog_tp(
+    p_xys: list[np.ndarray], t_xys: list[np.ndarray], keep: np.ndarray, radius: float
+) -> int:
+    """True positives of the MIDOG rule over all images, keeping the predictions ``keep`` marks.
+
+    ``keep`` runs over the predictions of all images in order (the images of ``p_xys``).
+    """
+    tp = start = 0
+    for p_xy, t_xy in zip(p_xys, t_xys, strict=True):
+        kept = keep[start : start + len(p_xy)]
+        start += len(p_xy)
+        if len(t_xy) and kept.any():
+            tp += len(_midog_pairs(p_xy[kept], t_xy, radius)[0])
+    return tp
 
 
 def _max_matching_size(pi: np.ndarray, ti: np.ndarray, n_pred: int, n_truth: int) -> int:
