@@ -54,6 +54,14 @@ def evaluate() -> None:
 @click.option("--sweep", is_flag=True, help="Also report F1 over score thresholds.")
 @click.option("--label", default="mitosis", show_default=True, help="The class evaluated.")
 @click.option(
+    "--matching",
+    type=click.Choice(["optimal", "midog"]),
+    default="optimal",
+    show_default=True,
+    help="optimal: the one-to-one assignment with the most pairs; midog: the official MIDOG "
+    "scorer's greedy rule (evalutils score_detection), which can find fewer.",
+)
+@click.option(
     "--overlay",
     "overlay_dir",
     type=click.Path(file_okay=False),
@@ -73,23 +81,32 @@ def points(
     threshold: float | None,
     sweep: bool,
     label: str,
+    matching: str,
     overlay_dir: str | None,
     as_json: bool,
 ) -> None:
     """Detection F1 by one-to-one point matching within a radius (MIDOG).
 
     A prediction within the radius (inclusive) of a true object of class --label is a true
-    positive; matching is one-to-one and optimal. Counts are summed over images before precision,
-    recall and F1 are computed (micro, as MIDOG); the mean per-image F1 is shown as macro F1.
-    The radius defaults to 7.5 um, converted with --mpp or the mpp the truth file gives for all of
-    its images. --sweep adds pooled F1 over score thresholds and the per-image results at the
-    best one.
+    positive; matching is one-to-one, optimal by default or the MIDOG scorer's rule with
+    --matching midog. Counts are summed over images before precision, recall and F1 are computed
+    (micro, as MIDOG); macro F1 is the mean per-image F1 over the images holding a true object or
+    a prediction. The radius defaults to 7.5 um, converted with --mpp or the mpp the truth file
+    gives for all of its images. --sweep adds pooled F1 over score thresholds and the per-image
+    results at the best one. A --label that no object carries is an error listing the classes.
+
+    When every prediction has a score, AP (COCO AP at IoU 0.5 on boxes of half-side 1.5 x the
+    radius, as MIDOG 2025), the FROC score (mean sensitivity at 1/8 to 8 false positives per
+    image) and MIDOG 2025's FROC AUC (0 to 8) are shown too; they run over all thresholds.
 
     --pred may also be the output folder of `mitokit detect` (or one slide's folder in it): the
     detections.geojson of every slide are read. A predicted image id that the truth lacks is
-    matched to the truth image of the same file stem (slide.svs <-> slide), when that is unique.
+    matched to the truth image of the same file stem (slide.svs <-> slide), when that is unique,
+    and a single predicted image to a single truth image; each rename, and every image only one
+    side names, is noted on stderr. When no predicted image matches a truth image it is an error.
     """
     from mitokit.io.annotations import read_annotations
+    from mitokit.metrics.alignment import align_images
     from mitokit.metrics.detection import evaluate_points, radius_to_px, sweep_thresholds
 
     if radius_um is not None and radius_px is not None:
@@ -97,7 +114,8 @@ def points(
     if threshold is not None and not math.isfinite(threshold):
         raise MitokitError(f"--threshold must be finite, got {threshold}")
     truth = read_annotations(truth_path, format=truth_format)
-    pred = _align_images(_read_predictions(pred_path, pred_format), truth)
+    aligned = align_images(_read_predictions(pred_path, pred_format), truth)
+    pred = aligned.pred
     if radius_px is None:
         if mpp is None:
             mpp = _common_mpp(truth, truth_path)
@@ -107,13 +125,15 @@ def points(
                 "matching radius"
             )
     radius = radius_to_px(radius_um=radius_um, radius_px=radius_px, mpp=mpp)
-    result = evaluate_points(pred, truth, radius_px=radius, threshold=threshold, label=label)
+    kw = {"radius_px": radius, "label": label, "matching": matching}
+    result = evaluate_points(pred, truth, threshold=threshold, **kw)
     swept = best = None
     if sweep:
-        swept = sweep_thresholds(pred, truth, radius_px=radius, label=label)
-        best = evaluate_points(
-            pred, truth, radius_px=radius, threshold=swept.best_threshold, label=label
-        )
+        swept = sweep_thresholds(pred, truth, **kw)
+        best = evaluate_points(pred, truth, threshold=swept.best_threshold, **kw)
+    ranking, why_not = _ranking_scores(pred, truth, kw)
+    for note in (*aligned.notes, *([why_not] if why_not else [])):
+        click.echo(f"note: {note}", err=True)
 
     overlays = []
     if overlay_dir is not None:
@@ -125,30 +145,42 @@ def points(
             out["overlays"] = overlays
         out["pred"] = str(pred_path)
         out["truth"] = str(truth_path)
+        out.update(ranking)
+        out["ranking_skipped"] = why_not
+        out["alignment"] = {
+            "renamed": aligned.renamed,
+            "only_in_pred": list(aligned.only_in_pred),
+            "only_in_truth": list(aligned.only_in_truth),
+            "notes": list(aligned.notes),
+        }
         if swept is not None:
             out["sweep"] = {**swept.to_dict(), "at_best": best.to_dict()}
         echo_json(out)
         return
-    _print_table(result, swept, best)
+    _print_table(result, swept, best, ranking)
     if overlay_dir is not None:
         click.echo(f"{len(overlays)} overlay(s) written to {overlay_dir}")
 
 
 def _write_overlays(out_dir, pred, truth, truth_path, radius, label, threshold) -> list[str]:
-    """One overlay PNG per truth image whose file can be found; their paths."""
-    from pathlib import Path
+    """One overlay PNG per truth image whose file can be found; their paths.
 
+    Each is named ``<image stem>_overlay.png``, the stem made safe; ids whose stems clash are
+    numbered apart in sorted order (``a_b``, ``a_b_2``), see :func:`distinct_names`.
+    """
     from mitokit.data.arrays import read_rgb
     from mitokit.io.formats.geojson import image_file_stem
+    from mitokit.io.names import child_path, distinct_names
     from mitokit.report.overlay import find_image, plot_point_overlay
 
     pred_by, truth_by = pred.by_image(), truth.by_image()
+    names = distinct_names(sorted(truth.images), make=image_file_stem)
     written = []
     for image_id, info in sorted(truth.images.items()):
         found = find_image(info, truth_path)
         if found is None:
             continue
-        path = Path(out_dir) / f"{image_file_stem(image_id)}_overlay.png"
+        path = child_path(out_dir, f"{names[image_id]}_overlay.png")
         plot_point_overlay(
             read_rgb(found),
             path,
@@ -183,31 +215,51 @@ def _read_predictions(path: str, fmt: str | None):
     return AnnotationSet.merge(read_annotations(f, format="geojson") for f in files)
 
 
-def _align_images(pred, truth):
-    """Rename predicted image ids the truth lacks to the truth id of the same file stem."""
-    from dataclasses import replace
-    from pathlib import PurePath
+def _ranking_scores(pred, truth, kw) -> tuple[dict, str | None]:
+    """AP, FROC and MIDOG 2025's FROC AUC when every prediction is scored; else why not."""
+    from mitokit.io.annotations import canonical_class
+    from mitokit.metrics.ranking import average_precision, froc, midog2025_froc_auc
 
-    from mitokit.io.annotations import AnnotationSet
+    label = canonical_class(kw["label"])
+    counted = [a for a in pred.annotations if canonical_class(a.label) == label]
+    unscored = sum(a.score is None for a in counted)
+    none = {"ap": None, "froc": None, "midog2025_froc_auc": None}
+    if not counted:
+        return none, None
+    if unscored == len(counted):
+        return none, None  # a point list without scores: nothing to rank, nothing to say
+    if unscored:
+        return none, (
+            f"AP and FROC not computed: {unscored} of {len(counted)} predictions have no score"
+        )
+    if not any(canonical_class(a.label) == label for a in truth.annotations):
+        return none, f"AP and FROC not computed: the truth holds no {label}"
+    radius = kw["radius_px"]
+    curve = froc(pred, truth, radius_px=radius, label=label, matching=kw["matching"])
+    return {
+        "ap": average_precision(pred, truth, radius_px=radius, label=label),
+        "froc": curve.to_dict(),
+        "midog2025_froc_auc": midog2025_froc_auc(pred, truth, radius_px=radius, label=label),
+    }, None
 
-    truth_ids = set(truth.images) | {a.image for a in truth.annotations}
-    by_stem: dict[str, set[str]] = {}
-    for t in truth_ids:
-        by_stem.setdefault(PurePath(t).stem, set()).add(t)
-    rename = {}
-    for p in set(pred.images) | {a.image for a in pred.annotations}:
-        if p in truth_ids:
-            continue
-        found = by_stem.get(PurePath(p).stem, set()) | by_stem.get(p, set())
-        if len(found) == 1:
-            rename[p] = found.pop()
-    if not rename:
-        return pred
-    anns = [a.with_(image=rename.get(a.image, a.image)) for a in pred.annotations]
-    images = {}
-    for k, info in pred.images.items():
-        images[rename.get(k, k)] = replace(info, id=rename.get(k, k))
-    return AnnotationSet(anns, images, list(pred.raters), pred.source, pred.format)
+
+def _print_ranking(ranking: dict) -> None:
+    if ranking["ap"] is None:
+        return
+    curve = ranking["froc"]
+    at = "  ".join(
+        f"{_rate(r)}:{s:.3f}"
+        for r, s in zip(curve["rates"], curve["sensitivity_at_rates"], strict=True)
+    )
+    click.echo(
+        f"AP {ranking['ap']:.3f} (IoU 0.5, boxes of half-side 1.5 x radius, as MIDOG 2025)  "
+        f"MIDOG 2025 FROC AUC {ranking['midog2025_froc_auc']:.3f} (of 8)"
+    )
+    click.echo(f"FROC {curve['score']:.3f} = mean sensitivity at FP/image {at}")
+
+
+def _rate(rate: float) -> str:
+    return f"1/{round(1 / rate)}" if rate < 1 else f"{rate:g}"
 
 
 def _common_mpp(truth, path: str) -> float | None:
@@ -223,13 +275,16 @@ def _common_mpp(truth, path: str) -> float | None:
     return float(values[0])
 
 
-def _print_table(result, swept, best=None) -> None:
+def _print_table(result, swept, best=None, ranking=None) -> None:
     _print_counts(result)
     threshold = "none" if result.threshold is None else f"{result.threshold:g}"
     click.echo(
-        f"macro F1 {result.macro_f1:.3f}  radius {result.radius_px:.2f} px  "
-        f"label {result.label}  threshold {threshold}"
+        f"macro F1 {result.macro_f1:.3f} ({len(result.macro_images)} of {len(result.per_image)} "
+        f"images)  radius {result.radius_px:.2f} px  label {result.label}  "
+        f"threshold {threshold}  matching {result.matching}"
     )
+    if ranking is not None:
+        _print_ranking(ranking)
     if swept is not None:
         click.echo(
             f"sweep: best F1 {swept.best_f1:.3f} at threshold {swept.best_threshold:g} "
