@@ -83,3 +83,15 @@ def bounds(xy: list[tuple[float, float]]) -> tuple[float, float, float, float]:
     xs = [p[0] for p in xy]
     ys = [p[1] for p in xy]
     return (min(xs), min(ys), max(xs), max(ys))
+
+
+def first_unique(names: list[str]) -> list[str]:
+    """Names made unique: a repeated name keeps its first use, later ones get ``#<position>``."""
+    seen: set[str] = set()
+    out = []
+    for k, name in enumerate(names):
+        if name in seen:
+            name = f"{name}#{k + 1}"
+        seen.add(name)
+        out.append(name)
+    return out

@@ -17,7 +17,7 @@ object) -> skipped; ``Rectangle``, ``Polygon``, ``Spline`` and any other type ->
 of the coordinates (a single coordinate -> a point). Coordinates are taken in ``Order``
 (document order where it is missing). The class is ``PartOfGroup`` through
 :func:`canonical_class`; ``"None"`` or no group gives ``default_label``. Object ids are the
-``Name`` attributes (made unique where they repeat). One file describes one image: its id is
+``Name`` attributes (a repeated name gets ``#<position>``). One file describes one image: its id is
 ``image``, by default the file's stem.
 
 A decimal comma (``X="10,5"``, written by ASAP under some locales) is read as a decimal point.
@@ -31,8 +31,8 @@ from pathlib import Path
 
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
-from mitokit.io.formats._common import make_annotation, short, unique_names
-from mitokit.io.formats._xml import bounds, children, parse_xml, xml_number
+from mitokit.io.formats._common import make_annotation, short
+from mitokit.io.formats._xml import bounds, children, first_unique, parse_xml, xml_number
 from mitokit.types import MITOSIS
 
 FORMAT = "asap_xml"
@@ -61,10 +61,7 @@ def read_asap_xml(
     image_id = path.stem if image is None else str(image)
     default_label = canonical_class(default_label)
     elems = children(root.find("Annotations"), "Annotation")
-    names = unique_names(
-        [e.get("Name") or f"annotation {k + 1}" for k, e in enumerate(elems)],
-        [[f"annotation {k + 1}"] for k in range(len(elems))],
-    )
+    names = first_unique([e.get("Name") or f"annotation {k + 1}" for k, e in enumerate(elems)])
     annotations: list[Annotation] = []
     for k, (elem, name) in enumerate(zip(elems, names, strict=True)):
         where = f"annotation #{k + 1} ({short(elem.get('Name') or '')})"

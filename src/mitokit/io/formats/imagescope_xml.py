@@ -24,10 +24,10 @@ are skipped.
 
 Class: the region's ``Text`` when it is not empty, else the layer's ``Name`` when it is not
 empty, else ``default_label``; each through :func:`canonical_class`. Ids are
-``<annotation Id>_<region Id>`` (positions where an Id is missing; made unique where they
-repeat). ``MicronsPerPixel`` on the root, when present and positive, becomes the image's mpp
-(ImageScope writes 0 or nothing where it is unknown). One file describes one image: its id is
-``image``, by default the file's stem.
+``<annotation Id>_<region Id>`` (positions where an Id is missing; a repeated id gets
+``#<position>``). ``MicronsPerPixel`` on the root, when present and positive, becomes the
+image's mpp (ImageScope writes 0 or nothing where it is unknown). One file describes one image:
+its id is ``image``, by default the file's stem.
 
 Malformed XML, a root other than ``Annotations``, a region without vertices, a missing,
 non-numeric or non-finite ``X`` / ``Y`` and a negative or non-numeric ``MicronsPerPixel`` are
@@ -40,8 +40,8 @@ from pathlib import Path
 
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
-from mitokit.io.formats._common import make_annotation, short, unique_names
-from mitokit.io.formats._xml import bounds, children, parse_xml, xml_number
+from mitokit.io.formats._common import make_annotation, short
+from mitokit.io.formats._xml import bounds, children, first_unique, parse_xml, xml_number
 from mitokit.types import MITOSIS
 
 FORMAT = "imagescope_xml"
@@ -87,7 +87,7 @@ def read_imagescope_xml(
             shape = {"point": xy[0]} if len(xy) == 1 else {"box": bounds(xy)}
             fields = {"label": label, "extra": extra, **shape}
             found.append((f"{layer_id}_{region_id}", where, fields))
-    ids = unique_names([f[0] for f in found], [[] for _ in found])
+    ids = first_unique([f[0] for f in found])
     annotations: list[Annotation] = [
         make_annotation(path, where, id=ann_id, image=image_id, **fields)
         for ann_id, (_, where, fields) in zip(ids, found, strict=True)
