@@ -16,7 +16,12 @@ from mitokit.cli.options import echo_json, json_option, strict_option
     type=click.Path(),
     help="Model folder; repeat (or give a folder of seed runs) for an ensemble.",
 )
-@click.option("--labels", required=True, type=click.Path(), help="Patch label file.")
+@click.option(
+    "--labels",
+    required=True,
+    type=click.Path(),
+    help="Patch label file, or a folder of class sub-folders (Atypical/, Normal/).",
+)
 @click.option(
     "--images",
     type=click.Path(file_okay=False),
@@ -31,6 +36,12 @@ from mitokit.cli.options import echo_json, json_option, strict_option
 )
 @click.option(
     "--only-ids", type=click.Path(), default=None, help="Score only the rows this split file lists."
+)
+@click.option(
+    "--positive",
+    default=None,
+    help="Positive class folder when --labels is a folder of class sub-folders (default: the "
+    "one the models were trained with, else a folder named like mitosis).",
 )
 @click.option("--tta", is_flag=True, help="Average over the four flips.")
 @click.option(
@@ -50,7 +61,7 @@ from mitokit.cli.options import echo_json, json_option, strict_option
 @json_option
 @strict_option
 def patches(
-    models, labels, images, exclude_ids, only_ids, tta, threshold, scores_out, as_json
+    models, labels, images, exclude_ids, only_ids, positive, tta, threshold, scores_out, as_json
 ) -> None:
     """AUC, balanced accuracy and calibration error of a patch classifier on LABELS."""
     import csv
@@ -74,6 +85,7 @@ def patches(
         only_ids=only_ids,
         tta=tta,
         threshold=threshold,
+        positive=positive,
     )
     rows = result.pop("scores")
     if scores_out:

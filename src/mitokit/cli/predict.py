@@ -100,10 +100,11 @@ def patches(
 ) -> None:
     """Score cell patches with a patch classifier (or the mean of several).
 
-    INPUT is an image file, a folder (its PNG, JPEG and TIFF files), or a patch label file
-    (CSV / JSON) whose patches are found as in training. One row per patch: image (the file),
-    id (the label's object id, or the file stem) and score (the probability, averaged over the
-    models).
+    INPUT is an image file, a folder (its PNG, JPEG and TIFF files; for a folder of class
+    sub-folders such as Atypical/ and Normal/, theirs), or a patch label file (CSV / JSON)
+    whose patches are found as in training. One row per patch: image (the file), id (the
+    label's object id, the path under a class-folder root, or the file stem) and score (the
+    probability, averaged over the models).
     """
     from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble, predict_images
 
@@ -121,6 +122,7 @@ def patches(
 
 
 def _patch_inputs(inputs: tuple[str, ...], images: str | None) -> list[tuple[Path, str]]:
+    from mitokit.io.formats.imagefolder import class_images
     from mitokit.models.classifier import image_files, read_patch_table
 
     items: list[tuple[Path, str]] = []
@@ -128,9 +130,14 @@ def _patch_inputs(inputs: tuple[str, ...], images: str | None) -> list[tuple[Pat
         p = Path(text)
         if p.is_dir():
             found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            items.extend((f, f.stem) for f in found)
+            if found:
+                items.extend((f, f.stem) for f in found)
+                continue
+            classes = class_images(p)
+            if not classes:
+                raise input_error(p, "folder holds no PNG, JPEG or TIFF image, nor class folders")
+            for files in classes.values():
+                items.extend((f, f.relative_to(p).as_posix()) for f in files)
         elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
             table = read_patch_table(p, images=images)
             items.extend(zip(table.paths, table.ids, strict=True))

@@ -25,12 +25,14 @@ def evaluate_patch_file(
     tta: bool = False,
     threshold: float | str = 0.5,
     batch_size: int = 64,
+    positive: str | None = None,
 ) -> dict[str, Any]:
     """AUC, balanced accuracy, ECE of an ensemble on the patches of a label file.
 
     Args:
         models: Model folders (an ensemble when several; seed folders are expanded).
-        labels: Patch label file (mitokit CSV with votes, AMi-Br CSV ...).
+        labels: Patch label file (mitokit CSV with votes, AMi-Br CSV ...), or a folder of
+            class sub-folders (``Atypical/``, ``Normal/``).
         images: Patch folder (default: found beside the label file).
         exclude_ids: A split file whose rows are left out (the training split: what remains is
             the held-out test set).
@@ -40,6 +42,9 @@ def evaluate_patch_file(
             of highest balanced accuracy on the models' own validation rows (re-scored from
             the data settings saved with the models; see :func:`validation_threshold`).
         batch_size: Patches per forward pass.
+        positive: The positive class folder of a class-folder data set; by default the one the
+            models were trained with (``data.positive``), else the folder rule of
+            :mod:`mitokit.io.formats.imagefolder`.
 
     Returns:
         ``n``, ``n_positive``, ``auc``, ``balanced_accuracy``, ``ece`` (against the mean vote),
@@ -57,7 +62,10 @@ def evaluate_patch_file(
 
     if exclude_ids is not None and only_ids is not None:
         raise input_error(None, "give exclude_ids or only_ids, not both")
-    table = read_patch_table(labels, images=images)
+    ensemble, cfgs = load_ensemble(models)
+    if positive is None and os.path.isdir(labels):
+        positive = _trained_positive(cfgs)
+    table = read_patch_table(labels, images=images, positive=positive)
     keep = np.ones(len(table), dtype=bool)
     for split, inside in ((exclude_ids, False), (only_ids, True)):
         if split is None:
@@ -68,7 +76,6 @@ def evaluate_patch_file(
     rows = np.flatnonzero(keep)
     if len(rows) == 0:
         raise input_error(labels, "no patches left to evaluate")
-    ensemble, cfgs = load_ensemble(models)
     crop = _trained_crop(cfgs)
     scores = predict_images(
         ensemble, [table.paths[i] for i in rows], batch_size=batch_size, tta=tta, crop=crop
@@ -168,3 +175,9 @@ def _trained_crop(cfgs: Sequence[dict[str, Any]]) -> int | None:
     if len(crops) > 1:
         raise input_error(None, f"ensemble members were trained with different crops: {crops}")
     return crops.pop() if crops else None
+
+
+def _trained_positive(cfgs: Sequence[dict[str, Any]]) -> str | None:
+    """The ``data.positive`` the members were trained with, where they share one."""
+    found = {(c.get("extra", {}).get("data") or {}).get("positive") for c in cfgs}
+    return found.pop() if len(found) == 1 else None

@@ -14,7 +14,12 @@ Data layout (``data`` section of a config):
   (``mitokit synth patches``), ``AMI-BR.csv`` or its train split, a CSV/COCO file whose every
   object names a patch image. The positive class is what a vote of 1 says yes to (the set's
   ``vote_target``: ``mitosis``, or ``atypical`` for AMi-Br, whose negative class is
-  ``normal``).
+  ``normal``). ``labels`` may also be a folder of class sub-folders (torchvision's ImageFolder
+  layout, ``root/Atypical/*.png``, ``root/Normal/*.png``; see
+  :mod:`mitokit.io.formats.imagefolder`): the class of a patch is its folder.
+- ``positive``: the positive class folder of a class-folder data set (``Atypical``); without
+  it, the folder named like mitosis, else an error listing the folders. Not taken by label
+  files, which say their positive class themselves.
 - ``images``: the folder holding the patches; by default the label file's folder, its
   ``images/`` and its ``patches/`` sub-folders are searched. See :func:`patch_path`.
 - ``target``: ``majority`` (1 when the mean vote is above 0.5, ties negative) or ``soft``
@@ -163,20 +168,28 @@ def read_patch_table(
     *,
     images: str | os.PathLike | None = None,
     annotations: AnnotationSet | None = None,
+    positive: str | None = None,
 ) -> PatchTable:
     """Read a patch label file and find every patch (see :func:`patch_path`).
 
     Args:
-        labels: The label file.
+        labels: The label file, or a folder of class sub-folders (patches are then found
+            under it, by their path relative to it).
         images: The patch folder, or None to search beside the label file.
         annotations: The label file already read (skips reading it again).
+        positive: The positive class folder of a class-folder data set (see
+            :mod:`mitokit.io.formats.imagefolder`); an error for a label file.
 
     Raises:
         MitokitError: Unreadable labels, no objects, a patch not found, or several objects
             naming one patch file (labels of objects on slides, not of patches).
     """
     path = Path(labels)
-    anns = read_annotations(path) if annotations is None else annotations
+    if annotations is None:
+        anns = read_annotations(path, **({} if positive is None else {"positive": positive}))
+    else:
+        anns = annotations
+    base = path if path.is_dir() else path.parent
     if len(anns) == 0:
         raise input_error(path, "no objects: nothing to train or predict on")
     positive = anns.vote_target
@@ -185,9 +198,9 @@ def read_patch_table(
     seen: dict[Path, str] = {}
     for ann in anns:
         info = anns.images.get(ann.image)
-        p = patch_path(ann, info, images=images, base=path.parent)
+        p = patch_path(ann, info, images=images, base=base)
         if p is None:
-            where = images if images is not None else path.parent
+            where = images if images is not None else base
             want = ann.extra.get("patch") or ann.image
             raise input_error(path, f"patch {want!r} of object {ann.id!r} not found under {where}")
         if p in seen:
@@ -385,6 +398,7 @@ class PatchClassifierTask:
     data_defaults: Mapping[str, Any] = {
         "labels": None,
         "images": None,
+        "positive": None,
         "target": "majority",
         "split": None,
         "split_seed": 0,
@@ -426,7 +440,7 @@ class PatchClassifierTask:
         folds = check_int(cfg["folds"], "data.folds", minimum=0)
         fold = check_int(cfg["fold"], "data.fold", minimum=0, allow_none=True)
         n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
-        table = read_patch_table(cfg["labels"], images=cfg["images"])
+        table = read_patch_table(cfg["labels"], images=cfg["images"], positive=cfg["positive"])
         pool = split_pool(table, cfg["split"], split_seed=split_seed)
         if n_max is not None and n_max < len(pool):
             rng = np.random.default_rng([split_seed, 1])
