@@ -113,8 +113,8 @@ def points(
         raise MitokitError("--radius-um and --radius-px are mutually exclusive; pass one")
     if threshold is not None and not math.isfinite(threshold):
         raise MitokitError(f"--threshold must be finite, got {threshold}")
-    truth = read_annotations(truth_path, format=truth_format)
-    aligned = align_images(_read_predictions(pred_path, pred_format), truth)
+    truth = read_annotations(truth_path, format=truth_format, hints={"mpp": mpp})
+    aligned = align_images(_read_predictions(pred_path, pred_format, mpp), truth)
     pred = aligned.pred
     if radius_px is None:
         if mpp is None:
@@ -133,7 +133,7 @@ def points(
         best = evaluate_points(pred, truth, threshold=swept.best_threshold, **kw)
     ranking, why_not = _ranking_scores(pred, truth, kw)
     for note in (*aligned.notes, *([why_not] if why_not else [])):
-        click.echo(f"note: {note}", err=True)
+        click.echo(f"mitokit: note: {note}", err=True)  # as the library's notes
 
     overlays = []
     if overlay_dir is not None:
@@ -199,7 +199,7 @@ DETECT_OUTPUT = "detections.geojson"
 """What `mitokit detect` writes per slide, read when --pred is its output folder."""
 
 
-def _read_predictions(path: str, fmt: str | None):
+def _read_predictions(path: str, fmt: str | None, mpp: float | None = None):
     """Predictions from a file, or from the slide folders of a `mitokit detect` output."""
     from pathlib import Path
 
@@ -211,7 +211,7 @@ def _read_predictions(path: str, fmt: str | None):
         own = p / DETECT_OUTPUT
         files = [own] if own.is_file() else sorted(p.glob(f"*/{DETECT_OUTPUT}"))
     if not files:
-        return read_annotations(path, format=fmt)
+        return read_annotations(path, format=fmt, hints={"mpp": mpp})
     return AnnotationSet.merge(read_annotations(f, format="geojson") for f in files)
 
 
