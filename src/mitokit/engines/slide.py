@@ -23,7 +23,8 @@ Tile classifiers and regressors (``tile_classifier``, ``tile_regressor``) give n
 "detections" are the tiles scoring at least the threshold (placed at the centre of the tile's
 core), the hotspot holds the most positive tiles, and ``mitotic_count`` is null.
 
-Per slide, ``OUT/<slide stem>/`` holds, written as one folder that appears whole or not at all:
+Per slide, ``OUT/<slide stem>/`` (the stem made a safe file name, see
+:func:`slide_folder_names`) holds, written as one folder that appears whole or not at all:
 
 - ``detections.csv``: ``x, y, score, x_um, y_um`` (level-0 pixels; micrometres from the origin);
 - ``detections.geojson``: QuPath detections (Points, class ``mitosis``, ``score`` measurement;
@@ -568,6 +569,9 @@ class SlidePredictor:
     ) -> RunSummary:
         """Predict every slide of ``inputs`` into ``out_dir/<slide stem>/``.
 
+        The folder's name is the stem made safe (:func:`slide_folder_names`). Temporaries a
+        killed run left in ``out_dir`` are removed first; nothing else there is touched.
+
         Args:
             inputs: Slide files and folders of slides (their files with a slide or image
                 suffix, hidden files excluded).
@@ -581,32 +585,43 @@ class SlidePredictor:
             What happened to each of this rank's slides; also written to the run summary file.
 
         Raises:
-            MitokitError: A missing input, a folder without slides, or two slides with the same
-                stem (they would share an output folder). Problems of single slides do not
-                raise: they are logged, recorded and skipped.
+            MitokitError: A missing input, a folder without slides, or two slides that would
+                share an output folder (see :func:`slide_folder_names`). Problems of single
+                slides do not raise: they are logged, recorded and skipped.
+            OutputError: An output could not be written (no space left, a read-only folder);
+                the run stops, as no other slide would fare better.
         """
         from mitokit.engines.distributed import env_world
-        from mitokit.io.atomic import write_text_atomic
+        from mitokit.io.atomic import (
+            OutputError,
+            make_folder,
+            remove_stale_temporaries,
+            write_text_atomic,
+        )
+        from mitokit.io.names import child_path
 
         slides = find_slides(inputs)
-        _check_unique_stems(slides)
+        names = slide_folder_names(slides)
         if rank is None or world_size is None:
             env_size, env_rank, _ = env_world()
             world_size = env_size if world_size is None else world_size
             rank = env_rank if rank is None else rank
         mine = shard(slides, rank=rank, world_size=world_size)
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
+        out = make_folder(out_dir)
+        remove_stale_temporaries(out)  # left by a killed run; those of live runs are locked
         summary = RunSummary(out, rank=rank, world_size=world_size, total=len(slides))
         for k, path in enumerate(mine, start=1):
-            folder = out / path.stem
-            if not overwrite and (folder / SUMMARY).is_file():
-                summary.slides.append(SlideOutcome(str(path), "skipped", str(folder)))
-                continue
+            folder = out / names[path]
             start = time.perf_counter()
             try:
+                folder = child_path(out, names[path])
+                if not overwrite and (folder / SUMMARY).is_file():
+                    summary.slides.append(SlideOutcome(str(path), "skipped", str(folder)))
+                    continue
                 result = self.predict_slide(path, mpp=mpp, desc=f"[{k}/{len(mine)}] {path.name}")
                 write_slide_outputs(result, folder)
+            except OutputError:
+                raise  # the output folder cannot take files: no other slide would fare better
             except MitokitError as exc:
                 self.log(f"mitokit: error: {exc} (slide skipped)")
                 summary.slides.append(SlideOutcome(str(path), "failed", str(folder), str(exc)))
@@ -825,14 +840,42 @@ def shard(items: Sequence[Any], *, rank: int, world_size: int) -> list[Any]:
     return [item for i, item in enumerate(items) if i % world_size == rank]
 
 
-def _check_unique_stems(slides: Sequence[Path]) -> None:
-    first: dict[str, Path] = {}
+def slide_folder_names(slides: Sequence[Path]) -> dict[Path, str]:
+    """The output folder name of each slide: its stem, made safe by :func:`safe_name`.
+
+    ``..tiff`` gets ``_``, ``a\nb.svs`` gets ``a_b``; a stem that is already a plain file name
+    keeps it. Two slides whose names would clash are refused, never numbered apart, since a
+    resumed run must find each slide's folder under the same name: the same stem, stems that
+    become the same safe name (``a b`` and ``a_b`` do not, ``a/b`` and ``a_b`` do), stems that
+    differ only in case (one folder on macOS and Windows), and a stem named like the run summary.
+
+    Raises:
+        MitokitError: Two slides would share an output folder.
+    """
+    import re
+
+    from mitokit.io.names import name_key, safe_name
+
+    names: dict[Path, str] = {}
+    first: dict[str, tuple[Path, str]] = {}
     for p in slides:
-        if p.stem in first:
-            raise input_error(
-                p, f"has the same name stem as {first[p.stem]}; their outputs would share a folder"
-            )
-        first[p.stem] = p
+        name = safe_name(p.stem)
+        key = name_key(name)
+        if re.fullmatch(r"run_summary(\.rank\d+)?\.json", key):
+            raise input_error(p, f"its output folder {name!r} would be named like the run summary")
+        if key in first:
+            other, other_stem = first[key]
+            if other_stem == p.stem:
+                why = f"has the same name stem as {other}"
+            else:
+                why = (
+                    f"would get the output folder {name!r} of {other} (names are compared "
+                    "ignoring case, unsafe characters replaced)"
+                )
+            raise input_error(p, f"{why}; their outputs would share a folder")
+        first[key] = (p, p.stem)
+        names[p] = name
+    return names
 
 
 def _fit_tile_size(predictor: Any, forced: int | None) -> int:
@@ -862,5 +905,6 @@ __all__ = [
     "SlideResult",
     "find_slides",
     "shard",
+    "slide_folder_names",
     "write_slide_outputs",
 ]
