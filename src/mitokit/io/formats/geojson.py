@@ -415,13 +415,19 @@ def _to_feature(ann: Annotation, feature_id: str, object_type: str) -> dict[str,
 
 
 def image_file_stem(image_id: str) -> str:
-    """A file stem for an image id: folders joined by ``_``, the extension dropped."""
+    """A file stem for an image id: folders joined by ``_``, the extension dropped, made safe.
+
+    The result is never empty, ``.`` or ``..`` and holds no separator (see
+    :func:`mitokit.io.names.safe_name`).
+    """
+    from mitokit.io.names import safe_name
+
     name = image_id.replace("\\", "/").strip("/")
     last = name.rsplit("/", 1)[-1]
     if "." in last.strip("."):
         name = name[: len(name) - len(last)] + last.rsplit(".", 1)[0]
     stem = re.sub(r"[^\w.\-]+", "_", name.replace("/", "_")).strip("._")
-    return stem or "image"
+    return safe_name(stem or "image")
 
 
 def write_geojson_per_image(
@@ -434,23 +440,21 @@ def write_geojson_per_image(
     """Write one QuPath GeoJSON file per image into ``folder`` (what QuPath imports).
 
     Files are named after the image (``001.tiff`` -> ``001.geojson``, ``01/25.tif`` ->
-    ``01_25.geojson``; a clash adds ``_2``, ``_3`` ...). Images without objects get an empty
-    FeatureCollection, so every image has its file.
+    ``01_25.geojson``, an id such as ``../x`` stays inside ``folder``). Ids whose names clash
+    (``a/b`` and ``a_b``; ``A`` and ``a``, one file on case-insensitive systems) are numbered
+    apart, in the order of the images: ``a_b``, ``a_b_2`` ... Images without objects get an
+    empty FeatureCollection, so every image has its file.
 
     Returns:
         The written file per image id.
     """
+    from mitokit.io.names import child_path, distinct_names
+
     folder = Path(folder)
     written: dict[str, Path] = {}
-    used: set[str] = set()
-    for image_id in all_images(annotations):
-        stem = image_file_stem(image_id)
-        name, n = stem, 1
-        while name.lower() in used:
-            n += 1
-            name = f"{stem}_{n}"
-        used.add(name.lower())
-        target = folder / f"{name}.geojson"
+    names = distinct_names(all_images(annotations), make=image_file_stem)
+    for image_id, name in names.items():
+        target = child_path(folder, f"{name}.geojson")
         write_geojson(
             annotations.filter(image=image_id), target, object_type=object_type, indent=indent
         )
