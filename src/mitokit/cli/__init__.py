@@ -7,6 +7,7 @@ on stderr and exit code 2, without a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 
@@ -31,15 +32,43 @@ def _show_notes() -> None:
 
 
 class _Group(click.Group):
-    """A click group that turns user errors into one line on stderr and exit code 2."""
+    """A click group that turns user errors into one line on stderr and exit code 2.
+
+    Outputs are written through :mod:`mitokit.io.atomic`, which reports a destination that
+    cannot be written as :class:`~mitokit.io.atomic.OutputError` (a ``MitokitError``). Other
+    ``OSError`` s pass as they are (they may be bugs), except those only writing can cause (no
+    space left, quota, read-only file system, file too large), as when standard output is a
+    full disk: they too become one line.
+    """
 
     def invoke(self, ctx: click.Context):
         _show_notes()
         try:
             return super().invoke(ctx)
         except MitokitError as exc:
-            click.echo(f"mitokit: error: {exc}", err=True)
-            ctx.exit(2)
+            _fail(ctx, exc)
+        except OSError as exc:
+            from mitokit.io.atomic import output_write_error
+
+            error = output_write_error(exc)
+            if error is None:
+                raise
+            _fail(ctx, error)
+
+
+def _fail(ctx: click.Context, exc: Exception) -> None:
+    """One line on stderr, exit code 2; output that standard output cannot take is dropped."""
+    import os
+
+    try:
+        sys.stdout.flush()
+    except OSError:  # a full or closed standard output: drop what it holds, at exit too
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+    click.echo(f"mitokit: error: {exc}", err=True)
+    ctx.exit(2)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
