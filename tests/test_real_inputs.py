@@ -279,3 +279,35 @@ def test_empty_mitos_frame_file_is_still_a_frame_without_objects(tmp_path):
     path.write_bytes(b"")
     s = read_annotations(path)
     assert len(s) == 0
+
+
+def test_prediction_just_outside_the_frame_is_scored_not_refused(tmp_path):
+    truth = points_file(tmp_path / "frame.csv", [(1, 10), (50, 50)], header="x,y")
+    pred = points_file(tmp_path / "frame_pred.csv", [(-0.2, 10, 0.9), (50, 51, 0.8)])
+    args = ["evaluate", "points", "--pred", str(pred), "--truth", str(truth)]
+    result = CliRunner().invoke(cli, [*args, "--radius-px", "5", "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert (body["tp"], body["fp"], body["fn"]) == (2, 0, 0)
+    assert "lay just outside the image border" in result.stderr
+    strict = CliRunner().invoke(cli, [*args, "--radius-px", "5", "--strict"])
+    assert strict.exit_code == 2 and "refused (--strict)" in strict.stderr
+
+
+@pytest.mark.parametrize("matching, tp", [("optimal", 2), ("midog", 1)])
+def test_overlay_draws_the_pairs_of_the_chosen_matching(tmp_path, matching, tp):
+    from mitokit.io.annotations import Annotation
+    from mitokit.report.overlay import plot_point_overlay
+
+    # T1 takes its nearest prediction P1 under MIDOG's rule, leaving T2 without one
+    truth = [Annotation("t1", "i", point=(20.0, 20.0)), Annotation("t2", "i", point=(26.0, 20.0))]
+    pred = [Annotation("p1", "i", point=(23.0, 20.0)), Annotation("p2", "i", point=(16.0, 20.0))]
+    counts = plot_point_overlay(
+        np.zeros((40, 40, 3), np.uint8),
+        tmp_path / "o.png",
+        pred=pred,
+        truth=truth,
+        radius_px=5,
+        matching=matching,
+    )
+    assert counts == {"tp": tp, "fp": 2 - tp, "fn": 2 - tp}

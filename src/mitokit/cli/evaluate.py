@@ -6,7 +6,7 @@ import math
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, mpp_option
+from mitokit.cli.options import echo_json, json_option, mpp_option, strict_option
 from mitokit.errors import MitokitError
 
 
@@ -70,6 +70,7 @@ def evaluate() -> None:
     "against true objects and imposters, at --threshold (or the best one with --sweep).",
 )
 @json_option
+@strict_option
 def points(
     pred_path: str,
     truth_path: str,
@@ -138,7 +139,9 @@ def points(
     overlays = []
     if overlay_dir is not None:
         at = swept.best_threshold if swept is not None else threshold
-        overlays = _write_overlays(overlay_dir, pred, truth, truth_path, radius, label, at)
+        overlays = _write_overlays(
+            overlay_dir, pred, truth, truth_path, radius, label, at, matching
+        )
     if as_json:
         out = result.to_dict()
         if overlay_dir is not None:
@@ -162,7 +165,9 @@ def points(
         click.echo(f"{len(overlays)} overlay(s) written to {overlay_dir}")
 
 
-def _write_overlays(out_dir, pred, truth, truth_path, radius, label, threshold) -> list[str]:
+def _write_overlays(
+    out_dir, pred, truth, truth_path, radius, label, threshold, matching
+) -> list[str]:
     """One overlay PNG per truth image whose file can be found; their paths.
 
     Each is named ``<image stem>_overlay.png``, the stem made safe; ids whose stems clash are
@@ -190,6 +195,7 @@ def _write_overlays(out_dir, pred, truth, truth_path, radius, label, threshold) 
             label=label,
             threshold=threshold,
             title=str(image_id),
+            matching=matching,
         )
         written.append(str(path))
     return written

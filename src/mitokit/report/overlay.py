@@ -29,6 +29,7 @@ def plot_point_overlay(
     threshold: float | None = None,
     title: str | None = None,
     max_side: int = 1600,
+    matching: str = "optimal",
 ) -> dict[str, int]:
     """Write a PNG of predictions vs truth on ``image`` and return its tp / fp / fn counts.
 
@@ -42,6 +43,8 @@ def plot_point_overlay(
         threshold: Keep predictions with score >= this (None: all).
         title: Figure title (the counts are appended).
         max_side: Longest side of the figure in pixels.
+        matching: ``"optimal"`` or ``"midog"``, as :func:`match_points` (the figure shows the
+            pairs the reported counts come from).
     """
     import matplotlib
 
@@ -57,7 +60,7 @@ def plot_point_overlay(
     pos = [a for a in truth if a.label == label]
     neg = [a for a in truth if a.label != label]
     txy, nxy = _centres(pos), _centres(neg)
-    m = match_points(pxy, txy, radius_px=radius_px)
+    m = match_points(pxy, txy, radius_px=radius_px, matching=matching)
     matched_pred = {int(i) for i in m.pairs[:, 0]} if len(m.pairs) else set()
     counts = {
         "tp": int(len(m.pairs)),
