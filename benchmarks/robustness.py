@@ -34,6 +34,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import errno
 import functools
@@ -296,14 +297,17 @@ def _failing(err: int) -> Callable:
 
 
 def _failing_open(err: int) -> Callable:
-    """``open`` that fails for writing (as a full or read-only disk does) and reads as usual."""
+    """``open`` that fails for writing and reads as usual. As the system does: a failing
+    ``open`` names its file; a failing ``write`` (no space, quota, read-only) names none."""
     real = io.open
 
     def fake(file, mode="r", *args, **kwargs):
         if any(c in mode for c in "wax+"):
-            handle = real(file, mode, *args, **kwargs)  # the file appears, then the write fails
-            handle.close()
-            raise OSError(err, os.strerror(err))
+            if err in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG):
+                handle = real(file, mode, *args, **kwargs)  # the file appears, writing fails
+                handle.close()
+                raise OSError(err, os.strerror(err))
+            raise OSError(err, os.strerror(err), str(file))
         return real(file, mode, *args, **kwargs)
 
     return fake
@@ -346,7 +350,7 @@ def bench_writes(work: Path) -> dict:
                 dest.unlink(missing_ok=True)
             else:
                 dest.write_bytes(existing)
-            for err in (errno.ENOSPC, errno.EROFS, errno.EIO):
+            for err in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EIO, errno.EACCES):
                 for target, fake in (
                     ("os.replace", _failing(err)),
                     ("io.open", _failing_open(err)),
@@ -367,6 +371,45 @@ def bench_writes(work: Path) -> dict:
         if os.path.exists("/dev/full"):
             run = functools.partial(write, data, Path("/dev/full"), format=fmt)
             tally.add(*write_outcome(run, Path("/dev/full"), None))
+    out = tally.to_dict()
+    out["cli"] = bench_cli_writes(work, folder)
+    return out
+
+
+def bench_cli_writes(work: Path, folder: Path) -> dict:
+    """Commands writing where they cannot: exit 2, one line on stderr, nothing left behind."""
+    from click.testing import CliRunner
+
+    from mitokit.cli import cli
+
+    tally = Tally()
+    src = folder / "src.csv"
+    write(sample_set(), src, format="csv")
+    blocker = folder / "a_file"
+    blocker.write_bytes(b"x")
+    bad_places = [blocker / "out", Path("/proc/mitokit-out"), Path("/dev/full")]
+    commands = []
+    for place in bad_places:
+        if place.parent != Path("/dev"):  # root may create files in /dev
+            commands.append(["labels", "convert", str(src), f"{place}.geojson"])
+        commands.append(["labels", "convert", str(src), str(place)])
+        commands.append(["synth", "patches", "--out", str(place), "--n", "4", "--size", "32"])
+    for err in (errno.ENOSPC, errno.EROFS):
+        for args in (
+            ["labels", "convert", str(src), str(folder / "x.geojson")],
+            ["synth", "patches", "--out", str(folder / "p"), "--n", "4", "--size", "32"],
+        ):
+            commands.append((args, err))  # fmt: skip
+    for item in commands:
+        args, err = item if isinstance(item, tuple) else (item, None)
+        patch = mock.patch("io.open", _failing_open(err)) if err else contextlib.nullcontext()
+        with patch, mock.patch("builtins.open", io.open):
+            result = CliRunner().invoke(cli, args)
+        lines = result.stderr.strip().splitlines()
+        left = [p.name for p in folder.iterdir() if ".tmp" in p.name]
+        outputs = [p for p in (folder / "x.geojson", folder / "p") if p.exists()]
+        ok = result.exit_code == 2 and len(lines) == 1 and not left and not outputs
+        tally.add("clear_error" if ok else "bad", f"{args}: exit {result.exit_code} {lines[-3:]}")
     return tally.to_dict()
 
 
