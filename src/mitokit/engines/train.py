@@ -14,10 +14,15 @@ and the loss. A run folder ends up as::
       state/                 the training state of the last epoch, for --resume (engines.state)
 
 Reproducibility: on CPU with ``train.deterministic`` (the default) the same config and seed give
-the same weights bit for bit, and a run interrupted after any epoch and resumed ends with the
-same weights and log rows as an uninterrupted one (the state holds the optimizer, scheduler and
-every RNG: torch, CUDA, numpy, python, the DataLoader's generator). On CUDA the run is
-deterministic as far as the kernels are (``torch.use_deterministic_algorithms`` warns where not).
+the same weights bit for bit, and a run interrupted at any point and resumed ends with the same
+weights and log rows as an uninterrupted one. The state holds the model (an EMA inside it), the
+optimizer, the scheduler and the early-stopping counters; every epoch's randomness is a function
+of (seed, epoch, rank) alone: at the start of each epoch the engine seeds torch, numpy and python
+and the DataLoader's generator (shuffling, the workers' seeds) from them, the samplers draw from
+(seed, epoch) and the tasks' augmentations follow torch's seed
+(:class:`~mitokit.models._common.WorkerDraws`), with or without loader workers. On CUDA the
+run is deterministic as far as the kernels are (``torch.use_deterministic_algorithms`` warns
+where not).
 """
 
 from __future__ import annotations
@@ -298,17 +303,17 @@ class _Run:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise input_error(self.out_dir / "state", f"does not fit this run: {first}") from None
         self.progress = loaded.progress
+        # Every epoch reseeds its random streams (_seed_epoch), so the saved RNG states are not
+        # needed to continue exactly; they are restored all the same where the ranks match.
         if len(loaded.rng) == self.ctx.world_size:
             st.restore_rng(loaded.rng[self.ctx.rank], self.generator)
         else:
             warnings.warn(
                 f"the state was saved by {len(loaded.rng)} processes, this run has "
-                f"{self.ctx.world_size}: random streams are reseeded, so the result will differ "
-                "from an uninterrupted run",
+                f"{self.ctx.world_size}: the data and the random streams are split otherwise, "
+                "so the result will differ from an uninterrupted run",
                 stacklevel=2,
             )
-            _seed_all(_mix(self.seed, self.progress.epoch, self.ctx.rank))
-            self.generator.manual_seed(_mix(self.seed, self.progress.epoch))
 
     # ----------------------------------------------------------------------------- running
 
@@ -359,6 +364,7 @@ class _Run:
         from tqdm import tqdm
 
         t0 = time.perf_counter()
+        self._seed_epoch(epoch)
         if hasattr(self.epoch_sampler, "set_epoch"):
             self.epoch_sampler.set_epoch(epoch - 1)
         model, task, device = self.model, self.task, self.device
@@ -421,6 +427,18 @@ class _Run:
             self.scheduler.step()
         row["seconds"] = round(time.perf_counter() - t0, 3)
         return row
+
+    def _seed_epoch(self, epoch: int) -> None:
+        """Make the epoch's randomness a function of (seed, epoch, rank) alone.
+
+        torch (hence dropout, the tasks' noise draws and, through ``torch.initial_seed``, the
+        augmentation draws of :class:`~mitokit.models._common.WorkerDraws` in this process),
+        numpy and python from ``(seed, epoch, rank)``; the loader's generator (the shuffling and
+        the workers' seeds) from ``(seed, epoch)``. A resumed run thus draws in each epoch what
+        an uninterrupted one draws, whatever state the previous epochs left behind.
+        """
+        _seed_all(_mix(_GLOBAL_STREAM, self.seed, epoch, self.ctx.rank))
+        self.generator.manual_seed(_mix(_LOADER_STREAM, self.seed, epoch))
 
     def _evaluate(self, epoch: int) -> dict[str, float]:
         if self.val_loader is None:
@@ -655,6 +673,11 @@ def _torch_flags(deterministic: bool, cuda: bool) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(before[0], warn_only=before[1])
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
+
+
+#: Leading tags of the per-epoch seeds (:meth:`_Run._seed_epoch`), so that the global and the
+#: loader streams never share a seed (numpy's SeedSequence ignores trailing zeros).
+_GLOBAL_STREAM, _LOADER_STREAM = 0x676C6F62, 0x6C6F6164
 
 
 def _mix(*values: int) -> int:

@@ -131,15 +131,19 @@ def evaluating(model: torch.nn.Module) -> Iterator[None]:
 
 
 class WorkerDraws:
-    """A seeded numpy Generator that gets its own stream in each DataLoader worker.
+    """A seeded numpy Generator whose stream follows the process's torch seed.
 
     DataLoader workers receive copies of the dataset, so a generator held by a transform would
-    give every worker (and, as workers restart each epoch, every epoch) the same draws. Call
-    :meth:`get` before drawing: in the main process it returns the generator seeded with
-    ``seed``; in a worker it first reseeds the same generator object (so others holding it,
-    e.g. a :class:`~mitokit.data.stain.HEDJitter`, follow) from ``(seed, worker seed)``, where
-    the worker seed is torch's, itself derived from the loader's seeded generator: distinct per
-    worker and per epoch, and reproducible.
+    give every worker (and, as workers restart each epoch, every epoch) the same draws; and in
+    the main process (``num_workers=0``) a generator seeded once would carry its position from
+    epoch to epoch, a state no checkpoint holds, so a resumed run would draw otherwise. Call
+    :meth:`get` before drawing: it reseeds the same generator object (so others holding it,
+    e.g. a :class:`~mitokit.data.stain.HEDJitter`, follow) from ``(seed, torch seed)`` whenever
+    that torch seed has changed since the last draw. The torch seed is, in a worker, torch's
+    worker seed (derived from the loader's generator: distinct per worker and per epoch), and in
+    the main process :func:`torch.initial_seed`, which the training engine sets from the run's
+    seed and the epoch at the start of each epoch. Either way an epoch's draws are a function
+    of the seeds and the epoch alone, and a resumed run makes the same ones.
     """
 
     def __init__(self, seed: int) -> None:
@@ -148,13 +152,14 @@ class WorkerDraws:
         self._key: tuple[int, int] | None = None
 
     def get(self) -> np.random.Generator:
-        """The generator, reseeded first when running in a new worker."""
+        """The generator, reseeded first when the worker or the torch seed is new."""
         from torch.utils.data import get_worker_info
 
         info = get_worker_info()
-        if info is not None and (info.id, info.seed) != self._key:
-            self._key = (info.id, info.seed)
-            fresh = np.random.default_rng([self.seed, int(info.seed) % 2**63])
+        key = (info.id, int(info.seed)) if info is not None else (-1, torch.initial_seed())
+        if key != self._key:
+            self._key = key
+            fresh = np.random.default_rng([self.seed, key[1] % 2**63])
             self.rng.bit_generator.state = fresh.bit_generator.state
         return self.rng
 
