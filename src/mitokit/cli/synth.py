@@ -58,7 +58,7 @@ def synth() -> None:
 @synth.command("patches")
 @_out
 @click.option("--n", "n", default=1000, show_default=True, help="Number of patches.")
-@click.option("--size", default=64, show_default=True, help="Patch side in pixels.")
+@click.option("--size", default=64, show_default=True, help="Patch side in pixels (8 to 8192).")
 @_seed
 @_panel_options
 @_overwrite
@@ -66,11 +66,13 @@ def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite)
     """Cell-centred patches with per-rater votes (labels.csv) and manifest.json."""
     from mitokit.data.synthetic.export import write_patch_dataset
     from mitokit.data.synthetic.generate import generate_patches
+    from mitokit.data.synthetic.limits import MAX_TILE_SIDE, check_count, check_patches, check_side
     from mitokit.io.atomic import atomic_dir
 
     panel = _panel(raters, rater_noise, repeat_fraction)
-    if n < 1 or size < 8:
-        raise click.BadParameter("need --n >= 1 and --size >= 8")
+    n = check_count(n, name="--n")
+    size = check_side(size, name="--size", low=8, high=MAX_TILE_SIDE)
+    check_patches(n, size)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         batch = generate_patches(n, seed=seed, size=size)
         with _bar(n, "writing patches") as bar:
@@ -89,7 +91,7 @@ def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite)
 @synth.command("tiles")
 @_out
 @click.option("--n", "n", default=8, show_default=True, help="Number of tiles.")
-@click.option("--size", default=1000, show_default=True, help="Tile side in pixels.")
+@click.option("--size", default=1000, show_default=True, help="Tile side in pixels (64 to 8192).")
 @_seed
 @_panel_options
 @_overwrite
@@ -97,11 +99,13 @@ def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -
     """Tiles with pathologist votes, consensus, centroids, crowd boxes and image labels."""
     from mitokit.data.synthetic.export import write_tile_dataset
     from mitokit.data.synthetic.generate import generate_tiles
+    from mitokit.data.synthetic.limits import MAX_TILE_SIDE, check_count, check_side, check_tiles
     from mitokit.io.atomic import atomic_dir
 
     panel = _panel(raters, rater_noise, repeat_fraction)
-    if n < 1 or size < 64:
-        raise click.BadParameter("need --n >= 1 and --size >= 64")
+    n = check_count(n, name="--n")
+    size = check_side(size, name="--size", low=64, high=MAX_TILE_SIDE)
+    check_tiles(n, size, out)
     with atomic_dir(out, overwrite=overwrite) as tmp, _bar(n, "rendering tiles") as bar:
         write_tile_dataset(
             tmp,
@@ -116,8 +120,12 @@ def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -
 
 @synth.command("slide")
 @_out
-@click.option("--width", default=20000, show_default=True, help="Level-0 width in pixels.")
-@click.option("--height", default=20000, show_default=True, help="Level-0 height in pixels.")
+@click.option(
+    "--width", default=20000, show_default=True, help="Level-0 width in pixels (256 to 200,000)."
+)
+@click.option(
+    "--height", default=20000, show_default=True, help="Level-0 height in pixels (256 to 200,000)."
+)
 @click.option("--mpp", default=0.25, show_default=True, help="Microns per pixel at level 0.")
 @_seed
 @_panel_options
@@ -137,14 +145,15 @@ def slide(
 
     from mitokit.data.synthetic.export import write_slide_labels
     from mitokit.data.synthetic.generate import write_synthetic_slide
+    from mitokit.data.synthetic.limits import MAX_SLIDE_SIDE, check_side, check_slide
     from mitokit.data.synthetic.scene import SceneParams
-    from mitokit.errors import input_error
     from mitokit.io.atomic import atomic_dir
 
     panel = _panel(raters, rater_noise, repeat_fraction)
-    if width < 256 or height < 256:
-        raise input_error(out, "slide must be at least 256 x 256 pixels")
+    width = check_side(width, name="--width", low=256, high=MAX_SLIDE_SIDE)
+    height = check_side(height, name="--height", low=256, high=MAX_SLIDE_SIDE)
     params = SceneParams(mpp=mpp)
+    check_slide(width, height, mpp=params.mpp, labels=labels, out=out)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         with _bar(100, "rendering slide") as bar:
             cells = write_synthetic_slide(

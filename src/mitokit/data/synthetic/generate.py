@@ -41,6 +41,13 @@ from mitokit.data.synthetic.cells import (
     NORMAL,
     CellTable,
 )
+from mitokit.data.synthetic.limits import (
+    MAX_SLIDE_SIDE,
+    MAX_TILE_SIDE,
+    MIN_SLIDE_SIDE,
+    check_patches,
+    check_side,
+)
 from mitokit.data.synthetic.render import (
     _PAD,
     StainParams,
@@ -180,8 +187,8 @@ def generate_patches(
     n = _check_count(n)
     p = params or SceneParams()
     kinds, probs = _proportions(proportions)
-    if not isinstance(size, (int, np.integer)) or size < 8:
-        raise input_error(None, f"size must be an integer >= 8, got {size!r}")
+    size = check_side(size, name="size", low=8, high=MAX_TILE_SIDE)
+    check_patches(n, size)
     images = np.empty((n, size, size, 3), np.uint8)
     rows: list[CellTable] = []
     stains: list[StainParams] = []
@@ -232,8 +239,7 @@ def generate_tiles(
     """
     n = _check_count(n)
     p = params or SceneParams()
-    if not isinstance(size, (int, np.integer)) or size < 16:
-        raise input_error(None, f"size must be an integer >= 16, got {size!r}")
+    size = check_side(size, name="size", low=16, high=MAX_TILE_SIDE)
     for i in range(n):
         rng = np.random.default_rng(_noise.mix_seed(seed, 0x711E, i))
         scene_seed = int(rng.integers(0, 2**62))
@@ -289,8 +295,8 @@ class SyntheticSlide:
             w, h = (int(v) for v in size)
         except (TypeError, ValueError):
             raise input_error(None, f"slide size must be (width, height), got {size!r}") from None
-        if w < 16 or h < 16:
-            raise input_error(None, f"slide size must be at least 16 x 16, got {size!r}")
+        w = check_side(w, name="slide size (width)", low=MIN_SLIDE_SIDE, high=MAX_SLIDE_SIDE)
+        h = check_side(h, name="slide size (height)", low=MIN_SLIDE_SIDE, high=MAX_SLIDE_SIDE)
         if not isinstance(block_size, int) or block_size < 64:
             raise input_error(None, f"block_size must be an integer >= 64, got {block_size!r}")
         self.dimensions = (w, h)
