@@ -96,9 +96,11 @@ def plot_point_overlay(
         va="top",
         fontsize=9,
     )
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi)
-    plt.close(fig)
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
     return counts
 
 
@@ -114,11 +116,17 @@ def find_image(info: Any, truth_source: str | os.PathLike) -> Path | None:
     base = base if base.is_dir() else base.parent
     names = [n for n in (getattr(info, "file_name", None), getattr(info, "id", None)) if n]
     for name in names:
-        for cand in (Path(name), base / name, base / "images" / Path(name).name):
-            if cand.is_file():
-                return cand
-        for suffix in (".png", ".jpg", ".tif", ".tiff"):
-            cand = base / f"{Path(name).name}{suffix}"
-            if cand.is_file():
+        cands = [Path(name), base / name, base / "images" / Path(name).name]
+        cands += [base / f"{Path(name).name}{s}" for s in (".png", ".jpg", ".tif", ".tiff")]
+        for cand in cands:
+            if _is_file(cand):
                 return cand
     return None
+
+
+def _is_file(path: Path) -> bool:
+    """Whether ``path`` is a file; False for a name no file can have (too long, a NUL)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
