@@ -1,6 +1,7 @@
 """Resume means resume: a run cut short (after an epoch, or killed in the middle of one) and
 resumed ends with the very weights of an uninterrupted run, with the data loader shuffling,
-augmentations drawn in the main process or in workers, dropout and noise draws."""
+augmentations drawn in the main process or in workers, dropout and noise draws; a killed run's
+temporaries are cleared by the next run in its folder."""
 
 from __future__ import annotations
 
@@ -120,6 +121,42 @@ def _kill_in_epoch_two(run: Path, cfg: dict, *, seed: int, delay: float, batches
     return wait
 
 
+_WRITER = """
+import os, signal, sys
+from pathlib import Path
+from mitokit.io.atomic import atomic_dir, atomic_path
+
+target = Path(sys.argv[1])
+if sys.argv[2] == "dir":
+    with atomic_dir(target, overwrite=True) as tmp:
+        (tmp / "model.safetensors").write_bytes(bytes(4096))
+        print(tmp, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+with atomic_path(target) as tmp:
+    tmp.write_bytes(bytes(4096))
+    print(tmp, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def _killed_writers(run: Path, names: list[str]) -> list[Path]:
+    """The temporaries of processes killed while writing ``names`` (in ``run``), as left."""
+    left = []
+    for name in names:
+        kind = "dir" if name == "state" else "file"
+        proc = subprocess.run(
+            [sys.executable, "-c", _WRITER, str(run / name), kind],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+        tmp = Path(proc.stdout.strip())
+        assert tmp.parent == (run / name).parent and tmp.exists()
+        left.append(tmp)
+    return left
+
+
 @pytest.mark.parametrize(("workers", "seed"), [(0, 0), pytest.param(2, 1, marks=pytest.mark.slow)])
 def test_killed_in_an_epoch_and_resumed_equals_straight(tmp_path, workers, seed):
     cfg = _cfg(workers=workers)
@@ -128,11 +165,35 @@ def test_killed_in_an_epoch_and_resumed_equals_straight(tmp_path, workers, seed)
     _kill_in_epoch_two(run, cfg, seed=seed, delay=0.1, batches=batches)
     done = load_state(run / "state").progress.epoch
     assert 1 <= done < 3  # killed before the end (epoch 2's state may have been written)
+    # what a kill while saving leaves: the next state half-written beside the last one
+    leftover = _killed_writers(run, ["state"])
+
     resumed = train(cfg, out=run, resume=True, progress=False)
     straight = train(cfg, out=tmp_path / "straight", progress=False)
     assert resumed.epochs_run == 3
     assert _differing(straight.out_dir, run) == []
     assert _rows(resumed.history) == _rows(straight.history)
+    assert [p for p in leftover if p.exists()] == []
+
+
+def test_the_next_run_clears_its_own_temporaries_only(tmp_path):
+    cfg = _cfg(epochs=1)
+    run = tmp_path / "run"
+    train(cfg, out=run, progress=False)
+    stale = _killed_writers(
+        run, ["state", "log.json", "last/model.safetensors", "best/config.json"]
+    )
+    keep = [
+        run / "notes.tmp",
+        run / ".state.mine.tmp",  # not the 8-character pattern
+        run / ".notes.txt.abcdefgh.mitokit.tmp.txt",  # not an output of the run
+        run / "last" / ".model.safetensors.keep",
+    ]
+    for path in keep:
+        path.write_text("mine")
+    train(cfg, overrides=["train.epochs=2"], out=run, resume=True, progress=False)
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.read_text() == "mine" for p in keep)
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,14 +229,15 @@ def _task_cfg(task: str, data: dict[str, Path], workers: int) -> dict:
     }
 
 
+@pytest.mark.slow  # a few seconds each alone, ten times that on a busy 2-core machine
 @pytest.mark.parametrize(
     ("task", "workers"),
     [
         ("tile_classifier", 0),
         ("patch_classifier", 0),
-        pytest.param("tile_regressor", 0, marks=pytest.mark.slow),
-        pytest.param("tile_classifier", 2, marks=pytest.mark.slow),
-        pytest.param("patch_classifier", 2, marks=pytest.mark.slow),
+        ("tile_regressor", 0),
+        ("tile_classifier", 2),
+        ("patch_classifier", 2),
     ],
 )
 def test_real_tasks_resume_bit_for_bit(tmp_path, tiny_data, task, workers):

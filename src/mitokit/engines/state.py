@@ -14,7 +14,10 @@ uninterrupted one reaches::
                               device), "rank<r>.loader" (the DataLoader generator)
 
 The folder is written beside its final place and renamed into it, so a crash while saving leaves
-the previous epoch's state intact. Loading runs no code from the files (no ``torch.load``).
+the previous epoch's state intact (and a temporary beside it, which the next run in the folder
+removes). Loading runs no code from the files (no ``torch.load``). The RNG states are a record:
+the engine seeds every epoch from (seed, epoch, rank), so a resumed run needs none of them to
+continue exactly (:mod:`mitokit.engines.train`).
 """
 
 from __future__ import annotations

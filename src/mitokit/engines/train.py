@@ -322,6 +322,9 @@ class _Run:
         out, ctx = self.out_dir, self.ctx
         if ctx.is_main:
             out.mkdir(parents=True, exist_ok=True)
+            removed = _remove_stale_temporaries(out)
+            if removed and self.show:
+                _say(f"removed {len(removed)} temporaries an interrupted run left in {out}")
             save_resolved(self.cfg, out / "config.resolved.json")
             write_text_atomic(out / "info.json", json.dumps(self._info(), indent=2) + "\n")
             if self.show:
@@ -675,6 +678,9 @@ def _torch_flags(deterministic: bool, cuda: bool) -> Iterator[None]:
         torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
 
 
+#: What a run writes atomically into its folder (see _remove_stale_temporaries).
+_RUN_FILES = ("state", "log.json", "log.csv", "info.json", "config.resolved.json")
+
 #: Leading tags of the per-epoch seeds (:meth:`_Run._seed_epoch`), so that the global and the
 #: loader streams never share a seed (numpy's SeedSequence ignores trailing zeros).
 _GLOBAL_STREAM, _LOADER_STREAM = 0x676C6F62, 0x6C6F6164
@@ -738,6 +744,26 @@ def _result(p: st.Progress, out_dir: Path, *, out_of_time: bool = False) -> Trai
 
 def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
     return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
+
+
+def _remove_stale_temporaries(out: Path) -> list[Path]:
+    """Remove what runs killed while writing left in the run folder: temporaries of its own
+    outputs only (state/ is as large as the model and its optimizer), none still being written.
+    """
+    from mitokit.io.atomic import remove_stale_temporaries
+    from mitokit.models.io import CONFIG, WEIGHTS
+
+    places = [
+        (out, _RUN_FILES),
+        (out / "best", (WEIGHTS, CONFIG)),
+        (out / "last", (WEIGHTS, CONFIG)),
+    ]
+    return [
+        path
+        for folder, names in places
+        for name in names
+        for path in remove_stale_temporaries(folder, name=name)
+    ]
 
 
 def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
