@@ -263,3 +263,17 @@ def test_atomic_dir_removes_the_stale_temporaries_of_its_own_output(tmp_path):
     with atomic_dir(tmp_path / "data") as tmp:
         (tmp / "a.txt").write_text("a")
     assert _only(tmp_path) == [".other.abcd1234.mitokit.tmp", "data"]
+
+
+def test_cleanup_for_one_output_leaves_other_outputs_temporaries(tmp_path):
+    from mitokit.io.atomic import remove_stale_temporaries
+
+    for name in (
+        ".a.abcd1234.mitokit.tmp",
+        ".a.b.abcd1234.mitokit.tmp",
+        ".ab.abcd1234.mitokit.tmp",
+    ):
+        (tmp_path / name).mkdir()
+    removed = remove_stale_temporaries(tmp_path, name="a")
+    assert [p.name for p in removed] == [".a.abcd1234.mitokit.tmp"]
+    assert _only(tmp_path) == [".a.b.abcd1234.mitokit.tmp", ".ab.abcd1234.mitokit.tmp"]

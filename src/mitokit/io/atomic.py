@@ -42,7 +42,7 @@ except ImportError:  # pragma: no cover - Windows
 TEMP_MARK = ".mitokit.tmp"
 """What every temporary name of mitokit carries (before the destination's suffix, if any)."""
 
-TEMP_PATTERN = re.compile(r"\..+\.[a-z0-9_]{8}\.mitokit\.tmp(\.[^.]*)?", re.DOTALL)
+TEMP_PATTERN = re.compile(r"\.(?P<name>.+)\.[a-z0-9_]{8}\.mitokit\.tmp(\.[^.]*)?", re.DOTALL)
 """Matches (in full) the names :func:`atomic_path` and :func:`atomic_dir` give temporaries."""
 
 STALE_AFTER_S = 24 * 3600
@@ -209,15 +209,13 @@ def remove_stale_temporaries(folder: str | os.PathLike, *, name: str | None = No
     """
     folder = Path(folder)
     removed: list[Path] = []
-    prefix = None if name is None else f".{_short(name)}."
     try:
         entries = list(os.scandir(folder))
     except OSError:
         return removed
     for entry in entries:
-        if not TEMP_PATTERN.fullmatch(entry.name):
-            continue
-        if prefix is not None and not entry.name.startswith(prefix):
+        match = TEMP_PATTERN.fullmatch(entry.name)
+        if match is None or (name is not None and match["name"] != _short(name)):
             continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
