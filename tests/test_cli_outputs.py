@@ -180,3 +180,15 @@ def test_other_os_errors_are_not_hidden(monkeypatch, labels):
     monkeypatch.setattr(annotations, "read_annotations", broken)
     result = CliRunner().invoke(cli, ["labels", "convert", str(labels), "x.json"])
     assert result.exit_code == 1 and isinstance(result.exception, OSError)
+
+
+def test_a_write_failure_the_command_did_not_name(monkeypatch, labels):
+    """ENOSPC from a write that names no file, with standard output fine: one line."""
+    import mitokit.io.annotations as annotations
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, ENOSPC)
+
+    monkeypatch.setattr(annotations, "write_annotations", full)
+    result = CliRunner().invoke(cli, ["labels", "convert", str(labels), "x.json"])
+    _one_line_error(result, f"an output: cannot write ({ENOSPC})")

@@ -50,23 +50,52 @@ class _Group(click.Group):
         except OSError as exc:
             from mitokit.io.atomic import output_write_error
 
-            error = output_write_error(exc)
+            on_stdout = _failed_on_stdout(exc) or not _flush_stdout()
+            error = output_write_error(exc, "standard output" if on_stdout else "an output")
             if error is None:
                 raise
             _fail(ctx, error)
 
 
-def _fail(ctx: click.Context, exc: Exception) -> None:
-    """One line on stderr, exit code 2; output that standard output cannot take is dropped."""
+def _failed_on_stdout(exc: BaseException) -> bool:
+    """Whether the innermost call that raised ``exc`` was writing to standard output."""
+    import io
+
+    tb, frame = exc.__traceback__, None
+    while tb is not None:
+        frame, tb = tb.tb_frame, tb.tb_next
+    if frame is None:
+        return False
+    try:
+        out = sys.stdout.fileno()
+    except (OSError, ValueError, AttributeError):
+        return False
+    for value in frame.f_locals.values():
+        if isinstance(value, io.IOBase):
+            with contextlib.suppress(OSError, ValueError):
+                if value.fileno() == out:
+                    return True
+    return False
+
+
+def _flush_stdout() -> bool:
+    """Flush standard output; if it cannot take what it holds, drop that (at exit too)."""
     import os
 
     try:
         sys.stdout.flush()
-    except OSError:  # a full or closed standard output: drop what it holds, at exit too
+        return True
+    except OSError:
         with contextlib.suppress(OSError, ValueError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             os.dup2(devnull, sys.stdout.fileno())
             os.close(devnull)
+        return False
+
+
+def _fail(ctx: click.Context, exc: Exception) -> None:
+    """One line on stderr, exit code 2."""
+    _flush_stdout()
     click.echo(f"mitokit: error: {exc}", err=True)
     ctx.exit(2)
 

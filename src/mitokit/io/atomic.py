@@ -77,12 +77,12 @@ def write_error(path: str | os.PathLike, exc: OSError) -> OutputError:
     return OutputError(path, f"cannot write ({reason})")
 
 
-def output_write_error(exc: OSError) -> OutputError | None:
+def output_write_error(exc: OSError, unnamed: str = "an output") -> OutputError | None:
     """:class:`OutputError` for an ``OSError`` only writing can cause (ENOSPC, EDQUOT, EROFS,
-    EFBIG), naming its file or standard output; None for any other error."""
+    EFBIG), naming its file (``unnamed`` when it names none); None for any other error."""
     if exc.errno not in _WRITE_ONLY_ERRNOS:
         return None
-    return write_error(exc.filename if exc.filename is not None else "standard output", exc)
+    return write_error(exc.filename if exc.filename is not None else unnamed, exc)
 
 
 @contextlib.contextmanager
