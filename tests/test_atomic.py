@@ -277,3 +277,31 @@ def test_cleanup_for_one_output_leaves_other_outputs_temporaries(tmp_path):
     removed = remove_stale_temporaries(tmp_path, name="a")
     assert [p.name for p in removed] == [".a.abcd1234.mitokit.tmp"]
     assert _only(tmp_path) == [".a.b.abcd1234.mitokit.tmp", ".ab.abcd1234.mitokit.tmp"]
+
+
+def test_read_only_folder_simulated(tmp_path, monkeypatch):
+    """As root ignores permissions, a read-only folder is simulated where the OS would refuse."""
+    import errno
+    import tempfile
+
+    from mitokit.io.atomic import OutputError, atomic_dir
+
+    def denied(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", os.path.join(dir, ".x"))
+
+    monkeypatch.setattr(tempfile, "mkstemp", denied)
+    monkeypatch.setattr(tempfile, "mkdtemp", denied)
+    with pytest.raises(OutputError, match=r"out.json: cannot write \(Permission denied\)"):
+        write_text_atomic(tmp_path / "out.json", "x")
+    denied_dir = pytest.raises(OutputError, match=r"d: cannot write \(Permission denied\)")
+    with denied_dir, atomic_dir(tmp_path / "d"):
+        pass
+    monkeypatch.undo()
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system", str(args[0]))
+
+    monkeypatch.setattr(os, "replace", read_only)
+    with pytest.raises(OutputError, match="Read-only file system"):
+        write_text_atomic(tmp_path / "out.json", "x")
+    assert _only(tmp_path) == []
