@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from mitokit.cli import cli
 from mitokit.errors import MitokitError
-from mitokit.io.annotations import adjustment_notes, read_annotations
+from mitokit.io.annotations import Annotation, adjustment_notes, read_annotations
 from mitokit.io.formats import BORDER_TOLERANCE_PX, strict_reading
 from mitokit.labels import agreement
 
@@ -296,7 +296,6 @@ def test_prediction_just_outside_the_frame_is_scored_not_refused(tmp_path):
 
 @pytest.mark.parametrize("matching, tp", [("optimal", 2), ("midog", 1)])
 def test_overlay_draws_the_pairs_of_the_chosen_matching(tmp_path, matching, tp):
-    from mitokit.io.annotations import Annotation
     from mitokit.report.overlay import plot_point_overlay
 
     # T1 takes its nearest prediction P1 under MIDOG's rule, leaving T2 without one
@@ -311,3 +310,19 @@ def test_overlay_draws_the_pairs_of_the_chosen_matching(tmp_path, matching, tp):
         matching=matching,
     )
     assert counts == {"tp": tp, "fp": 2 - tp, "fn": 2 - tp}
+
+
+def test_detect_folder_evaluation_skips_temporaries_of_a_killed_run(tmp_path):
+    from mitokit.io.annotations import AnnotationSet, write_annotations
+
+    out = tmp_path / "detect_out"
+    done = AnnotationSet([Annotation("1", "s", point=(10.0, 10.0), score=0.9)], {})
+    write_annotations(done, out / "s" / "detections.geojson")
+    ghost = AnnotationSet([Annotation("1", "s", point=(40.0, 40.0), score=0.9)], {})
+    write_annotations(ghost, out / ".s.abcd1234.mitokit.tmp" / "detections.geojson")
+    truth = points_file(tmp_path / "s.csv", [(10, 10)], header="x,y")
+    args = ["evaluate", "points", "--pred", str(out), "--truth", str(truth), "--radius-px", "5"]
+    result = CliRunner().invoke(cli, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    body = json.loads(result.stdout)
+    assert (body["tp"], body["fp"], body["fn"]) == (1, 0, 0)

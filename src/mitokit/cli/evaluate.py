@@ -215,7 +215,9 @@ def _read_predictions(path: str, fmt: str | None, mpp: float | None = None):
     files: list[Path] = []
     if fmt is None and p.is_dir():
         own = p / DETECT_OUTPUT
-        files = [own] if own.is_file() else sorted(p.glob(f"*/{DETECT_OUTPUT}"))
+        # hidden folders are not slides: a live or killed run's temporaries, a system's own
+        found = [f for f in p.glob(f"*/{DETECT_OUTPUT}") if not f.parent.name.startswith(".")]
+        files = [own] if own.is_file() else sorted(found)
     if not files:
         return read_annotations(path, format=fmt, hints={"mpp": mpp})
     return AnnotationSet.merge(read_annotations(f, format="geojson") for f in files)
