@@ -184,9 +184,13 @@ def test_folder_names_that_are_no_names_are_refused(tmp_path, monkeypatch):
 
 
 def test_swap_failure_keeps_the_old_folder(tmp_path, monkeypatch):
+    """Where folders cannot be exchanged in one step: the two-rename swap puts the old back."""
     import errno
 
+    from mitokit.io import atomic
     from mitokit.io.atomic import OutputError, atomic_dir
+
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
 
     out = tmp_path / "out"
     out.mkdir()
@@ -305,3 +309,48 @@ def test_read_only_folder_simulated(tmp_path, monkeypatch):
     with pytest.raises(OutputError, match="Read-only file system"):
         write_text_atomic(tmp_path / "out.json", "x")
     assert _only(tmp_path) == []
+
+
+_KILLED_SWAP = """
+import os, shutil, signal, sys
+from mitokit.io.atomic import atomic_dir
+
+state = sys.argv[1]
+
+def killed(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+real_replace = os.replace
+
+def replace(src, dst):  # the old folder moved aside: die before the new one is moved in
+    real_replace(src, dst)
+    if os.fspath(src) == state:
+        killed()
+
+os.replace = replace
+shutil.rmtree = killed  # the folders exchanged: die before the old one is removed
+with atomic_dir(state, overwrite=True) as tmp:
+    (tmp / "epoch.txt").write_text("2")
+"""
+
+
+def test_a_run_killed_inside_the_folder_swap_leaves_a_whole_folder(tmp_path):
+    """Killed between the steps of replacing a folder (a training state), the folder is the
+    old one or the new one, never missing; the next run's cleanup leaves it whole."""
+    import signal
+    import subprocess
+    import sys
+
+    from mitokit.io import atomic
+    from mitokit.io.atomic import remove_stale_temporaries
+
+    if not atomic._exchange(tmp_path, tmp_path):  # a same-path exchange probes the call
+        pytest.skip("no one-step folder exchange on this system")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "epoch.txt").write_text("1")
+    done = subprocess.run([sys.executable, "-c", _KILLED_SWAP, str(state)], capture_output=True)
+    assert done.returncode == -signal.SIGKILL, done.stderr
+    remove_stale_temporaries(tmp_path)
+    assert (state / "epoch.txt").read_text() == "2"
+    assert _only(tmp_path) == ["state"]

@@ -22,11 +22,13 @@ A crash or an error half-way leaves the old file (or nothing), never a half-writ
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -353,13 +355,48 @@ def _locked_temp(target: Path, *, folder: bool) -> tuple[Path, int]:
     raise OSError(errno.EAGAIN, "temporaries keep disappearing", str(target.parent))
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux ``renameat2(RENAME_EXCHANGE)``); False where the
+    system or file system cannot."""
+    global _RENAMEAT2
+    if _RENAMEAT2 is None:
+        _RENAMEAT2 = False
+        if sys.platform.startswith("linux"):
+            with contextlib.suppress(OSError, AttributeError):
+                libc = ctypes.CDLL(None, use_errno=True)
+                func = libc.renameat2
+                func.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p]
+                func.argtypes.append(ctypes.c_uint)
+                func.restype = ctypes.c_int
+                _RENAMEAT2 = func
+    if not _RENAMEAT2:
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    done = _RENAMEAT2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange)
+    if done == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_RENAMEAT2 = None
+
+
 def _swap(new: Path, target: Path) -> None:
     """Replace the folder ``target`` by the folder ``new``; the old one is removed.
 
-    Two renames: the old folder is first moved aside under a temporary name (locked, so no
-    cleanup takes it meanwhile; a killed run leaves it to :func:`remove_stale_temporaries`),
-    then the new one is moved in. If that fails, the old folder is moved back.
+    Where the system can (Linux), the two folders are exchanged in one step, so at every moment
+    ``target`` is either the whole old folder or the whole new one, even for a run killed
+    there. Elsewhere, two renames: the old folder is first moved aside under a temporary name
+    (locked, so no cleanup takes it meanwhile; a killed run leaves it to
+    :func:`remove_stale_temporaries`), then the new one is moved in; if that fails, the old
+    folder is moved back.
     """
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # now the old folder, under the temporary name
+        return
     aside = Path(
         tempfile.mkdtemp(prefix=f".{_short(target.name)}.", suffix=TEMP_MARK, dir=target.parent)
     )
