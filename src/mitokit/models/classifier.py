@@ -33,6 +33,7 @@ from torch import nn
 from mitokit.errors import MitokitError, input_error
 from mitokit.models._common import flip_views
 from mitokit.models.backbones import ARCHS, ResNetScorer, build_resnet, load_init_weights
+from mitokit.models.checkpoint import expand_checkpoints
 from mitokit.models.tasks_patch import (
     PatchClassifierTask,
     PatchTransform,
@@ -94,40 +95,6 @@ def model_scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(model(x))
 
 
-def expand_checkpoints(paths: Sequence[str | os.PathLike]) -> list[Path]:
-    """Model folders from model folders, training-run folders and ensemble folders.
-
-    A path is taken as it is when it holds ``config.json``; a training run (``best/`` beside
-    ``last/``) gives its ``best/``; otherwise every sub-folder that is one of these (an
-    ensemble's ``seed0/``, ``seed1/`` ...), sorted by name.
-
-    Raises:
-        MitokitError: A path that is none of these.
-    """
-    from mitokit.models.io import CONFIG
-
-    def model_dir(p: Path) -> Path | None:
-        if (p / CONFIG).is_file():
-            return p
-        if (p / "best" / CONFIG).is_file():
-            return p / "best"
-        return None
-
-    out: list[Path] = []
-    for p in map(Path, paths):
-        found = model_dir(p)
-        if found is not None:
-            out.append(found)
-            continue
-        subs = [m for q in sorted(p.iterdir()) if (m := model_dir(q))] if p.is_dir() else []
-        if not subs:
-            raise input_error(
-                p, f"not a mitokit model folder (no {CONFIG}, best/, nor sub-folders with one)"
-            )
-        out.extend(subs)
-    return out
-
-
 def load_ensemble(
     folders: Sequence[str | os.PathLike],
     *,
@@ -138,7 +105,7 @@ def load_ensemble(
     """Load saved models (folders, or folders of seed folders) as one ensemble.
 
     Args:
-        folders: Model folders written by :func:`mitokit.models.io.save_model`.
+        folders: Model folders written by :func:`mitokit.models.checkpoint.save_model`.
         expect_task: Task(s) the models must be of (None: any, but all the same).
         map_location: Device.
         fold_bn: Fold each member's batch norm into its convolutions
@@ -152,7 +119,7 @@ def load_ensemble(
         MitokitError: A model of another task (``"is a 'tile_regressor' model, expected
             'patch_classifier'"``), or members of different tasks.
     """
-    from mitokit.models.io import load_model
+    from mitokit.models.checkpoint import load_model
 
     models, cfgs = [], []
     for folder in expand_checkpoints(folders):

@@ -305,8 +305,7 @@ def load_diffusion(
     Raises:
         MitokitError: Not a model folder, or a model of another task.
     """
-    from mitokit.models.classifier import expand_checkpoints
-    from mitokit.models.io import load_model
+    from mitokit.models.checkpoint import expand_checkpoints, load_model
 
     folders = expand_checkpoints([folder])
     if len(folders) != 1:
@@ -370,16 +369,10 @@ class DiffusionTask:
         check_model_config(cfg)
         model = DiffusionModel(cfg)
         if cfg["weights"]:
-            from mitokit.models.io import WEIGHTS, load_state
+            from mitokit.models.checkpoint import load_weights
 
             path = Path(cfg["weights"])
-            folder = path.parent if path.is_file() and path.name == WEIGHTS else path
-            if path.is_file() and path.name != WEIGHTS:
-                from safetensors.torch import load_file
-
-                state = load_file(str(path))
-            else:
-                state = load_state(folder)
+            state = load_weights(path)
             try:
                 model.load_state_dict(state)
             except RuntimeError as exc:

@@ -89,7 +89,7 @@ def load_predictor(
             broken folder.
     """
     from mitokit.engines.task import get_task
-    from mitokit.models.io import load_model, read_model_config
+    from mitokit.models.checkpoint import load_model, read_model_config
 
     task = read_model_config(folder)["task"]
     get_task(task)  # imports the formulation's module, which registers its predictor
