@@ -32,6 +32,70 @@ def _check_seed(seed: Any) -> int:
     return int(seed)
 
 
+def _check_int(value: Any, minimum: int, message: str) -> int:
+    """``value`` as an int when it is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise input_error(None, f"{message}, got {value!r}")
+    return int(value)
+
+
+def _locate_events(
+    tiles: Sequence[Tile], boxes: np.ndarray, events: list[Annotation], point_box_size: float
+) -> tuple[list[np.ndarray], int, np.ndarray]:
+    """Where the events are among the tiles (see :class:`EventTileSampler`).
+
+    Returns:
+        ``(event_tiles, dropped, negative)``: per event inside some tile, the indices of the
+        tiles containing it (events in image order, then annotation order); the number of
+        events inside no tile; and ``(len(tiles),)`` bool, the negative tiles.
+    """
+    tiles_of_image: dict[str, list[int]] = {}
+    for t, tile in enumerate(tiles):
+        tiles_of_image.setdefault(str(tile.image), []).append(t)
+    events_of_image: dict[str, list[Annotation]] = {}
+    for ann in events:
+        events_of_image.setdefault(ann.image, []).append(ann)
+
+    event_tiles: list[np.ndarray] = []
+    dropped = 0
+    negative = np.zeros(len(tiles), dtype=bool)
+    for image_id, idx_list in tiles_of_image.items():
+        idx = np.asarray(idx_list, dtype=np.int64)
+        anns = events_of_image.get(image_id, [])
+        if not anns:
+            negative[idx] = True
+            continue
+        contains, touches = _tile_event_overlap(boxes[idx], anns, point_box_size)
+        negative[idx] = ~(contains | touches).any(axis=1)
+        for e in range(len(anns)):
+            inside = idx[contains[:, e]]
+            if len(inside):
+                event_tiles.append(inside)
+            else:
+                dropped += 1
+    dropped += sum(len(v) for k, v in events_of_image.items() if k not in tiles_of_image)
+    return event_tiles, dropped, negative
+
+
+def _tile_event_overlap(
+    tb: np.ndarray, anns: list[Annotation], point_box_size: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(tiles, events)`` bool: the tile contains the event's centre (half-open); the tile and
+    the event's box (or square around its point) overlap with positive area."""
+    centers = np.array([a.center for a in anns], dtype=np.float64)
+    ebox = np.array([a.box_or_square(point_box_size) for a in anns], dtype=np.float64)
+    contains = (
+        (tb[:, None, 0] <= centers[None, :, 0])
+        & (centers[None, :, 0] < tb[:, None, 2])
+        & (tb[:, None, 1] <= centers[None, :, 1])
+        & (centers[None, :, 1] < tb[:, None, 3])
+    )  # (tiles, events)
+    ix = np.minimum(tb[:, None, 2], ebox[None, :, 2]) - np.maximum(tb[:, None, 0], ebox[None, :, 0])
+    iy = np.minimum(tb[:, None, 3], ebox[None, :, 3]) - np.maximum(tb[:, None, 1], ebox[None, :, 1])
+    touches = (ix > 0) & (iy > 0)
+    return contains, touches
+
+
 class EventTileSampler(Sampler[int]):
     """Draw a mitotic event uniformly, then one tile that contains it; plus negative tiles.
 
@@ -79,60 +143,14 @@ class EventTileSampler(Sampler[int]):
         point_box_size: float = 50.0,
         seed: int = 0,
     ) -> None:
-        if (
-            isinstance(negative_ratio, bool)
-            or not isinstance(negative_ratio, numbers.Integral)
-            or negative_ratio < 0
-        ):
-            raise input_error(
-                None, f"negative_ratio must be an integer >= 0, got {negative_ratio!r}"
-            )
-        self.negative_ratio = int(negative_ratio)
+        self.negative_ratio = _check_int(
+            negative_ratio, 0, "negative_ratio must be an integer >= 0"
+        )
         self.seed = _check_seed(seed)
         self.tiles = as_tiles(tiles)
         boxes = tile_boxes(self.tiles)
         events = [a for a in annotations if a.label == label]
-
-        tiles_of_image: dict[str, list[int]] = {}
-        for t, tile in enumerate(self.tiles):
-            tiles_of_image.setdefault(str(tile.image), []).append(t)
-        events_of_image: dict[str, list[Annotation]] = {}
-        for ann in events:
-            events_of_image.setdefault(ann.image, []).append(ann)
-
-        event_tiles: list[np.ndarray] = []
-        dropped = 0
-        negative = np.zeros(len(self.tiles), dtype=bool)
-        for image_id, idx_list in tiles_of_image.items():
-            idx = np.asarray(idx_list, dtype=np.int64)
-            tb = boxes[idx]
-            anns = events_of_image.get(image_id, [])
-            if not anns:
-                negative[idx] = True
-                continue
-            centers = np.array([a.center for a in anns], dtype=np.float64)
-            ebox = np.array([a.box_or_square(point_box_size) for a in anns], dtype=np.float64)
-            contains = (
-                (tb[:, None, 0] <= centers[None, :, 0])
-                & (centers[None, :, 0] < tb[:, None, 2])
-                & (tb[:, None, 1] <= centers[None, :, 1])
-                & (centers[None, :, 1] < tb[:, None, 3])
-            )  # (tiles, events)
-            ix = np.minimum(tb[:, None, 2], ebox[None, :, 2]) - np.maximum(
-                tb[:, None, 0], ebox[None, :, 0]
-            )
-            iy = np.minimum(tb[:, None, 3], ebox[None, :, 3]) - np.maximum(
-                tb[:, None, 1], ebox[None, :, 1]
-            )
-            touches = (ix > 0) & (iy > 0)
-            negative[idx] = ~(contains | touches).any(axis=1)
-            for e in range(len(anns)):
-                inside = idx[contains[:, e]]
-                if len(inside):
-                    event_tiles.append(inside)
-                else:
-                    dropped += 1
-        dropped += sum(len(v) for k, v in events_of_image.items() if k not in tiles_of_image)
+        event_tiles, dropped, negative = _locate_events(self.tiles, boxes, events, point_box_size)
         if not event_tiles:
             raise input_error(None, f"no {label} event lies inside any of the {len(boxes)} tiles")
         self.n_events = len(event_tiles)
@@ -145,15 +163,7 @@ class EventTileSampler(Sampler[int]):
         self._flat = np.concatenate(event_tiles)
         if epoch_length is None:
             epoch_length = self.n_events * (1 + self.negative_ratio)
-        if (
-            isinstance(epoch_length, bool)
-            or not isinstance(epoch_length, numbers.Integral)
-            or epoch_length < 1
-        ):
-            raise input_error(
-                None, f"epoch_length must be a positive integer, got {epoch_length!r}"
-            )
-        self.epoch_length = int(epoch_length)
+        self.epoch_length = _check_int(epoch_length, 1, "epoch_length must be a positive integer")
         self.epoch = 0
 
     def __len__(self) -> int:

@@ -48,15 +48,7 @@ from mitokit.data.synthetic.limits import (
     check_patches,
     check_side,
 )
-from mitokit.data.synthetic.render import (
-    _PAD,
-    StainParams,
-    _near,
-    _region_od,
-    _to_rgb,
-    cell_scene,
-    render_region,
-)
+from mitokit.data.synthetic.region import _near, _region_od, render_region
 from mitokit.data.synthetic.scene import (
     MITOTIC_PHASES,
     SceneParams,
@@ -64,6 +56,8 @@ from mitokit.data.synthetic.scene import (
     sample_cells,
     sample_m,
 )
+from mitokit.data.synthetic.single_cell import cell_scene
+from mitokit.data.synthetic.staining import _PAD, StainParams, _to_rgb
 from mitokit.errors import input_error
 from mitokit.io.tiffwrite import TileSource
 

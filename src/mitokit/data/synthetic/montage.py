@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -38,6 +39,8 @@ from mitokit.errors import input_error
 from mitokit.io.atomic import atomic_path
 
 __all__ = ["montage_rows", "synthetic_montage"]
+
+_DPI = 100  # figure dots per inch: sizes below are in display pixels
 
 _ABBREV = {PROPHASE: "pro", METAPHASE: "meta", ANAPHASE: "ana", TELOPHASE: "telo"}
 
@@ -173,13 +176,17 @@ def synthetic_montage(
     Returns:
         The path written.
     """
+    rows = montage_rows(n_per_row=n_per_row, seed=seed, size=size, real_dir=real_dir, params=params)
+    return _save_png(_draw(rows, n_per_row=n_per_row, size=size, scale=scale), path)
+
+
+def _draw(rows: list, *, n_per_row: int, size: int, scale: float) -> Any:
+    """The montage as a matplotlib figure: a label, then the cells with their captions, per row."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
-    from PIL import Image
 
-    rows = montage_rows(n_per_row=n_per_row, seed=seed, size=size, real_dir=real_dir, params=params)
     gap = 4
     label_w = 150
     cell_px = size * scale
@@ -187,8 +194,7 @@ def synthetic_montage(
     width_px = label_w + n_per_row * (cell_px + gap)
     row_h = cell_px + cap_h + gap
     height_px = len(rows) * row_h + 10
-    dpi = 100
-    fig = plt.figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
+    fig = plt.figure(figsize=(width_px / _DPI, height_px / _DPI), dpi=_DPI)
     for r, (label, imgs, caps) in enumerate(rows):
         top = height_px - 5 - r * row_h
         fig.text(
@@ -220,8 +226,16 @@ def synthetic_montage(
                     va="bottom",
                     fontsize=6.5,
                 )
+    return fig
+
+
+def _save_png(fig: Any, path: str | os.PathLike) -> Path:
+    """Close ``fig`` and write it as a 256-colour PNG (atomically), without a Software tag."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, metadata={"Software": None})
+    fig.savefig(buf, format="png", dpi=_DPI, metadata={"Software": None})
     plt.close(fig)
     buf.seek(0)
     with Image.open(buf) as im:

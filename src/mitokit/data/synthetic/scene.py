@@ -45,6 +45,7 @@ from mitokit.data.synthetic.cells import (
     TELOPHASE,
     CellTable,
 )
+from mitokit.data.synthetic.packing import _hard_core, _hard_core_density
 from mitokit.errors import input_error
 
 __all__ = ["MITOTIC_PHASES", "SceneParams", "TissueField", "sample_cells", "sample_m"]
@@ -324,22 +325,6 @@ def _beta(rng: np.random.Generator, ab: tuple[float, float], n: int) -> np.ndarr
     return rng.beta(ab[0], ab[1], n).astype(np.float32)
 
 
-# Random sequential packing of candidates from a Poisson process of intensity x * J, where
-# J = 0.547 / (pi d^2 / 4) is the jamming density of disks of the mean diameter d, keeps y * J
-# (measured with this module's radius spread; y -> ~0.8 as x grows).
-_RSA_X = (0.0, 0.3, 0.6, 1.0, 1.5, 2.5, 4.0, 8.0)
-_RSA_Y = (0.0, 0.223, 0.359, 0.463, 0.542, 0.611, 0.680, 0.746)
-
-
-def _hard_core_density(target: float, d_mm: float) -> float:
-    """Poisson intensity whose hard-core packing at mean distance ``d_mm`` keeps ``target``
-    per mm^2 (calibrated; saturates near 75 % of the jamming density)."""
-    if target <= 0:
-        return 0.0
-    jam = 0.547 / (math.pi * d_mm * d_mm / 4.0)
-    return float(np.interp(target / jam, _RSA_Y, _RSA_X)) * jam
-
-
 def sample_cells(
     box: tuple[float, float, float, float],
     *,
@@ -368,55 +353,10 @@ def sample_cells(
     x1, y1, x2, y2 = (float(v) for v in box)
     if not (x2 > x1 and y2 > y1):
         raise input_error(None, f"sample_cells: empty box {box!r}")
-    area_mm2 = (x2 - x1) * (y2 - y1) * (p.mpp * 1e-3) ** 2
-    r_nest = float(np.mean(p.nucleus_radius_um)) * 1e-3 * 1.1  # mean sqrt(elongation)
-    r_str = float(np.mean(p.stroma_radius_um)) * 1e-3 * math.sqrt(2.0)
-    lam_nest = _hard_core_density(p.nest_density_per_mm2, p.packing * 2 * r_nest)
-    lam_str = _hard_core_density(p.stroma_density_per_mm2, p.packing * 2 * r_str)
-    lam_max = max(lam_nest, lam_str if tissue is not None else 0.0)
-    n = int(rng.poisson(lam_max * area_mm2)) if lam_max > 0 else 0
-    x = rng.uniform(x1, x2, n)
-    y = rng.uniform(y1, y2, n)
-    u_nest, u_keep, u_tissue, priority = rng.random((4, n))
-    if tissue is None:
-        in_nest = np.ones(n, bool)
-        keep = np.ones(n, bool)
-    else:
-        in_nest = u_nest < tissue.nest_points(x, y)
-        lam = np.where(in_nest, lam_nest, lam_str)
-        keep = u_keep * lam_max < lam
-        if tissue.has_glass and keep.any():
-            idx = np.flatnonzero(keep)
-            keep[idx] = u_tissue[idx] < tissue.tissue_points(x[idx], y[idx])
-    x, y, in_nest, priority = x[keep], y[keep], in_nest[keep], priority[keep]
+    x, y, in_nest, priority = _candidates((x1, y1, x2, y2), p, rng, tissue)
     n = len(x)
-
-    # kinds: tumour cells in nests can be mitotic or imposters; stromal cells are fibroblasts
-    u = rng.random(n)
-    f_mit, f_apo, f_hyp = p.mitotic_fraction, p.apoptotic_fraction, p.hyperchromatic_fraction
-    kind = np.full(n, NORMAL, np.int8)
-    kind[in_nest & (u < f_mit)] = MITOTIC
-    kind[in_nest & (u >= f_mit) & (u < f_mit + f_apo)] = APOPTOTIC
-    kind[in_nest & (u >= f_mit + f_apo) & (u < f_mit + f_apo + f_hyp)] = HYPERCHROMATIC
-
-    radius_um = np.where(
-        in_nest,
-        rng.uniform(*p.nucleus_radius_um, n),
-        rng.uniform(*p.stroma_radius_um, n),
-    )
-    radius_um = np.where(kind == APOPTOTIC, radius_um * 0.55, radius_um)
-    radius_um = np.where(kind == HYPERCHROMATIC, radius_um * 1.3, radius_um)
-    radius = (radius_um / p.mpp).astype(np.float32)
-    elong_nest = 1.0 + np.minimum(np.abs(rng.normal(0, 0.25, n)), 0.9)
-    elong_str = rng.uniform(*p.stroma_elongation, n)
-    elongation = np.where(in_nest, elong_nest, elong_str)
-    elongation = np.where(kind == APOPTOTIC, 1.0 + (elongation - 1.0) * 0.2, elongation)
-    angle = rng.uniform(0, np.pi, n)
-    if tissue is not None and (~in_nest).any():
-        s = ~in_nest
-        angle[s] = tissue.fibre_angle_points(x[s], y[s]) + rng.normal(0, 0.2, int(s.sum()))
-    angle = np.mod(angle, np.pi)
-
+    kind = _kinds(in_nest, p, rng)
+    radius, elongation, angle = _shapes(x, y, in_nest, kind, p, rng, tissue)
     m = _sample_m(rng, kind, p)
     phase = np.full(n, INTERPHASE, np.int8)
     mit = kind == MITOTIC
@@ -442,6 +382,89 @@ def sample_cells(
     return out
 
 
+def _candidates(
+    box: tuple[float, float, float, float],
+    p: SceneParams,
+    rng: np.random.Generator,
+    tissue: TissueField | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Cell centres before packing: ``(x, y, in_nest, priority)``.
+
+    A Poisson process at the highest intensity of the scene, thinned by the local density
+    (dense nests, sparse stroma, none on glass); ``priority`` orders the packing.
+    """
+    x1, y1, x2, y2 = box
+    area_mm2 = (x2 - x1) * (y2 - y1) * (p.mpp * 1e-3) ** 2
+    r_nest = float(np.mean(p.nucleus_radius_um)) * 1e-3 * 1.1  # mean sqrt(elongation)
+    r_str = float(np.mean(p.stroma_radius_um)) * 1e-3 * math.sqrt(2.0)
+    lam_nest = _hard_core_density(p.nest_density_per_mm2, p.packing * 2 * r_nest)
+    lam_str = _hard_core_density(p.stroma_density_per_mm2, p.packing * 2 * r_str)
+    lam_max = max(lam_nest, lam_str if tissue is not None else 0.0)
+    n = int(rng.poisson(lam_max * area_mm2)) if lam_max > 0 else 0
+    x = rng.uniform(x1, x2, n)
+    y = rng.uniform(y1, y2, n)
+    u_nest, u_keep, u_tissue, priority = rng.random((4, n))
+    if tissue is None:
+        in_nest = np.ones(n, bool)
+        keep = np.ones(n, bool)
+    else:
+        in_nest = u_nest < tissue.nest_points(x, y)
+        lam = np.where(in_nest, lam_nest, lam_str)
+        keep = u_keep * lam_max < lam
+        if tissue.has_glass and keep.any():
+            idx = np.flatnonzero(keep)
+            keep[idx] = u_tissue[idx] < tissue.tissue_points(x[idx], y[idx])
+    return x[keep], y[keep], in_nest[keep], priority[keep]
+
+
+def _kinds(in_nest: np.ndarray, p: SceneParams, rng: np.random.Generator) -> np.ndarray:
+    """Cell kinds: tumour cells in nests can be mitotic or imposters; stromal cells are
+    fibroblasts (NORMAL)."""
+    n = len(in_nest)
+    u = rng.random(n)
+    f_mit, f_apo, f_hyp = p.mitotic_fraction, p.apoptotic_fraction, p.hyperchromatic_fraction
+    kind = np.full(n, NORMAL, np.int8)
+    kind[in_nest & (u < f_mit)] = MITOTIC
+    kind[in_nest & (u >= f_mit) & (u < f_mit + f_apo)] = APOPTOTIC
+    kind[in_nest & (u >= f_mit + f_apo) & (u < f_mit + f_apo + f_hyp)] = HYPERCHROMATIC
+    return kind
+
+
+def _shapes(
+    x: np.ndarray,
+    y: np.ndarray,
+    in_nest: np.ndarray,
+    kind: np.ndarray,
+    p: SceneParams,
+    rng: np.random.Generator,
+    tissue: TissueField | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nuclear ``(radius, elongation, angle)``: pixels, >= 1, radians in ``[0, pi)``.
+
+    Apoptotic bodies are small and round, hyperchromatic nuclei large; stromal fibroblasts are
+    elongated and aligned with the fibres.
+    """
+    n = len(x)
+    radius_um = np.where(
+        in_nest,
+        rng.uniform(*p.nucleus_radius_um, n),
+        rng.uniform(*p.stroma_radius_um, n),
+    )
+    radius_um = np.where(kind == APOPTOTIC, radius_um * 0.55, radius_um)
+    radius_um = np.where(kind == HYPERCHROMATIC, radius_um * 1.3, radius_um)
+    radius = (radius_um / p.mpp).astype(np.float32)
+    elong_nest = 1.0 + np.minimum(np.abs(rng.normal(0, 0.25, n)), 0.9)
+    elong_str = rng.uniform(*p.stroma_elongation, n)
+    elongation = np.where(in_nest, elong_nest, elong_str)
+    elongation = np.where(kind == APOPTOTIC, 1.0 + (elongation - 1.0) * 0.2, elongation)
+    angle = rng.uniform(0, np.pi, n)
+    if tissue is not None and (~in_nest).any():
+        s = ~in_nest
+        angle[s] = tissue.fibre_angle_points(x[s], y[s]) + rng.normal(0, 0.2, int(s.sum()))
+    angle = np.mod(angle, np.pi)
+    return radius, elongation, angle
+
+
 def _sample_m(rng: np.random.Generator, kind: np.ndarray, p: SceneParams) -> np.ndarray:
     m = np.empty(len(kind), np.float32)
     for k, name in (
@@ -461,47 +484,3 @@ def sample_m(
     """Draw ``n`` latent mitosis scores for cells of one kind (the scene's Beta)."""
     p = params or SceneParams()
     return _sample_m(rng, np.full(n, kind, np.int8), p)
-
-
-def _hard_core(cells: CellTable, priority: np.ndarray, packing: float) -> np.ndarray:
-    """Random sequential packing: keep cells in priority order, skipping any that comes too close
-    to one already kept (two nuclei closer than ``packing * (r_i + r_j)``).
-
-    Computed as a maximal independent set of the conflict graph (Luby's rounds, vectorised), which
-    is the same as processing the cells one by one in priority order. Mitoses and imposters take
-    precedence and keep a wider berth (their clear cell body or retraction halo), so ordinary
-    neighbours do not cover them.
-    """
-    n = len(cells)
-    keep = np.ones(n, bool)
-    if n < 2:
-        return keep
-    from scipy.spatial import cKDTree
-
-    r = cells.radius.astype(np.float64) * np.sqrt(np.minimum(cells.elongation, 2.0))
-    reach = np.where(cells.kind == MITOTIC, 1.8, np.where(cells.kind == APOPTOTIC, 2.2, 1.0)) * r
-    prio = priority + (cells.kind != NORMAL)
-    pts = np.stack([cells.x, cells.y], axis=1)
-    pairs = cKDTree(pts).query_pairs(packing * 2 * float(reach.max()), output_type="ndarray")
-    if len(pairs) == 0:
-        return keep
-    i, j = pairs[:, 0], pairs[:, 1]
-    d = np.hypot(pts[i, 0] - pts[j, 0], pts[i, 1] - pts[j, 1])
-    close = d < packing * (reach[i] + reach[j])
-    i, j = i[close], j[close]
-    # orient each conflict from the higher to the lower priority cell
-    first = prio[i] >= prio[j]
-    hi = np.where(first, i, j)
-    lo = np.where(first, j, i)
-    state = np.zeros(n, np.int8)  # 0 undecided, 1 kept, -1 dropped
-    while len(hi):
-        # undecided cells with no undecided higher-priority conflict are kept ...
-        blocked = np.zeros(n, bool)
-        blocked[lo] = True
-        kept = (state == 0) & ~blocked
-        state[kept] = 1
-        # ... and their lower-priority conflicts dropped
-        state[lo[kept[hi]]] = -1
-        live = (state[hi] == 0) & (state[lo] == 0)
-        hi, lo = hi[live], lo[live]
-    return state >= 0
