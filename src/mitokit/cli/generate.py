@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import click
 
 from mitokit.cli.options import echo_json, json_option
 from mitokit.errors import input_error
-
-LABEL_SUFFIXES = (".csv", ".json", ".geojson", ".sqlite", ".db")
 
 
 def _common(func):
@@ -100,25 +97,6 @@ def generate() -> None:
     """Generate cells with a trained conditional diffusion model."""
 
 
-def _load(model_path: str, classifiers: tuple[str, ...], device: str) -> tuple[Any, Any, Any]:
-    """The diffusion model, the classifier ensemble (or None) and its training crop."""
-    from mitokit.interpret.sampling import resolve_device
-    from mitokit.models.diffusion import load_diffusion
-
-    dev = resolve_device(device)
-    model, _ = load_diffusion(model_path, map_location=dev)
-    scorer, crop = None, None
-    if classifiers:
-        from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble
-
-        scorer, cfgs = load_ensemble(classifiers, expect_task=PATCH_CLASSIFIER, map_location=dev)
-        for cfg in cfgs:  # the members' centre crop, as `mitokit predict patches` applies it
-            data = cfg.get("extra", {}).get("data") or {}
-            if isinstance(data, dict) and data.get("crop"):
-                crop = int(data["crop"])
-    return model, scorer, crop
-
-
 @generate.command("transitions")
 @click.option(
     "--n",
@@ -195,22 +173,20 @@ def transitions(
     gives the good-set yield. The classifiers score each image after their training centre
     crop, if they had one and the image is larger.
     """
+    from mitokit.interpret.pipeline import run_transitions
     from mitokit.interpret.selection import parse_grid
-    from mitokit.interpret.transitions import (
-        generate_transitions,
-        score_transitions,
-        write_transitions,
-    )
-    from mitokit.io.atomic import atomic_dir
 
     grid = parse_grid(conditions, what="--conditions")
-    _check_out(out, overwrite)
-    model, scorer, crop = _load(model_path, classifiers, device)
-    result = generate_transitions(
-        model,
-        n_sets,
+    summary, result = run_transitions(
+        model_path,
+        out,
         grid,
-        scheduler=scheduler or "ddpm",
+        n_sets=n_sets,
+        classifiers=classifiers,
+        selection={"first_below": first_below, "last_above": last_above, "max_step": max_step},
+        sets_per_grid=sets_per_grid,
+        overwrite=overwrite,
+        scheduler=scheduler,
         steps=steps,
         guidance=guidance,
         seed=seed,
@@ -219,31 +195,8 @@ def transitions(
         precision=precision,
         compile_net=compile_net,
         progress=not no_progress,
+        tta=tta,
     )
-    scores = None
-    if scorer is not None:
-        scores = score_transitions(
-            result, scorer, batch_size=batch_size, tta=tta, crop=crop, device=device
-        )
-    meta = {
-        "model": str(model_path),
-        "classifier": [str(c) for c in classifiers],
-        "tta": tta,
-        "precision": precision,
-        "compiled": compile_net,
-    }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        summary = write_transitions(
-            tmp,
-            result,
-            scores=scores,
-            first_below=first_below,
-            last_above=last_above,
-            max_step=max_step,
-            sets_per_grid=sets_per_grid,
-            meta=meta,
-        )
-    summary["out"] = str(out)
     if as_json:
         echo_json(summary)
         return
@@ -355,28 +308,24 @@ def counterfactual_cmd(
     when never reached. Cells from a label file also get their label in likeness.csv and, in
     summary.json, Spearman's correlation of each index with it (never reached ranks last).
     """
-    import numpy as np
-
-    from mitokit.data.arrays import read_rgb
-    from mitokit.interpret.counterfactual import counterfactual, write_counterfactuals
+    from mitokit.interpret.pipeline import parse_source_condition, read_cells, run_counterfactuals
     from mitokit.interpret.selection import parse_grid
-    from mitokit.interpret.transitions import score_images
-    from mitokit.io.atomic import atomic_dir
 
     grid = parse_grid(t_grid, what="--t-grid", integer=True)
-    items = _cell_inputs(images + more_images, labels_images)
+    cells = read_cells(images + more_images, images=labels_images)
     src: Any = None
     if mode == "ddim-inversion":
-        src = _source_condition(source_condition, items)
+        src = parse_source_condition(source_condition, cells)
     elif source_condition != "null":
         raise input_error(None, "--source-condition applies to --mode ddim-inversion only")
-    _check_out(out, overwrite)
-    model, scorer, crop = _load(model_path, classifiers, device)
-    arrays = [read_rgb(p) for p, _, _ in items]
-    result = counterfactual(
-        model,
-        arrays,
+    summary, result = run_counterfactuals(
+        model_path,
+        cells,
+        out,
         grid,
+        classifiers=classifiers,
+        thresholds=(resembles, convincing),
+        overwrite=overwrite,
         condition=condition,
         mode=mode,
         seed=seed,
@@ -389,99 +338,15 @@ def counterfactual_cmd(
         precision=precision,
         compile_net=compile_net,
         progress=not no_progress,
+        tta=tta,
     )
-    scores = None
-    if scorer is not None:
-        scores = score_images(
-            scorer, result.images, batch_size=batch_size, tta=tta, crop=crop, device=device
-        )
-    meta = {
-        "model": str(model_path),
-        "classifier": [str(c) for c in classifiers],
-        "tta": tta,
-        "precision": precision,
-        "compiled": compile_net,
-        "images": [str(p) for p, _, _ in items],
-    }
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        summary = write_counterfactuals(
-            tmp,
-            result,
-            [i for _, i, _ in items],
-            scores=scores,
-            thresholds=(resembles, convincing),
-            labels=np.array([s for _, _, s in items], dtype=np.float64),
-            meta=meta,
-        )
-    summary["out"] = str(out)
     if as_json:
         echo_json(summary)
         return
-    line = f"{len(items)} cells x {len(grid)} noise levels in {result.seconds:.1f} s"
-    if scores is not None:
-        n = len(items)
+    line = f"{len(cells)} cells x {len(grid)} noise levels in {result.seconds:.1f} s"
+    if classifiers:
+        n = len(cells)
         line += (
             f"; resembles: {summary['n_resembles']}/{n}, convincing: {summary['n_convincing']}/{n}"
         )
     click.echo(f"{line}; wrote {out}")
-
-
-def _check_out(out: str, overwrite: bool) -> None:
-    """Refuse a non-empty --out before any work (atomic_dir checks again at the end)."""
-    p = Path(out)
-    if p.exists() and not p.is_dir():
-        raise input_error(p, "exists and is not a folder")
-    if p.is_dir() and any(p.iterdir()) and not overwrite:
-        raise input_error(p, "folder exists and is not empty (pass --overwrite to replace it)")
-
-
-def _cell_inputs(paths: tuple[str, ...], images: str | None) -> list[tuple[Path, str, float]]:
-    """(file, id, score or NaN) for image files, folders and patch label files."""
-    from mitokit.models.classifier import image_files, read_patch_table
-
-    items: list[tuple[Path, str, float]] = []
-    for text in paths:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            items.extend((f, f.stem, float("nan")) for f in found)
-        elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
-            table = read_patch_table(p, images=images)
-            items.extend(
-                (path, oid, float(s))
-                for path, oid, s in zip(table.paths, table.ids, table.score, strict=True)
-            )
-        elif p.is_file():
-            items.append((p, p.stem, float("nan")))
-        else:
-            raise input_error(p, "file not found")
-    if not items:
-        raise input_error(None, "no images given")
-    return items
-
-
-def _source_condition(text: str, items: list[tuple[Path, str, float]]) -> Any:
-    import math
-
-    key = str(text).strip().lower()
-    if key == "null":
-        return None
-    if key == "own":
-        missing = [str(p) for p, _, s in items if not math.isfinite(s)]
-        if missing:
-            raise input_error(
-                missing[0],
-                "has no score: --source-condition own needs the cells given by a label file",
-            )
-        return [s for _, _, s in items]
-    try:
-        value = float(key)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise input_error(
-            None, f"--source-condition must be null, own or a number in [0, 1], got {text!r}"
-        )
-    return value
