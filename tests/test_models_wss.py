@@ -169,7 +169,8 @@ def _displaced_maps(points, d, size=128, turn=False):
 
 
 def test_offset_estimate_recovers_a_learned_displacement_without_points():
-    from mitokit.models.wss import _peak_point, estimate_map_offset, upsample_map
+    from mitokit.models.wss import estimate_map_offset, upsample_map
+    from mitokit.models.wss.postprocess import _peak_point
 
     rng = np.random.default_rng(0)
     d = (14.0, -9.0)
@@ -285,7 +286,7 @@ def test_evaluate_and_predictor_take_points_by_the_models_rule(tmp_path):
 
 
 def test_tta_turns_each_view_back_and_averages():
-    from mitokit.models.wss import _peak_point
+    from mitokit.models.wss.postprocess import _peak_point
 
     x = torch.full((1, 3, 96, 128), 0.8)
     yy, xx = torch.meshgrid(torch.arange(96) + 0.5, torch.arange(128) + 0.5, indexing="ij")
