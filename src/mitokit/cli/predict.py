@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
-from typing import Any
 
 import click
 
 from mitokit.cli.options import echo_json, json_option
-from mitokit.errors import MitokitError, input_error
-
-LABEL_SUFFIXES = (".csv", ".json", ".geojson", ".sqlite", ".db")
 
 
 def _model_options(func):
@@ -39,15 +34,6 @@ def _model_options(func):
         help="Write the rows as CSV here (default: CSV on stdout).",
     )(func)
     return json_option(func)
-
-
-def _trained(cfgs: list[dict[str, Any]], key: str) -> Any:
-    """A data setting the models were trained with, if their configs record one."""
-    for cfg in cfgs:
-        data = cfg.get("extra", {}).get("data") or cfg.get("extra", {}).get("data_cfg") or {}
-        if isinstance(data, dict) and data.get(key) is not None:
-            return data[key]
-    return None
 
 
 def _emit(rows: list[dict], columns: list[str], out_path: str | None, as_json: bool, meta: dict):
@@ -106,46 +92,12 @@ def patches(
     label's object id, the path under a class-folder root, or the file stem) and score (the
     probability, averaged over the models).
     """
-    from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble, predict_images
+    from mitokit.engines.predict import predict_patch_files
 
-    items = _patch_inputs(inputs, images)
-    model, cfgs = load_ensemble(models, expect_task=PATCH_CLASSIFIER)
-    if crop is None:
-        crop = _trained(cfgs, "crop")
-    scores = predict_images(model, [p for p, _ in items], batch_size=batch_size, tta=tta, crop=crop)
-    rows = [
-        {"image": str(p), "id": i, "score": float(s)}
-        for (p, i), s in zip(items, scores, strict=True)
-    ]
-    meta = {"task": PATCH_CLASSIFIER, "models": len(model), "tta": tta, "crop": crop}
+    rows, meta = predict_patch_files(
+        inputs, models, images=images, crop=crop, tta=tta, batch_size=batch_size
+    )
     _emit(rows, ["image", "id", "score"], out_path, as_json, meta)
-
-
-def _patch_inputs(inputs: tuple[str, ...], images: str | None) -> list[tuple[Path, str]]:
-    from mitokit.io.formats.imagefolder import class_images
-    from mitokit.models.classifier import image_files, read_patch_table
-
-    items: list[tuple[Path, str]] = []
-    for text in inputs:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if found:
-                items.extend((f, f.stem) for f in found)
-                continue
-            classes = class_images(p)
-            if not classes:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image, nor class folders")
-            for files in classes.values():
-                items.extend((f, f.relative_to(p).as_posix()) for f in files)
-        elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
-            table = read_patch_table(p, images=images)
-            items.extend(zip(table.paths, table.ids, strict=True))
-        elif p.is_file():
-            items.append((p, p.stem))
-        else:
-            raise input_error(p, "file not found")
-    return items
 
 
 @predict.command("tiles")
@@ -180,36 +132,9 @@ def tiles(
     y2 (pixels) and score (a probability for BC, the predicted tile score s_t for Reg), ready
     for `mitokit evaluate tiles`.
     """
-    from mitokit.models.classifier import TILE_TASKS, image_files, load_ensemble, predict_tiles
+    from mitokit.engines.predict import predict_tile_files
 
-    files: list[Path] = []
-    for text in inputs:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise input_error(p, "file not found")
-    model, cfgs = load_ensemble(models, expect_task=TILE_TASKS)
-    tile_size = tile_size or _trained(cfgs, "tile_size") or 250
-    stride = stride or _trained(cfgs, "stride") or 125
-    if stride > tile_size:
-        raise MitokitError(f"--stride ({stride}) is larger than --tile-size ({tile_size})")
-    rows = []
-    for f in files:
-        for r in predict_tiles(
-            model, f, tile_size=tile_size, stride=stride, batch_size=batch_size, tta=tta
-        ):
-            rows.append({"image": str(f), **r})
-    meta = {
-        "task": cfgs[0]["task"],
-        "models": len(model),
-        "tta": tta,
-        "tile_size": tile_size,
-        "stride": stride,
-    }
+    rows, meta = predict_tile_files(
+        inputs, models, tile_size=tile_size, stride=stride, tta=tta, batch_size=batch_size
+    )
     _emit(rows, ["image", "x1", "y1", "x2", "y2", "score"], out_path, as_json, meta)

@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mitokit.engines.predict import Patch, find_patches
 from mitokit.errors import input_error
 
 PathLike = str | os.PathLike
-
-LABEL_SUFFIXES = (".csv", ".json", ".geojson", ".sqlite", ".db")
-"""Files read as patch label files (ids, images and scores) rather than as images."""
 
 
 @dataclass
@@ -38,13 +36,8 @@ class Models:
     crop: int | None = None
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One input cell of a counterfactual run: its image file, id and score (NaN if none)."""
-
-    path: Path
-    id: str
-    score: float = math.nan
+Cell = Patch
+"""One input cell of a counterfactual run: its image file, id and score (NaN if none)."""
 
 
 def load_models(
@@ -76,38 +69,9 @@ def load_models(
 
 
 def read_cells(paths: Sequence[PathLike], *, images: PathLike | None = None) -> list[Cell]:
-    """Cells from image files, folders of images and patch label files (ids and scores).
-
-    Args:
-        paths: Image files, folders, or label files (``.csv``, ``.json`` ...).
-        images: The patch folder of a label file (default: searched beside it).
-
-    Raises:
-        MitokitError: A missing path, a folder without images, no cells at all.
-    """
-    from mitokit.models.classifier import image_files, read_patch_table
-
-    cells: list[Cell] = []
-    for text in paths:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            cells.extend(Cell(f, f.stem) for f in found)
-        elif p.is_file() and p.suffix.lower() in LABEL_SUFFIXES:
-            table = read_patch_table(p, images=images)
-            cells.extend(
-                Cell(path, oid, float(s))
-                for path, oid, s in zip(table.paths, table.ids, table.score, strict=True)
-            )
-        elif p.is_file():
-            cells.append(Cell(p, p.stem))
-        else:
-            raise input_error(p, "file not found")
-    if not cells:
-        raise input_error(None, "no images given")
-    return cells
+    """Cells from image files, folders (or class folders) of images and patch label files (ids
+    and scores): :func:`~mitokit.engines.predict.find_patches`."""
+    return find_patches(paths, images=images)
 
 
 def parse_source_condition(text: str, cells: Sequence[Cell]) -> Any:
