@@ -28,7 +28,7 @@ Sampling uses the average (:meth:`DiffusionModel.sampling_net`); generation live
 :mod:`mitokit.interpret`.
 
 Data (``data`` section): cell patches of any patch label file
-(:func:`~mitokit.models.tasks_patch.read_patch_table`: mitokit CSV from ``mitokit synth
+(:func:`~mitokit.models.classifier.read_patch_table`: mitokit CSV from ``mitokit synth
 patches``, AMi-Br CSV, CSV / COCO naming one patch per object), split by slide as for the patch
 classifier. ``condition`` chooses the score:
 
@@ -389,7 +389,7 @@ class DiffusionTask:
         """
         from mitokit.data.datasets import PatchDataset
         from mitokit.io.annotations import read_annotations
-        from mitokit.models.tasks_patch import (
+        from mitokit.models.classifier.data import (
             PatchTransform,
             fold_split,
             read_patch_table,

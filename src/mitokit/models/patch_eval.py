@@ -58,7 +58,7 @@ def evaluate_patch_file(
         roc_auc,
     )
     from mitokit.models.classifier import load_ensemble, predict_images
-    from mitokit.models.tasks_patch import read_patch_table, read_split_ids
+    from mitokit.models.classifier.data import read_patch_table, read_split_ids
 
     if exclude_ids is not None and only_ids is not None:
         raise input_error(None, "give exclude_ids or only_ids, not both")
@@ -134,8 +134,7 @@ def validation_threshold(
             rows that overlap the evaluated rows.
     """
     from mitokit.metrics.classification import best_threshold
-    from mitokit.models.classifier import predict_images
-    from mitokit.models.tasks_patch import PatchClassifierTask
+    from mitokit.models.classifier import PatchClassifierTask, predict_images
 
     task = PatchClassifierTask()
     datas = [(c.get("extra", {}) or {}).get("data") for c in cfgs]

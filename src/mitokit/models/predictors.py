@@ -6,7 +6,8 @@ slide registers a factory under its task name (``register_predictor``), and
 :func:`load_predictor` rebuilds the right one from a saved model folder:
 
 - detectors (``detector``) and the weak localiser (``weak_localiser``) return points with scores;
-- tile classifiers (``tile_classifier``, ``tile_regressor``) return a tile score only (no points).
+- tile classifiers (``tile_classifier``, ``tile_regressor``) return a tile score only (no points;
+  :class:`~mitokit.models.classifier.predictor.TileScorePredictor`).
 
 Coordinates of the points are pixels of the input tile (x = column, y = row, origin top-left);
 the engine shifts them to level-0 slide pixels.
@@ -108,28 +109,11 @@ def model_mpp(cfg: dict[str, Any]) -> float | None:
     return None if mpp is None else float(mpp)
 
 
-class TileScorePredictor:
-    """Tile classifiers and regressors (BC, Reg, Reg-NS): a tile score, no points."""
+def __getattr__(name: str) -> Any:
+    # The tile models' predictor moved to their package; it is imported on first use, since that
+    # package imports this module.
+    if name == "TileScorePredictor":
+        from mitokit.models.classifier.predictor import TileScorePredictor
 
-    def __init__(self, model: torch.nn.Module, cfg: dict[str, Any], device: torch.device) -> None:
-        data = (cfg.get("extra") or {}).get("data") or {}
-        self.task = cfg["task"]
-        self.tile_size = int(data.get("tile_size") or cfg["model"].get("input_size") or 250)
-        self.mpp = model_mpp(cfg)
-        self.device = device
-        self.model = model.to(device).eval()
-
-    @torch.no_grad()
-    def predict(self, batch: torch.Tensor) -> list[TilePrediction]:
-        from mitokit.models.classifier import model_scores
-
-        scores = model_scores(self.model, batch).float().clamp(0.0, 1.0).cpu().numpy()
-        return [TilePrediction(tile_score=float(s)) for s in scores]
-
-
-def _tile_score_factory(model: torch.nn.Module, cfg: dict[str, Any], device: torch.device):
-    return TileScorePredictor(model, cfg, device)
-
-
-for _name in ("tile_classifier", "tile_regressor"):
-    register_predictor(_name)(_tile_score_factory)
+        return TileScorePredictor
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
