@@ -152,7 +152,7 @@ def test_a_symlinked_slide_folder_leading_out_is_refused(tmp_path, model, slide_
 
 
 def test_full_disk_is_one_line_and_leaves_nothing(tmp_path, model, slide_bytes, monkeypatch):
-    import mitokit.engines.slide as slide_module
+    import mitokit.report.slide_outputs as slide_module
 
     for name in ("a.tif", "b.tif"):
         (tmp_path / name).write_bytes(slide_bytes)
@@ -275,7 +275,7 @@ def test_a_killed_run_is_completed_by_the_next(tmp_path, slide_bytes):
 
 def test_a_live_runs_temporaries_survive_another_run(tmp_path, slide_bytes, monkeypatch):
     """Two runs in one folder (torchrun ranks): one's cleanup leaves the other's work alone."""
-    import mitokit.engines.slide as slide_module
+    import mitokit.report.slide_outputs as slide_module
 
     (tmp_path / "a.tif").write_bytes(slide_bytes)
     (tmp_path / "b.tif").write_bytes(slide_bytes)

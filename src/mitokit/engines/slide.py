@@ -39,6 +39,12 @@ Over many slides (:meth:`SlidePredictor.run`): a slide whose ``summary.json`` ex
 no tissue) is reported in one line and skipped while the others go on, and each process of a
 ``torchrun`` job takes the slides ``i`` with ``i % WORLD_SIZE == RANK``. The run's outcome is
 written to ``OUT/run_summary.json`` (``run_summary.rank<r>.json`` per rank under torchrun).
+
+This module streams and merges; its parts live beside it: :mod:`mitokit.engines.slide_stream`
+(tile plan, reader threads, merging), :mod:`mitokit.engines.slide_points` (tile predictions to
+level-0 points), :mod:`mitokit.engines.slide_inputs` (slides, shards, folder names, what is read
+before the tiles), :mod:`mitokit.engines.slide_results` (what it returns) and
+:mod:`mitokit.report.slide_outputs` (the files above, and the heat map's canvas).
 """
 
 from __future__ import annotations
@@ -49,30 +55,40 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from mitokit.data.tissue import TissueMask, mask_from_rgb, require_tissue
+from mitokit.engines.slide_inputs import (
+    SLIDE_SUFFIXES,
+    _Scan,
+    _scan_slide,
+    find_slides,
+    shard,
+    slide_folder_names,
+)
+from mitokit.engines.slide_points import _Collected, _core_centres, _on_tissue
+from mitokit.engines.slide_results import RunSummary, SlideOutcome, SlideResult
 from mitokit.engines.slide_stream import (
+    ReadGeometry,
     TilePlan,
-    in_core,
     merge_points,
     plan_tiles,
-    read_geometry,
     stream_batches,
 )
 from mitokit.errors import MitokitError, input_error
-from mitokit.metrics.hotspot import Hotspot, find_hotspot, hotspot_size_px
-
-SLIDE_SUFFIXES = (
-    ".svs", ".tif", ".tiff", ".ndpi", ".vms", ".vmu", ".scn", ".mrxs", ".bif", ".svslide",
-    ".qptiff", ".btf", ".png", ".jpg", ".jpeg", ".bmp",
-)  # fmt: skip
-"""Files of these types are taken from a folder given as input (any file named directly is)."""
+from mitokit.metrics.hotspot import find_hotspot, hotspot_size_px
+from mitokit.report.slide_outputs import (
+    DETECTIONS_CSV,
+    DETECTIONS_GEOJSON,
+    HEATMAP,
+    SUMMARY,
+    TILES_CSV,
+    HeatCanvas,
+    write_slide_outputs,
+)
 
 TILE_SCORE_TASKS = ("tile_classifier", "tile_regressor")
 """Tasks whose predictors give a tile score and no points."""
@@ -91,192 +107,6 @@ DEFAULT_TISSUE_MARGIN_UM = 25.0
 
 THUMBNAIL_SIZE = 1024
 """Longest side of the thumbnail the tissue mask and the heat map are made on."""
-
-SUMMARY = "summary.json"
-DETECTIONS_CSV = "detections.csv"
-DETECTIONS_GEOJSON = "detections.geojson"
-TILES_CSV = "tiles.csv"
-HEATMAP = "heatmap.png"
-
-
-@dataclass
-class SlideResult:
-    """What :meth:`SlidePredictor.predict_slide` found on one slide.
-
-    Attributes:
-        path: The slide file.
-        size: Level-0 ``(width, height)``.
-        mpp: Microns per pixel at level 0.
-        mpp_source: ``"file"`` or ``"argument"``.
-        kind: ``"points"`` (detectors, localisers) or ``"tiles"`` (tile classifiers).
-        points: ``(N, 3)`` level-0 ``x, y, score`` of the detections, highest score first (for
-            tile models: the centres of the positive tiles' cores).
-        tile_boxes: ``(T, 4)`` level-0 boxes of the tiles read.
-        tile_scores: ``(T,)`` the model's score of each tile.
-        threshold: The score threshold applied.
-        tissue: The tissue mask.
-        hotspot: The most active 10-HPF region.
-        thumbnail: ``(h, w, 3)`` uint8 thumbnail.
-        heat: ``(h, w)`` float32 map in [0, 1] over the thumbnail.
-        settings: How the slide was read (level, scale, overlap ...), for the summary.
-        seconds: Wall time of the prediction.
-    """
-
-    path: Path
-    size: tuple[int, int]
-    mpp: float
-    mpp_source: str
-    kind: str
-    points: np.ndarray
-    tile_boxes: np.ndarray
-    tile_scores: np.ndarray
-    threshold: float
-    tissue: TissueMask
-    hotspot: Hotspot
-    thumbnail: np.ndarray
-    heat: np.ndarray
-    settings: dict[str, Any] = field(default_factory=dict)
-    seconds: float = 0.0
-
-    @property
-    def name(self) -> str:
-        """The slide's file name (the image id of its detections)."""
-        return self.path.name
-
-    @property
-    def tissue_area_mm2(self) -> float:
-        """Area of the tissue mask in mm2."""
-        w, h = self.size
-        return self.tissue.fraction * w * h * (self.mpp * 1e-3) ** 2
-
-    @property
-    def positive_tiles(self) -> int:
-        """Tiles scoring at least the threshold."""
-        return int(np.count_nonzero(self.tile_scores >= self.threshold))
-
-    @property
-    def mitotic_count(self) -> int | None:
-        """Number of detected figures (None for tile models, which count tiles)."""
-        return len(self.points) if self.kind == "points" else None
-
-    def summary(self) -> dict[str, Any]:
-        """The content of ``summary.json``."""
-        from mitokit import __version__
-
-        area = self.tissue_area_mm2
-        count = self.mitotic_count
-        hotspot = self.hotspot.to_dict()
-        hotspot["count_per_mm2"] = _ratio(self.hotspot.count, self.hotspot.area_mm2)
-        hotspot["counts"] = "figures" if self.kind == "points" else "positive tiles"
-        return {
-            "slide": str(self.path),
-            "name": self.name,
-            "width": self.size[0],
-            "height": self.size[1],
-            "mpp": self.mpp,
-            "mpp_source": self.mpp_source,
-            "kind": self.kind,
-            "threshold": self.threshold,
-            "mitotic_count": count,
-            "tissue_area_mm2": round(area, 6),
-            "mitotic_count_per_mm2": None if count is None else _ratio(count, area),
-            "positive_tiles": self.positive_tiles,
-            "positive_tiles_per_mm2": _ratio(self.positive_tiles, area),
-            "hotspot": hotspot,
-            "tiles": len(self.tile_scores),
-            "seconds": round(self.seconds, 3),
-            "tiles_per_s": _ratio(len(self.tile_scores), self.seconds),
-            **self.settings,
-            "files": {
-                "detections_csv": DETECTIONS_CSV,
-                "detections_geojson": DETECTIONS_GEOJSON,
-                "tiles_csv": TILES_CSV,
-                "heatmap": HEATMAP,
-            },
-            "mitokit": __version__,
-        }
-
-
-@dataclass(frozen=True)
-class SlideOutcome:
-    """What happened to one slide of a run.
-
-    Attributes:
-        slide: The slide file.
-        status: ``"done"``, ``"skipped"`` (already done) or ``"failed"``.
-        folder: Its output folder.
-        error: The one-line reason of a failure.
-        count: Detections (positive tiles for tile models) of a slide done now.
-        seconds: Time spent on it.
-    """
-
-    slide: str
-    status: str
-    folder: str
-    error: str | None = None
-    count: int | None = None
-    seconds: float | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict (None fields left out)."""
-        return {k: v for k, v in self.__dict__.items() if v is not None}
-
-
-@dataclass
-class RunSummary:
-    """The outcome of :meth:`SlidePredictor.run` on this process's share of the slides.
-
-    Attributes:
-        out_dir: The output folder.
-        rank: This process's rank.
-        world_size: Number of processes sharing the slides.
-        total: Slides given to the run (all ranks).
-        slides: This rank's slides, in order.
-    """
-
-    out_dir: Path
-    rank: int = 0
-    world_size: int = 1
-    total: int = 0
-    slides: list[SlideOutcome] = field(default_factory=list)
-
-    def _with(self, status: str) -> list[SlideOutcome]:
-        return [s for s in self.slides if s.status == status]
-
-    @property
-    def done(self) -> list[SlideOutcome]:
-        """Slides processed by this run."""
-        return self._with("done")
-
-    @property
-    def skipped(self) -> list[SlideOutcome]:
-        """Slides skipped because their output was already complete."""
-        return self._with("skipped")
-
-    @property
-    def failed(self) -> list[SlideOutcome]:
-        """Slides that could not be processed."""
-        return self._with("failed")
-
-    @property
-    def path(self) -> Path:
-        """Where the run summary is written."""
-        name = "run_summary.json" if self.world_size == 1 else f"run_summary.rank{self.rank}.json"
-        return self.out_dir / name
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "out": str(self.out_dir),
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "slides_total": self.total,
-            "slides_this_rank": len(self.slides),
-            "done": len(self.done),
-            "skipped": len(self.skipped),
-            "failed": len(self.failed),
-            "slides": [s.to_dict() for s in self.slides],
-        }
 
 
 class SlidePredictor:
@@ -391,42 +221,70 @@ class SlidePredictor:
         Raises:
             MitokitError: An unreadable slide, no mpp, no tissue, or a read error half-way.
         """
-        from mitokit.io.slides import open_slide
-
         start = time.perf_counter()
         path = Path(path)
-        with open_slide(path, mpp=mpp) as slide:
-            slide_mpp = slide.mpp_or_none
-            if slide_mpp is None:
-                raise input_error(path, "no microns-per-pixel in the file; pass --mpp (mpp=...)")
-            size = slide.dimensions
-            thumb = slide.get_thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-            ds = (size[0] / thumb.shape[1], size[1] / thumb.shape[0])
-            mask = TissueMask(mask_from_rgb(thumb, downsample=math.sqrt(ds[0] * ds[1])), ds)
-            require_tissue(mask, path)
-            geometry = read_geometry(
-                slide, tile_size=self.tile_size, model_mpp=self.predictor.mpp, slide_mpp=slide_mpp
-            )
-            mpp_source = slide.mpp_source or "file"
-        overlap = self._overlap_px(geometry.scale * slide_mpp)
-        plan = plan_tiles(size, geometry, overlap=overlap, mask=mask, min_tissue=self.min_tissue)
-        canvas = _Canvas(thumb.shape[:2], ds)
+        scan = _scan_slide(
+            path,
+            mpp,
+            tile_size=self.tile_size,
+            model_mpp=self.predictor.mpp,
+            thumbnail=THUMBNAIL_SIZE,
+        )
+        size = scan.size
+        overlap = self._overlap_px(scan.geometry.scale * scan.mpp)
+        plan = plan_tiles(
+            size, scan.geometry, overlap=overlap, mask=scan.mask, min_tissue=self.min_tissue
+        )
+        canvas = HeatCanvas(scan.thumbnail.shape[:2], scan.downsample)
         points, tile_ids, scores = self._stream(path, mpp, plan, size, canvas, desc or path.name)
+        points = self._final_points(points, tile_ids, scores, plan, scan)
+        hotspot = find_hotspot(points, slide_size=size, mpp=scan.mpp, tissue=scan.mask)
+        heat = canvas.final(self.kind, points, hotspot_size_px(scan.mpp)[1], plan, scores)
+        return SlideResult(
+            path=path,
+            size=(int(size[0]), int(size[1])),
+            mpp=float(scan.mpp),
+            mpp_source=scan.mpp_source,
+            kind=self.kind,
+            points=points,
+            tile_boxes=plan.boxes,
+            tile_scores=scores,
+            threshold=self.threshold,
+            tissue=scan.mask,
+            hotspot=hotspot,
+            thumbnail=scan.thumbnail,
+            heat=heat,
+            settings=self._settings(scan.geometry, overlap),
+            seconds=time.perf_counter() - start,
+        )
 
-        radius = self.merge_radius_um / slide_mpp
+    def _final_points(
+        self,
+        points: np.ndarray,
+        tile_ids: np.ndarray,
+        scores: np.ndarray,
+        plan: TilePlan,
+        scan: _Scan,
+    ) -> np.ndarray:
+        """The slide's detections: cross-tile duplicates merged, points on glass dropped.
+
+        For tile models: the centres of the positive tiles' cores, highest score first.
+        """
+        radius = self.merge_radius_um / scan.mpp
         keep = merge_points(points, tile_ids, radius=radius) if len(points) else np.zeros(0, int)
         points = points[keep]
         if self.tissue_margin_um is not None and len(points):
-            points = points[_on_tissue(points, mask, self.tissue_margin_um / slide_mpp)]
-        boxes = plan.boxes
+            points = points[_on_tissue(points, scan.mask, self.tissue_margin_um / scan.mpp)]
         if self.kind == "tiles":
             positive = scores >= self.threshold
-            centres = _core_centres(plan.cores[positive], boxes[positive], size)
+            centres = _core_centres(plan.cores[positive], plan.boxes[positive], scan.size)
             points = np.concatenate([centres, scores[positive, None]], axis=1)
             points = points[np.argsort(-points[:, 2], kind="stable")]
-        hotspot = find_hotspot(points, slide_size=size, mpp=slide_mpp, tissue=mask)
-        heat = canvas.final(self.kind, points, hotspot_size_px(slide_mpp)[1], plan, scores)
-        settings = {
+        return points
+
+    def _settings(self, geometry: ReadGeometry, overlap: int) -> dict[str, Any]:
+        """How the slide was read, for its summary."""
+        return {
             "model": {
                 "task": self.predictor.task,
                 "tile_size": self.tile_size,
@@ -444,23 +302,6 @@ class SlidePredictor:
                 "tissue_margin_um": self.tissue_margin_um,
             },
         }
-        return SlideResult(
-            path=path,
-            size=(int(size[0]), int(size[1])),
-            mpp=float(slide_mpp),
-            mpp_source=mpp_source,
-            kind=self.kind,
-            points=points,
-            tile_boxes=boxes,
-            tile_scores=scores,
-            threshold=self.threshold,
-            tissue=mask,
-            hotspot=hotspot,
-            thumbnail=thumb,
-            heat=heat,
-            settings=settings,
-            seconds=time.perf_counter() - start,
-        )
 
     def _overlap_px(self, um_per_model_px: float) -> int:
         t = self.tile_size
@@ -480,7 +321,7 @@ class SlidePredictor:
         mpp: float | None,
         plan: TilePlan,
         size: tuple[int, int],
-        canvas: _Canvas,
+        canvas: HeatCanvas,
         desc: str,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feed the planned tiles to the model; (points, their tiles, tile scores)."""
@@ -488,15 +329,8 @@ class SlidePredictor:
 
         from mitokit.io.slides import open_slide
 
-        device = torch.device(self.predictor.device)
-        cuda = device.type == "cuda"
-        origins = plan.origins.astype(np.float64)
-        scale = plan.geometry.scale
-        foot = plan.geometry.footprint
-        w0, h0 = size
-        scores = np.zeros(len(plan), dtype=np.float64)
-        found: list[np.ndarray] = []
-        found_tiles: list[np.ndarray] = []
+        cuda = torch.device(self.predictor.device).type == "cuda"
+        collected = _Collected(plan, size, canvas, self.threshold)
         bar = tqdm(
             total=len(plan),
             desc=desc,
@@ -514,46 +348,30 @@ class SlidePredictor:
         )
         try:
             for batch in batches:
-                x = self.model_input(batch.tensor)
-                if not cuda:
-                    batch.release()  # x is a copy: the readers may refill the buffer now
-                with torch.no_grad():
-                    preds = self.predictor.predict(x)
-                if cuda:
-                    torch.cuda.current_stream(device).synchronize()  # the copy is done
-                batch.release()
-                if len(preds) != len(batch.tiles):
-                    raise RuntimeError(
-                        f"predictor returned {len(preds)} predictions for {len(batch.tiles)} tiles"
-                    )
-                for t, pred in zip(batch.tiles.tolist(), preds, strict=True):
-                    scores[t] = float(pred.tile_score)
-                    if pred.heatmap is not None:
-                        ox, oy = origins[t]
-                        canvas.paint_heatmap((ox, oy, ox + foot, oy + foot), pred.heatmap)
-                    pts = np.asarray(pred.points, dtype=np.float64).reshape(-1, 3)
-                    if not len(pts):
-                        continue
-                    pts = pts[pts[:, 2] >= self.threshold]
-                    level0 = pts.copy()
-                    level0[:, :2] = origins[t] + pts[:, :2] * scale
-                    inside = (
-                        (level0[:, 0] >= 0)
-                        & (level0[:, 0] < w0)
-                        & (level0[:, 1] >= 0)
-                        & (level0[:, 1] < h0)
-                    )
-                    level0 = level0[inside & in_core(level0, plan.cores[t])]
-                    if len(level0):
-                        found.append(level0)
-                        found_tiles.append(np.full(len(level0), t, dtype=np.int64))
+                collected.add(batch.tiles, self._predict_batch(batch))
                 bar.update(len(batch.tiles))
         finally:
             batches.close()
             bar.close()
-        if not found:
-            return np.zeros((0, 3)), np.zeros(0, dtype=np.int64), scores
-        return np.concatenate(found), np.concatenate(found_tiles), scores
+        return collected.result()
+
+    def _predict_batch(self, batch: Any) -> Sequence[Any]:
+        """The model's predictions for a batch; its buffer handed back to the readers."""
+        device = torch.device(self.predictor.device)
+        cuda = device.type == "cuda"
+        x = self.model_input(batch.tensor)
+        if not cuda:
+            batch.release()  # x is a copy: the readers may refill the buffer now
+        with torch.no_grad():
+            preds = self.predictor.predict(x)
+        if cuda:
+            torch.cuda.current_stream(device).synchronize()  # the copy is done
+        batch.release()
+        if len(preds) != len(batch.tiles):
+            raise RuntimeError(
+                f"predictor returned {len(preds)} predictions for {len(batch.tiles)} tiles"
+            )
+        return preds
 
     # -- many slides -----------------------------------------------------------------------------
 
@@ -591,291 +409,72 @@ class SlidePredictor:
             OutputError: An output could not be written (no space left, a read-only folder);
                 the run stops, as no other slide would fare better.
         """
-        from mitokit.engines.distributed import env_world
-        from mitokit.io.atomic import (
-            OutputError,
-            make_folder,
-            remove_stale_temporaries,
-            write_text_atomic,
-        )
-        from mitokit.io.names import child_path
+        from mitokit.io.atomic import make_folder, remove_stale_temporaries, write_text_atomic
 
         slides = find_slides(inputs)
         names = slide_folder_names(slides)
-        if rank is None or world_size is None:
-            env_size, env_rank, _ = env_world()
-            world_size = env_size if world_size is None else world_size
-            rank = env_rank if rank is None else rank
+        rank, world_size = _world(rank, world_size)
         mine = shard(slides, rank=rank, world_size=world_size)
         out = make_folder(out_dir)
         remove_stale_temporaries(out)  # left by a killed run; those of live runs are locked
         summary = RunSummary(out, rank=rank, world_size=world_size, total=len(slides))
         for k, path in enumerate(mine, start=1):
-            folder = out / names[path]
-            start = time.perf_counter()
-            try:
-                folder = child_path(out, names[path])
-                if not overwrite and (folder / SUMMARY).is_file():
-                    summary.slides.append(SlideOutcome(str(path), "skipped", str(folder)))
-                    continue
-                result = self.predict_slide(path, mpp=mpp, desc=f"[{k}/{len(mine)}] {path.name}")
-                write_slide_outputs(result, folder)
-            except OutputError:
-                raise  # the output folder cannot take files: no other slide would fare better
-            except MitokitError as exc:
-                self.log(f"mitokit: error: {exc} (slide skipped)")
-                summary.slides.append(SlideOutcome(str(path), "failed", str(folder), str(exc)))
-                continue
-            count = result.mitotic_count
-            summary.slides.append(
-                SlideOutcome(
-                    str(path),
-                    "done",
-                    str(folder),
-                    count=result.positive_tiles if count is None else count,
-                    seconds=round(time.perf_counter() - start, 3),
-                )
-            )
+            desc = f"[{k}/{len(mine)}] {path.name}"
+            outcome = self._run_one(path, out, names[path], mpp=mpp, overwrite=overwrite, desc=desc)
+            summary.slides.append(outcome)
         write_text_atomic(summary.path, json.dumps(summary.to_dict(), indent=2) + "\n")
         return summary
 
-
-# ---------------------------------------------------------------------------------- outputs
-
-
-def write_slide_outputs(result: SlideResult, folder: str | os.PathLike) -> Path:
-    """Write a slide's files into ``folder``, which appears complete or not at all.
-
-    An existing ``folder`` is replaced only once the new one is complete.
-
-    Returns:
-        The folder.
-    """
-    from mitokit.io.atomic import atomic_dir
-    from mitokit.report.heatmap import render_heatmap, save_png
-
-    folder = Path(folder)
-    with atomic_dir(folder, overwrite=True) as tmp:
-        _write_detections_csv(result, tmp / DETECTIONS_CSV)
-        _write_detections_geojson(result, tmp / DETECTIONS_GEOJSON)
-        _write_tiles_csv(result, tmp / TILES_CSV)
-        dsx, dsy = result.tissue.downsample
-        x1, y1, x2, y2 = result.hotspot.box
-        heat = result.heat
-        if heat.shape == result.tissue.mask.shape:
-            heat = heat * result.tissue.mask  # no colour on glass
-        image = render_heatmap(
-            result.thumbnail,
-            heat,
-            box=(x1 / dsx, y1 / dsy, x2 / dsx, y2 / dsy),
-            points=result.points[:, :2] / np.array([dsx, dsy]) if len(result.points) else None,
-        )
-        save_png(tmp / HEATMAP, image)
-        (tmp / SUMMARY).write_text(json.dumps(result.summary(), indent=2) + "\n", "utf-8")
-    return folder
-
-
-def _write_detections_csv(result: SlideResult, path: Path) -> None:
-    lines = ["x,y,score,x_um,y_um"]
-    m = result.mpp
-    for x, y, s in result.points.tolist():
-        lines.append(f"{x:.2f},{y:.2f},{s:.6g},{x * m:.3f},{y * m:.3f}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _write_tiles_csv(result: SlideResult, path: Path) -> None:
-    lines = ["x1,y1,x2,y2,score"]
-    for (x1, y1, x2, y2), s in zip(
-        result.tile_boxes.tolist(), result.tile_scores.tolist(), strict=True
-    ):
-        lines.append(f"{x1:.0f},{y1:.0f},{x2:.0f},{y2:.0f},{s:.6g}")
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def _write_detections_geojson(result: SlideResult, path: Path) -> None:
-    from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo
-    from mitokit.io.formats.geojson import write_geojson
-    from mitokit.types import MITOSIS
-
-    name = result.name
-    anns = []
-    if result.kind == "points":
-        for k, (x, y, s) in enumerate(result.points.tolist(), start=1):
-            anns.append(Annotation(str(k), name, point=(x, y), label=MITOSIS, score=s))
-    else:
-        positive = np.flatnonzero(result.tile_scores >= result.threshold)
-        order = positive[np.argsort(-result.tile_scores[positive], kind="stable")]
-        w, h = result.size
-        for k, t in enumerate(order.tolist(), start=1):
-            x1, y1, x2, y2 = result.tile_boxes[t].tolist()
-            box = (max(0.0, x1), max(0.0, y1), min(float(w), x2), min(float(h), y2))
-            anns.append(
-                Annotation(str(k), name, box=box, label=MITOSIS, score=float(result.tile_scores[t]))
-            )
-    w, h = result.size
-    info = ImageInfo(name, file_name=name, width=w, height=h, mpp=result.mpp)
-    annotations = AnnotationSet(anns, {name: info}, source=str(result.path))
-    write_geojson(annotations, path, object_type="detection")
-
-
-class _Canvas:
-    """Heat accumulated on the thumbnail grid while tiles are predicted."""
-
-    def __init__(self, shape: tuple[int, int], downsample: tuple[float, float]) -> None:
-        self.shape = shape
-        self.downsample = downsample
-        self.heatmaps: np.ndarray | None = None
-
-    def _to_canvas(self, box: Sequence[float]) -> tuple[float, float, float, float]:
-        dx, dy = self.downsample
-        return (box[0] / dx, box[1] / dy, box[2] / dx, box[3] / dy)
-
-    def paint_heatmap(self, box: Sequence[float], heatmap: np.ndarray) -> None:
-        from mitokit.report.heatmap import paint_max
-
-        if self.heatmaps is None:
-            self.heatmaps = np.zeros(self.shape, dtype=np.float32)
-        values = np.clip(np.nan_to_num(np.asarray(heatmap, dtype=np.float32)), 0.0, 1.0)
-        paint_max(self.heatmaps, self._to_canvas(box), values)
-
-    def final(
+    def _run_one(
         self,
-        kind: str,
-        points: np.ndarray,
-        hotspot_height_px: float,
-        plan: TilePlan,
-        scores: np.ndarray,
-    ) -> np.ndarray:
-        """The map shown: the model's heat maps, else point density, else tile scores."""
-        from mitokit.report.heatmap import paint_max, point_density
+        path: Path,
+        out: Path,
+        name: str,
+        *,
+        mpp: float | None,
+        overwrite: bool,
+        desc: str,
+    ) -> SlideOutcome:
+        """Predict one slide into ``out/name`` unless it is done; what happened to it.
 
-        if self.heatmaps is not None:
-            return self.heatmaps
-        if kind == "points":
-            sigma = 0.1 * hotspot_height_px / math.sqrt(self.downsample[0] * self.downsample[1])
-            return point_density(points, self.shape, self.downsample, sigma)
-        canvas = np.zeros(self.shape, dtype=np.float32)
-        boxes = plan.boxes
-        cores = np.clip(plan.cores, boxes[:, [0, 1, 0, 1]], boxes[:, [2, 3, 2, 3]])
-        for core, s in zip(cores.tolist(), np.clip(scores, 0, 1).tolist(), strict=True):
-            paint_max(canvas, self._to_canvas(core), s)
-        return canvas
+        Raises:
+            OutputError: An output could not be written (the run stops).
+        """
+        from mitokit.io.atomic import OutputError
+        from mitokit.io.names import child_path
 
-
-def _on_tissue(points: np.ndarray, mask: TissueMask, margin_px: float) -> np.ndarray:
-    """Whether level-0 points lie within ``margin_px`` of the tissue mask."""
-    from scipy import ndimage
-
-    dx, dy = mask.downsample
-    r = margin_px / math.sqrt(dx * dy)  # in mask pixels
-    grown = mask.mask
-    if r > 0 and not grown.all():
-        grown = ndimage.distance_transform_edt(~grown) <= max(r, 1.0)
-    h, w = grown.shape
-    c = np.clip((points[:, 0] / dx).astype(np.int64), 0, w - 1)
-    rows = np.clip((points[:, 1] / dy).astype(np.int64), 0, h - 1)
-    return grown[rows, c]
-
-
-def _core_centres(cores: np.ndarray, boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Centres of the cores, each cut to its tile and the slide."""
-    w, h = size
-    lo = np.maximum(np.maximum(cores[:, :2], boxes[:, :2]), 0.0)
-    hi = np.minimum(np.minimum(cores[:, 2:], boxes[:, 2:]), [float(w), float(h)])
-    return (lo + hi) / 2.0
+        folder = out / name
+        start = time.perf_counter()
+        try:
+            folder = child_path(out, name)
+            if not overwrite and (folder / SUMMARY).is_file():
+                return SlideOutcome(str(path), "skipped", str(folder))
+            result = self.predict_slide(path, mpp=mpp, desc=desc)
+            write_slide_outputs(result, folder)
+        except OutputError:
+            raise  # the output folder cannot take files: no other slide would fare better
+        except MitokitError as exc:
+            self.log(f"mitokit: error: {exc} (slide skipped)")
+            return SlideOutcome(str(path), "failed", str(folder), str(exc))
+        count = result.mitotic_count
+        return SlideOutcome(
+            str(path),
+            "done",
+            str(folder),
+            count=result.positive_tiles if count is None else count,
+            seconds=round(time.perf_counter() - start, 3),
+        )
 
 
-def _ratio(a: float, b: float) -> float | None:
-    return round(float(a) / float(b), 6) if b > 0 else None
+def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the number of processes: as given, else torchrun's."""
+    if rank is None or world_size is None:
+        from mitokit.engines.distributed import env_world
 
-
-# ------------------------------------------------------------------------ inputs and shards
-
-
-def find_slides(inputs: str | os.PathLike | Iterable[str | os.PathLike]) -> list[Path]:
-    """The slide files named by ``inputs``, in order, each once.
-
-    A folder contributes its files (not sub-folders) whose suffix is in
-    :data:`SLIDE_SUFFIXES`, sorted by name; hidden files are left out. A file named directly is
-    taken whatever its suffix.
-
-    Raises:
-        MitokitError: A missing path, or a folder holding no slide.
-    """
-    items = [inputs] if isinstance(inputs, str | os.PathLike) else list(inputs)
-    if not items:
-        raise input_error(None, "no slide given")
-    out: list[Path] = []
-    seen: set[Path] = set()
-    for item in items:
-        p = Path(item)
-        if p.is_dir():
-            found = sorted(
-                f
-                for f in p.iterdir()
-                if f.is_file() and not f.name.startswith(".") and f.suffix.lower() in SLIDE_SUFFIXES
-            )
-            if not found:
-                raise input_error(p, "folder holds no slide or image file")
-        elif p.exists():
-            found = [p]
-        else:
-            raise input_error(p, "no such file or folder")
-        for f in found:
-            key = f.resolve()
-            if key not in seen:
-                seen.add(key)
-                out.append(f)
-    return out
-
-
-def shard(items: Sequence[Any], *, rank: int, world_size: int) -> list[Any]:
-    """The items of one process: those at positions ``i`` with ``i % world_size == rank``.
-
-    Raises:
-        MitokitError: ``world_size < 1`` or a rank outside ``[0, world_size)``.
-    """
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise input_error(None, f"rank {rank} is not in [0, world size {world_size})")
-    return [item for i, item in enumerate(items) if i % world_size == rank]
-
-
-def slide_folder_names(slides: Sequence[Path]) -> dict[Path, str]:
-    """The output folder name of each slide: its stem, made safe by :func:`safe_name`.
-
-    ``..tiff`` gets ``_``, ``a\nb.svs`` gets ``a_b``; a stem that is already a plain file name
-    keeps it. Two slides whose names would clash are refused, never numbered apart, since a
-    resumed run must find each slide's folder under the same name: the same stem, stems that
-    become the same safe name (``a b`` and ``a_b`` do not, ``a/b`` and ``a_b`` do), stems that
-    differ only in case (one folder on macOS and Windows), and a stem named like the run summary.
-
-    Raises:
-        MitokitError: Two slides would share an output folder.
-    """
-    import re
-
-    from mitokit.io.names import name_key, safe_name
-
-    names: dict[Path, str] = {}
-    first: dict[str, tuple[Path, str]] = {}
-    for p in slides:
-        name = safe_name(p.stem)
-        key = name_key(name)
-        if re.fullmatch(r"run_summary(\.rank\d+)?\.json", key):
-            raise input_error(p, f"its output folder {name!r} would be named like the run summary")
-        if key in first:
-            other, other_stem = first[key]
-            if other_stem == p.stem:
-                why = f"has the same name stem as {other}"
-            else:
-                why = (
-                    f"would get the output folder {name!r} of {other} (names are compared "
-                    "ignoring case, unsafe characters replaced)"
-                )
-            raise input_error(p, f"{why}; their outputs would share a folder")
-        first[key] = (p, p.stem)
-        names[p] = name
-    return names
+        env_size, env_rank, _ = env_world()
+        world_size = env_size if world_size is None else world_size
+        rank = env_rank if rank is None else rank
+    return rank, world_size
 
 
 def _fit_tile_size(predictor: Any, forced: int | None) -> int:
@@ -898,7 +497,12 @@ __all__ = [
     "DEFAULT_OVERLAP_UM",
     "DEFAULT_THRESHOLD",
     "DEFAULT_TISSUE_MARGIN_UM",
+    "DETECTIONS_CSV",
+    "DETECTIONS_GEOJSON",
+    "HEATMAP",
     "SLIDE_SUFFIXES",
+    "SUMMARY",
+    "TILES_CSV",
     "RunSummary",
     "SlideOutcome",
     "SlidePredictor",

@@ -280,82 +280,110 @@ def stream_batches(
         buffers: Batch buffers in the pool; default ``2 * workers``.
         pin_memory: Allocate page-locked buffers (faster, asynchronous copies to CUDA).
     """
-    import torch
-
     n = len(plan)
     if n == 0:
         return
     workers = max(1, min(int(workers), math.ceil(n / batch_size)))
     n_buffers = max(2, int(buffers) if buffers else 2 * workers)
-    g = plan.geometry
-    shape = (batch_size, g.tile_size, g.tile_size, 3)
-    tensors = [
-        torch.empty(shape, dtype=torch.uint8, pin_memory=pin_memory) for _ in range(n_buffers)
-    ]
-    arrays = [t.numpy() for t in tensors]
-    free: queue.Queue = queue.Queue()
-    for slot in range(n_buffers):
-        free.put(slot)
-    ready: queue.Queue = queue.Queue()
-    stop = threading.Event()
-    counter = itertools.count()
-    n_batches = math.ceil(n / batch_size)
-    origins = plan.origins
-
-    def take_slot() -> int | None:
-        while not stop.is_set():
-            try:
-                return free.get(timeout=0.1)
-            except queue.Empty:
-                continue
-        return None
-
-    def reader() -> None:
-        slide = None
-        try:
-            slide = open_slide()
-            while not stop.is_set():
-                k = next(counter)
-                if k >= n_batches:
-                    break
-                idx = np.arange(k * batch_size, min(n, (k + 1) * batch_size))
-                slot = take_slot()
-                if slot is None:
-                    break
-                buf = arrays[slot]
-                for j, t in enumerate(idx):
-                    if stop.is_set():
-                        break
-                    buf[j] = _read_tile(slide, origins[t], g)
-                ready.put((idx, slot))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            ready.put(_Failure(exc))
-        finally:
-            if slide is not None:
-                slide.close()
-            ready.put(_DONE)
-
+    pool = _Pool(plan, batch_size=batch_size, n_buffers=n_buffers, pin_memory=pin_memory)
     threads = [
-        threading.Thread(target=reader, name=f"mitokit-reader-{i}", daemon=True)
+        threading.Thread(
+            target=pool.reader, args=(open_slide,), name=f"mitokit-reader-{i}", daemon=True
+        )
         for i in range(workers)
     ]
     for th in threads:
         th.start()
-    finished = 0
     try:
+        yield from pool.batches(workers)
+    finally:
+        pool.stop.set()
+        for th in threads:
+            th.join()
+
+
+class _Pool:
+    """The buffers of :func:`stream_batches` and the queues between its readers and consumer.
+
+    Args:
+        plan: The tiles.
+        batch_size: Tiles per batch.
+        n_buffers: Batch buffers in the pool.
+        pin_memory: Allocate page-locked buffers.
+    """
+
+    def __init__(self, plan: TilePlan, *, batch_size: int, n_buffers: int, pin_memory: bool):
+        import torch
+
+        self.plan = plan
+        self.batch_size = batch_size
+        g = plan.geometry
+        shape = (batch_size, g.tile_size, g.tile_size, 3)
+        self.tensors = [
+            torch.empty(shape, dtype=torch.uint8, pin_memory=pin_memory) for _ in range(n_buffers)
+        ]
+        self.arrays = [t.numpy() for t in self.tensors]
+        self.free: queue.Queue = queue.Queue()
+        for slot in range(n_buffers):
+            self.free.put(slot)
+        self.ready: queue.Queue = queue.Queue()
+        self.stop = threading.Event()
+        self.counter = itertools.count()
+        self.n_batches = math.ceil(len(plan) / batch_size)
+
+    def take_slot(self) -> int | None:
+        """A free buffer, waiting for one; None once the stream stops."""
+        while not self.stop.is_set():
+            try:
+                return self.free.get(timeout=0.1)
+            except queue.Empty:
+                continue
+        return None
+
+    def reader(self, open_slide: Callable[[], Any]) -> None:
+        """A reader thread: fill free buffers with the next batches until none is left."""
+        slide = None
+        try:
+            slide = open_slide()
+            while not self.stop.is_set():
+                k = next(self.counter)
+                if k >= self.n_batches:
+                    break
+                idx = np.arange(k * self.batch_size, min(len(self.plan), (k + 1) * self.batch_size))
+                slot = self.take_slot()
+                if slot is None:
+                    break
+                self.fill(slide, idx, slot)
+                self.ready.put((idx, slot))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self.ready.put(_Failure(exc))
+        finally:
+            if slide is not None:
+                slide.close()
+            self.ready.put(_DONE)
+
+    def fill(self, slide: Any, idx: np.ndarray, slot: int) -> None:
+        """Read the tiles ``idx`` into buffer ``slot`` (stopping early when the stream does)."""
+        buf, origins, g = self.arrays[slot], self.plan.origins, self.plan.geometry
+        for j, t in enumerate(idx):
+            if self.stop.is_set():
+                break
+            buf[j] = _read_tile(slide, origins[t], g)
+
+    def batches(self, workers: int) -> Iterator[Batch]:
+        """The filled batches, as they come, until every reader is done; a reader's error."""
+        finished = 0
         while finished < workers:
-            item = ready.get()
+            item = self.ready.get()
             if item is _DONE:
                 finished += 1
                 continue
             if isinstance(item, _Failure):
                 raise item.exc
             idx, slot = item
-            yield Batch(idx, arrays[slot][: len(idx)], tensors[slot][: len(idx)], slot, free)
-    finally:
-        stop.set()
-        for th in threads:
-            th.join()
+            yield Batch(
+                idx, self.arrays[slot][: len(idx)], self.tensors[slot][: len(idx)], slot, self.free
+            )
 
 
 def _read_tile(slide: Any, origin: np.ndarray, g: ReadGeometry) -> np.ndarray:
