@@ -1,8 +1,10 @@
 """Metrics: point-matching F1 for detection, and rates, ROC and calibration for classifiers.
 
-* :mod:`mitokit.metrics.detection`: one-to-one point matching within a radius, optimal or by the
-  MIDOG scorer's rule (:func:`match_points`), MIDOG-style pooled F1 (:func:`evaluate_points`) and
-  the F1 over score thresholds (:func:`sweep_thresholds`).
+* :mod:`mitokit.metrics.detection` gathers three modules: :mod:`~mitokit.metrics.matching`
+  (one-to-one point matching within a radius, optimal or by the MIDOG scorer's rule:
+  :func:`match_points`), :mod:`~mitokit.metrics.points` (MIDOG-style pooled F1:
+  :func:`evaluate_points`) and :mod:`~mitokit.metrics.sweep` (the F1 over score thresholds:
+  :func:`sweep_thresholds`).
 * :mod:`mitokit.metrics.alignment`: which predicted image is which true image
   (:func:`align_images`), to call before scoring.
 * :mod:`mitokit.metrics.ranking`: scores over all thresholds: AP as MIDOG 2025 computes it

@@ -106,21 +106,7 @@ def align_images(pred: AnnotationSet, truth: AnnotationSet) -> ImageAlignment:
             )
         return ImageAlignment(pred, tuple(notes), renamed, (), tuple(truth_ids))
 
-    # Rule 2: same file stem, when unambiguous on both sides.
-    by_stem: dict[str, list[str]] = {}
-    for t in truth_ids:
-        by_stem.setdefault(_stem(t), []).append(t)
-    taken = {p for p in pred_ids if p in truth_set}
-    wanted: dict[str, list[str]] = {}
-    for p in pred_ids:
-        if p in truth_set:
-            continue
-        found = set(by_stem.get(_stem(p), [])) | set(by_stem.get(p, []))
-        if len(found) == 1:
-            wanted.setdefault(found.pop(), []).append(p)
-    for t, ps in wanted.items():
-        if len(ps) == 1 and t not in taken:
-            renamed[ps[0]] = t
+    renamed.update(_by_stem(pred_ids, truth_ids))  # rule 2
     if renamed:
         pairs = [f"{p!r} -> {t!r}" for p, t in renamed.items()]
         more = f" and {len(pairs) - _SHOWN} more" if len(pairs) > _SHOWN else ""
@@ -143,7 +129,43 @@ def align_images(pred: AnnotationSet, truth: AnnotationSet) -> ImageAlignment:
             f"{len(pred_ids)} image(s) ({format_ids(pred_ids)}), the truth "
             f"{len(truth_ids)} ({format_ids(truth_ids)})"
         )
+    only_in_pred, only_in_truth = _one_sided(aligned_ids, truth_ids, notes)
+    return ImageAlignment(
+        _rename(pred, renamed) if renamed else pred,
+        tuple(notes),
+        renamed,
+        only_in_pred,
+        only_in_truth,
+    )
 
+
+def _by_stem(pred_ids: list[str], truth_ids: list[str]) -> dict[str, str]:
+    """Rule 2: predicted id -> the truth id of the same file stem, when unambiguous both ways.
+
+    A predicted id the truth names is left alone; one whose stem (or itself) is the stem of
+    exactly one truth id is renamed to it, unless another predicted image already goes by that
+    truth id or also claims it.
+    """
+    truth_set = set(truth_ids)
+    by_stem: dict[str, list[str]] = {}
+    for t in truth_ids:
+        by_stem.setdefault(_stem(t), []).append(t)
+    taken = {p for p in pred_ids if p in truth_set}
+    wanted: dict[str, list[str]] = {}
+    for p in pred_ids:
+        if p in truth_set:
+            continue
+        found = set(by_stem.get(_stem(p), [])) | set(by_stem.get(p, []))
+        if len(found) == 1:
+            wanted.setdefault(found.pop(), []).append(p)
+    return {ps[0]: t for t, ps in wanted.items() if len(ps) == 1 and t not in taken}
+
+
+def _one_sided(
+    aligned_ids: list[str], truth_ids: list[str], notes: list[str]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Rule 5: images only the predictions, and only the truth, name; a note for each kind."""
+    truth_set = set(truth_ids)
     only_in_pred = tuple(p for p in aligned_ids if p not in truth_set)
     aligned_set = set(aligned_ids)
     only_in_truth = tuple(t for t in truth_ids if t not in aligned_set)
@@ -157,13 +179,7 @@ def align_images(pred: AnnotationSet, truth: AnnotationSet) -> ImageAlignment:
             f"{len(only_in_pred)} pred image(s) absent from the truth "
             f"({format_ids(only_in_pred)}): their predictions count as false positives"
         )
-    return ImageAlignment(
-        _rename(pred, renamed) if renamed else pred,
-        tuple(notes),
-        renamed,
-        only_in_pred,
-        only_in_truth,
-    )
+    return only_in_pred, only_in_truth
 
 
 def _rename(pred: AnnotationSet, renamed: dict[str, str]) -> AnnotationSet:
