@@ -10,7 +10,6 @@ import tifffile
 from click.testing import CliRunner
 
 from mitokit.cli import cli
-from mitokit.errors import MitokitError
 from mitokit.io.tiffwrite import write_pyramidal_tiff
 
 
@@ -61,19 +60,3 @@ def test_info_errors_are_one_line(tmp_path, args):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("mitokit: error:")
     assert target in lines[0]
-
-
-def test_detect_device_follows_the_local_rank_for_auto_and_plain_cuda():
-    from types import SimpleNamespace
-
-    from mitokit.cli.detect import _device
-
-    gpus = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: True, device_count=lambda: 4))
-    none = SimpleNamespace(cuda=SimpleNamespace(is_available=lambda: False, device_count=lambda: 0))
-    assert _device("auto", 5, gpus) == "cuda:1"
-    assert _device("cuda", 2, gpus) == "cuda:2"
-    assert _device("cuda:3", 1, gpus) == "cuda:3"
-    assert _device("cpu", 1, gpus) == "cpu"
-    assert _device("auto", 1, none) == "cpu"
-    with pytest.raises(MitokitError, match="no CUDA device"):
-        _device("cuda", 0, none)

@@ -6,49 +6,35 @@ from pathlib import Path
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, mpp_option
+from mitokit.cli.options import (
+    batch_size_option,
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    mpp_option,
+    out_option,
+    overwrite_option,
+    threshold_option,
+    workers_option,
+)
 
 
 @click.command("detect")
 @click.argument(
     "inputs", nargs=-1, required=True, metavar="SLIDE_OR_DIR...", type=click.Path(path_type=Path)
 )
-@click.option(
-    "--model",
-    "model_path",
-    required=True,
-    type=click.Path(path_type=Path),
-    help="A saved model folder (or a training run folder, whose best/ is used).",
-)
-@click.option(
-    "--out",
-    "out_dir",
-    required=True,
-    type=click.Path(path_type=Path, file_okay=False),
-    help="Output folder; each slide gets OUT/<slide stem>/.",
-)
+@model_option()
+@out_option(dest="out_dir", help="Output folder; each slide gets OUT/<slide stem>/.")
 @mpp_option
-@click.option(
-    "--threshold",
-    type=click.FloatRange(0.0, 1.0),
-    default=None,
-    help="Keep detections scoring at least this (default: the model's own, else 0.5); a weak "
+@threshold_option(
+    "Keep detections scoring at least this (default: the model's own, else 0.5); a weak "
     "localiser takes its points from its map thresholded here.",
+    type=click.FloatRange(0.0, 1.0),
 )
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True)
-@click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Tile reader threads (default: up to 4, one per CPU core).",
-)
-@click.option(
-    "--device",
-    default="auto",
-    show_default=True,
-    help="cpu, cuda, cuda:N or auto; auto and cuda take the GPU of the local rank under "
-    "torchrun, cuda:N always GPU N.",
-)
+@batch_size_option(16)
+@workers_option
+@device_option
 @click.option(
     "--tile-size",
     type=click.IntRange(min=16),
@@ -61,12 +47,12 @@ from mitokit.cli.options import echo_json, json_option, mpp_option
     default=None,
     help="Overlap of neighbouring tiles in um (default: max(1/8 tile, 10 um)).",
 )
-@click.option("--overwrite", is_flag=True, help="Redo slides whose output is already complete.")
+@overwrite_option("Redo slides whose output is already complete.")
 @json_option
 def detect(
     inputs: tuple[Path, ...],
-    model_path: Path,
-    out_dir: Path,
+    model_path: str,
+    out_dir: str,
     mpp: float | None,
     threshold: float | None,
     batch_size: int,
@@ -85,15 +71,14 @@ def detect(
     skipped; a slide that fails is reported in one line and the others go on (exit code 2 at the
     end). Under torchrun each process takes every WORLD_SIZE-th slide.
     """
-    import torch
-
+    from mitokit.engines.device import resolve_device
     from mitokit.engines.distributed import env_world
     from mitokit.engines.slide import SlidePredictor
     from mitokit.errors import MitokitError, input_error
     from mitokit.models.predictors import load_predictor
 
-    folder = _model_folder(model_path)
-    predictor = load_predictor(folder, device=_device(device, env_world()[2], torch))
+    folder = _model_folder(Path(model_path))
+    predictor = load_predictor(folder, device=resolve_device(device, local_rank=env_world()[2]))
     try:
         engine = SlidePredictor(
             predictor,
@@ -107,7 +92,7 @@ def detect(
         )
     except MitokitError as exc:
         raise input_error(folder, str(exc)) from None
-    summary = engine.run(inputs, out_dir, mpp=mpp, overwrite=overwrite)
+    summary = engine.run(inputs, Path(out_dir), mpp=mpp, overwrite=overwrite)
     if as_json:
         echo_json(summary.to_dict())
     else:
@@ -127,22 +112,8 @@ def _what(kind: str) -> str:
 
 
 def _model_folder(path: Path) -> Path:
-    """The model folder itself, or the ``best/`` of a training run."""
-    from mitokit.models.io import CONFIG
+    """The model folder itself, or the ``best/`` of a training run (else as given, for the
+    loader to name what is missing)."""
+    from mitokit.models.checkpoint import model_folder
 
-    if not (path / CONFIG).is_file() and (path / "best" / CONFIG).is_file():
-        return path / "best"
-    return path
-
-
-def _device(choice: str, local_rank: int, torch) -> str:  # noqa: ANN001 - the torch module
-    from mitokit.errors import input_error
-
-    if choice != "auto":
-        if choice.startswith("cuda") and not torch.cuda.is_available():
-            raise input_error(None, f"--device {choice}: no CUDA device here")
-        if choice != "cuda":
-            return choice
-    if torch.cuda.is_available():  # auto, or plain cuda: the GPU of this rank under torchrun
-        return f"cuda:{local_rank % torch.cuda.device_count()}"
-    return "cpu"
+    return model_folder(path) or path

@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, strict_option
+from mitokit.cli.options import echo_json, json_option, model_option, strict_option
 
 
 @click.command("patches")
-@click.option(
-    "--model",
-    "models",
-    multiple=True,
-    required=True,
-    type=click.Path(),
-    help="Model folder; repeat (or give a folder of seed runs) for an ensemble.",
+@model_option(
+    multiple=True, help="Model folder; repeat (or give a folder of seed runs) for an ensemble."
 )
 @click.option(
     "--labels",

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import device_option, echo_json, json_option, out_option
 
-_out = click.option(
-    "--out",
-    required=True,
-    type=click.Path(file_okay=False),
-    help="Folder for the data, runs, result.json, tables and figures (must be new or empty).",
+_out = out_option(
+    help="Folder for the data, runs, result.json, tables and figures (must be new or empty)."
 )
 _seed = click.option("--seed", default=0, show_default=True, help="Seed of everything.")
 _quick = click.option("--quick", is_flag=True, help="The demo's small settings (a minute or two).")
@@ -42,13 +39,7 @@ _threads = click.option(
     default=None,
     help="PyTorch CPU threads (1 is much faster on a machine whose cores are busy).",
 )
-_device = click.option(
-    "--device",
-    type=click.Choice(["auto", "cpu", "cuda"]),
-    default="auto",
-    show_default=True,
-    help="Where to train and predict.",
-)
+_device = device_option
 
 
 def _say(text: str) -> None:

@@ -6,19 +6,23 @@ from typing import Any
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import (
+    batch_size_option,
+    device_option,
+    echo_json,
+    json_option,
+    model_option,
+    out_option,
+    overwrite_option,
+)
 from mitokit.errors import input_error
 
 
 def _common(func):
     """Options shared by both commands (applied bottom-up, shown top-down)."""
     options = [
-        click.option(
-            "--model",
-            "model_path",
-            required=True,
-            type=click.Path(),
-            help="The diffusion model: a saved model folder or a training run folder (best/).",
+        model_option(
+            help="The diffusion model: a saved model folder or a training run folder (best/)."
         ),
         click.option(
             "--classifier",
@@ -36,19 +40,8 @@ def _common(func):
             help="Classifier-free guidance scale (1 = none; default: the model's setting).",
         ),
         click.option("--seed", default=0, show_default=True, help="Seed of all noise."),
-        click.option(
-            "--batch-size",
-            type=click.IntRange(min=1),
-            default=64,
-            show_default=True,
-            help="Images per network call.",
-        ),
-        click.option(
-            "--device",
-            type=click.Choice(["auto", "cpu", "cuda"]),
-            default="auto",
-            show_default=True,
-        ),
+        batch_size_option(64),
+        device_option,
         click.option(
             "--precision",
             type=click.Choice(["fp32", "bf16"]),
@@ -63,10 +56,8 @@ def _common(func):
             is_flag=True,
             help="torch.compile the network: slower first calls, faster steps; for long runs.",
         ),
-        click.option(
-            "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."
-        ),
-        click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder."),
+        out_option(),
+        overwrite_option(),
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         json_option,
     ]

@@ -7,30 +7,25 @@ import io
 
 import click
 
-from mitokit.cli.options import echo_json, json_option
+from mitokit.cli.options import (
+    batch_size_option,
+    echo_json,
+    json_option,
+    model_option,
+    out_option,
+)
 
 
 def _model_options(func):
-    func = click.option(
-        "--model",
-        "models",
-        multiple=True,
-        required=True,
-        type=click.Path(),
-        help="A saved model folder, or a folder of seed folders; repeat for an ensemble (the "
-        "scores are averaged).",
-    )(func)
+    func = model_option(multiple=True)(func)
     func = click.option(
         "--tta", is_flag=True, help="Average the scores over four flips (test-time augmentation)."
     )(func)
-    func = click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)(
-        func
-    )
-    func = click.option(
-        "--out",
-        "out_path",
-        type=click.Path(dir_okay=False),
-        default=None,
+    func = batch_size_option(32)(func)
+    func = out_option(
+        folder=False,
+        required=False,
+        dest="out_path",
         help="Write the rows as CSV here (default: CSV on stdout).",
     )(func)
     return json_option(func)

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json
+from mitokit.cli.options import echo_json, out_option, overwrite_option
 
 _seed = click.option("--seed", default=0, show_default=True, help="Seed: same seed, same bytes.")
-_out = click.option(
-    "--out", required=True, type=click.Path(file_okay=False), help="Folder to create."
-)
-_overwrite = click.option("--overwrite", is_flag=True, help="Replace a non-empty --out folder.")
+_out = out_option()
+_overwrite = overwrite_option()
 _raters = click.option(
     "--raters", default=3, show_default=True, help="Pathologists rating each cell."
 )

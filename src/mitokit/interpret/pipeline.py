@@ -50,7 +50,7 @@ def load_models(
         classifiers: Patch classifier folders, or folders of seed folders (an ensemble).
         device: ``auto``, ``cpu`` or ``cuda``.
     """
-    from mitokit.interpret.sampling import resolve_device
+    from mitokit.engines.device import resolve_device
     from mitokit.models.diffusion import load_diffusion
 
     dev = resolve_device(device)
