@@ -164,7 +164,7 @@ def test_bf16_on_cpu_warns_and_trains_in_float32(tmp_path):
 
 
 def test_batches_move_to_the_device_channels_last():
-    from mitokit.engines.train import _to_device
+    from mitokit.engines.loaders import _to_device
 
     batch = {"image": torch.rand(2, 3, 8, 8), "boxes": [torch.zeros(1, 4)], "id": ("a", "b")}
     moved = _to_device(batch, torch.device("cpu"), channels_last=True)

@@ -23,56 +23,56 @@ and the DataLoader's generator (shuffling, the workers' seeds) from them, the sa
 (:class:`~mitokit.models._common.WorkerDraws`), with or without loader workers. On CUDA the
 run is deterministic as far as the kernels are (``torch.use_deterministic_algorithms`` warns
 where not).
+
+The engine's parts: this module runs the epochs; :mod:`mitokit.engines.loaders` builds the
+DataLoaders, :mod:`mitokit.engines.seeding` derives the seeds and sets the determinism flags,
+:mod:`mitokit.engines.run_folder` writes the logs and checks a resumed config,
+:mod:`mitokit.engines.state` saves and loads the training state and
+:mod:`mitokit.engines.device` resolves ``train.device``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
 import os
-import random
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import DataLoader, DistributedSampler, RandomSampler, Sampler
 
 from mitokit.engines import state as st
 from mitokit.engines.config import load_config, save_resolved
-from mitokit.engines.distributed import (
-    DistContext,
-    ShardedSampler,
-    init_distributed,
-    unwrap,
-    wrap_model,
+from mitokit.engines.device import resolve_device
+from mitokit.engines.distributed import DistContext, init_distributed, unwrap, wrap_model
+from mitokit.engines.loaders import _check_data, _Loaders, _size
+from mitokit.engines.run_folder import (
+    RESUMABLE_CHANGES,
+    _check_resumable,
+    _gather_rng,
+    _remove_stale_temporaries,
+    _restore,
+    _save_checkpoint,
+    _say,
+    _summary,
+    _val_of,
 )
-from mitokit.engines.task import Task, TaskData, get_task
-from mitokit.errors import input_error
+from mitokit.engines.seeding import (
+    _GLOBAL_STREAM,
+    _LOADER_STREAM,
+    _mix,
+    _seed_all,
+    _torch_flags,
+)
+from mitokit.engines.task import Task, get_task
+from mitokit.errors import MitokitError, input_error
 from mitokit.io.atomic import write_text_atomic
-
-#: Settings that may differ between a run and its resumption (they do not change the result,
-#: except ``num_workers`` for augmentations drawn in the workers and ``device`` for numerics).
-RESUMABLE_CHANGES = (
-    "train.epochs",
-    "train.patience",
-    "train.min_delta",
-    "train.num_workers",
-    "train.log_every",
-    "train.out",
-    "train.device",
-    "train.max_minutes",
-    "train.save_every",
-)
 
 
 @dataclass
@@ -151,13 +151,13 @@ def train(
             "or choose another --out",
         )
 
-    device_type = _device_type(cfg["train"]["device"])
-    ctx = init_distributed(device_type)
+    device = _train_device(cfg["train"]["device"])
+    ctx = init_distributed(device.type)
     run = None
     ok = False
     try:
-        with _torch_flags(cfg["train"]["deterministic"], device_type == "cuda"):
-            run = _Run(cfg, out_dir, ctx, device_type, loaded, progress)
+        with _torch_flags(cfg["train"]["deterministic"], device.type == "cuda"):
+            run = _Run(cfg, out_dir, ctx, device, loaded, progress)
             result = run.run()
         ok = True
         return result
@@ -180,7 +180,7 @@ class _Run:
         cfg: dict[str, Any],
         out_dir: Path,
         ctx: DistContext,
-        device_type: str,
+        device: torch.device,
         loaded: st.LoadedState | None,
         progress: bool,
     ) -> None:
@@ -189,11 +189,7 @@ class _Run:
         self.out_dir = out_dir
         self.ctx = ctx
         self.show = progress and ctx.is_main
-        self.device = (
-            torch.device("cuda", ctx.local_rank if ctx.enabled else torch.cuda.current_device())
-            if device_type == "cuda"
-            else torch.device("cpu")
-        )
+        self.device = device
         self.amp = _use_amp(self.tc["amp"], self.device)
         cl = self.tc["channels_last"]
         self.channels_last = (self.device.type == "cuda") if cl == "auto" else bool(cl)
@@ -223,113 +219,38 @@ class _Run:
             else None
         )
         self.generator = torch.Generator().manual_seed(seed)
-        self.train_loader, self.epoch_sampler, self.counter = self._train_loader()
-        self.val_loader = self._val_loader()
+        loaders = _Loaders.build(
+            self.data,
+            ctx,
+            self.device,
+            batch_size=self.tc["batch_size"],
+            num_workers=self.tc["num_workers"],
+            seed=seed,
+            generator=self.generator,
+            channels_last=self.channels_last,
+        )
+        self.train_loader, self.val_loader = loaders.train, loaders.val
+        self.epoch_sampler, self.counter = loaders.sampler, loaders.counter
+        self.val_generator = loaders.val_generator
 
         self.progress = st.Progress()
         if loaded is not None:
-            self._restore(model, loaded)
+            self.progress = _restore(
+                loaded,
+                model=model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                generator=self.generator,
+                ctx=ctx,
+                folder=out_dir / "state",
+            )
         self.model = wrap_model(model, ctx, self.device)
-
-    # ----------------------------------------------------------------------------- building
-
-    def _train_loader(self) -> tuple[Any, Any, _Counting]:
-        data, ctx, bs = self.data, self.ctx, int(self.tc["batch_size"])
-        common = self._loader_kwargs()
-        if data.train_sampler is None:
-            if data.batch_sampler:
-                raise ValueError("TaskData.batch_sampler is set but train_sampler is None")
-            if ctx.enabled:
-                sampler: Any = DistributedSampler(
-                    data.train,
-                    num_replicas=ctx.world_size,
-                    rank=ctx.rank,
-                    shuffle=True,
-                    seed=self.seed,
-                )
-            else:
-                sampler = RandomSampler(data.train, generator=self.generator)
-        else:
-            sampler = data.train_sampler
-            if ctx.enabled:
-                sampler = ShardedSampler(sampler, num_replicas=ctx.world_size, rank=ctx.rank)
-        counter = _Counting(sampler, batches=data.batch_sampler)
-        if data.batch_sampler:
-            loader = DataLoader(data.train, batch_sampler=counter, **common)
-        else:
-            # A last batch of one item cannot train batch normalisation: drop it (only then).
-            loader = DataLoader(
-                data.train,
-                batch_size=bs,
-                sampler=counter,
-                drop_last=len(counter) % bs == 1 and len(counter) > 1,
-                **common,
-            )
-        return self._on_device(loader), sampler, counter
-
-    def _val_loader(self) -> Any:
-        if self.data.val is None:
-            return None
-        self.val_generator = torch.Generator()
-        loader = DataLoader(
-            self.data.val,
-            batch_size=int(self.tc["batch_size"]),
-            shuffle=False,
-            **self._loader_kwargs(generator=self.val_generator),
-        )
-        return self._on_device(loader)
-
-    def _loader_kwargs(self, generator: torch.Generator | None = None) -> dict[str, Any]:
-        return {
-            "num_workers": int(self.tc["num_workers"]),
-            "collate_fn": self.data.collate,
-            "pin_memory": self.device.type == "cuda",
-            "worker_init_fn": partial(_seed_worker, rank=self.ctx.rank),
-            "generator": generator if generator is not None else self.generator,
-        }
-
-    def _on_device(self, loader: DataLoader) -> Any:
-        if self.device.type == "cuda" or self.channels_last:
-            return _DeviceLoader(loader, self.device, self.channels_last)
-        return loader
-
-    def _restore(self, model: torch.nn.Module, loaded: st.LoadedState) -> None:
-        try:
-            model.load_state_dict(loaded.model)
-            st.load_optimizer(self.optimizer, loaded.optimizer_tensors, loaded.optimizer_meta)
-            if self.scheduler is not None and loaded.scheduler is not None:
-                self.scheduler.load_state_dict(loaded.scheduler)
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise input_error(self.out_dir / "state", f"does not fit this run: {first}") from None
-        self.progress = loaded.progress
-        # Every epoch reseeds its random streams (_seed_epoch), so the saved RNG states are not
-        # needed to continue exactly; they are restored all the same where the ranks match.
-        if len(loaded.rng) == self.ctx.world_size:
-            st.restore_rng(loaded.rng[self.ctx.rank], self.generator)
-        else:
-            warnings.warn(
-                f"the state was saved by {len(loaded.rng)} processes, this run has "
-                f"{self.ctx.world_size}: the data and the random streams are split otherwise, "
-                "so the result will differ from an uninterrupted run",
-                stacklevel=2,
-            )
 
     # ----------------------------------------------------------------------------- running
 
     def run(self) -> TrainResult:
         """The epoch loop; returns the result (on every rank)."""
-        out, ctx = self.out_dir, self.ctx
-        if ctx.is_main:
-            out.mkdir(parents=True, exist_ok=True)
-            removed = _remove_stale_temporaries(out)
-            if removed and self.show:
-                _say(f"removed {len(removed)} temporaries an interrupted run left in {out}")
-            save_resolved(self.cfg, out / "config.resolved.json")
-            write_text_atomic(out / "info.json", json.dumps(self._info(), indent=2) + "\n")
-            if self.show:
-                _say(f"training {self.task.name} on {self.device} -> {out}")
-        ctx.barrier()
+        self._prepare_folder()
         epochs = int(self.tc["epochs"])
         budget = float(self.tc["max_minutes"]) * 60.0
         save_every = int(self.tc["save_every"])
@@ -346,37 +267,89 @@ class _Run:
             patience = int(self.tc["patience"])
             has_val = self.val_loader is not None
             p.stopped_early = bool(has_val and patience and p.bad_epochs >= patience)
-            if budget > 0:  # would the next epoch, as long as this one, end past the budget?
-                # rank 0's clock decides, so that every rank stops after the same epoch
-                elapsed, last = self.ctx.broadcast_floats(
-                    [time.perf_counter() - t_start, float(row["seconds"])]
-                )
-                out_of_time = epoch < epochs and elapsed + last > budget
+            out_of_time = self._out_of_time(epoch, epochs, budget, t_start, row)
             final = p.stopped_early or out_of_time or epoch >= epochs
             self._checkpoint(improved, row, full=final or epoch % save_every == 0)
             if self.show:
-                _say(_summary(row, epochs, stopped=p.stopped_early))
-                if out_of_time:
-                    _say(
-                        f"stopping after epoch {epoch}: the next would end past "
-                        f"train.max_minutes={self.tc['max_minutes']:g}; --resume continues"
-                    )
-        return _result(p, out, out_of_time=out_of_time)
+                self._report(row, epochs, out_of_time=out_of_time)
+        return _result(p, self.out_dir, out_of_time=out_of_time)
+
+    def _prepare_folder(self) -> None:
+        """Rank 0 clears a killed run's temporaries and writes the config and info files."""
+        out, ctx = self.out_dir, self.ctx
+        if ctx.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            removed = _remove_stale_temporaries(out)
+            if removed and self.show:
+                _say(f"removed {len(removed)} temporaries an interrupted run left in {out}")
+            save_resolved(self.cfg, out / "config.resolved.json")
+            write_text_atomic(out / "info.json", json.dumps(self._info(), indent=2) + "\n")
+            if self.show:
+                _say(f"training {self.task.name} on {self.device} -> {out}")
+        ctx.barrier()
+
+    def _out_of_time(
+        self, epoch: int, epochs: int, budget: float, t_start: float, row: Mapping[str, Any]
+    ) -> bool:
+        """Would the next epoch, as long as this one, end past the budget (0: none)?"""
+        if budget <= 0:
+            return False
+        # rank 0's clock decides, so that every rank stops after the same epoch
+        elapsed, last = self.ctx.broadcast_floats(
+            [time.perf_counter() - t_start, float(row["seconds"])]
+        )
+        return epoch < epochs and elapsed + last > budget
+
+    def _report(self, row: Mapping[str, Any], epochs: int, *, out_of_time: bool) -> None:
+        """The epoch's line on stderr, and why the run stops when it runs out of time."""
+        _say(_summary(row, epochs, stopped=self.progress.stopped_early))
+        if out_of_time:
+            _say(
+                f"stopping after epoch {row['epoch']}: the next would end past "
+                f"train.max_minutes={self.tc['max_minutes']:g}; --resume continues"
+            )
 
     def _epoch(self, epoch: int, epochs: int) -> dict[str, Any]:
-        from tqdm import tqdm
-
+        """Train one epoch and evaluate; the epoch's log row."""
         t0 = time.perf_counter()
         self._seed_epoch(epoch)
         if hasattr(self.epoch_sampler, "set_epoch"):
             self.epoch_sampler.set_epoch(epoch - 1)
-        model, task, device = self.model, self.task, self.device
-        model.train()
+        self.model.train()
         lr = float(self.optimizer.param_groups[0]["lr"])
+        self.counter.count = 0
+        loss_sum, n_batches, figures = self._steps(epoch, epochs)
+        task = self.task
+        total_loss, total_batches = self.ctx.all_reduce_sum([float(loss_sum), n_batches])
+        per_rank = self.ctx.all_gather_int(self.counter.count)
+        if total_batches == 0:
+            raise input_error(None, f"task {task.name!r}: the training loader yielded no batch")
+        train_loss = total_loss / total_batches
+        if not math.isfinite(train_loss):
+            raise input_error(
+                None,
+                f"training diverged: train loss is {train_loss} in epoch {epoch}; "
+                "try a lower optim.lr or train.grad_clip",
+            )
+        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
+        row.update({f"train_{k}": v / max(n_batches, 1) for k, v in sorted(figures.items())})
+        row.update({f"val_{k}": v for k, v in self._evaluate(epoch).items()})
+        row["lr"] = lr
+        row["train_items"] = sum(per_rank)
+        row["train_items_per_rank"] = per_rank
+        if self.scheduler is not None:
+            self.scheduler.step()
+        row["seconds"] = round(time.perf_counter() - t0, 3)
+        return row
+
+    def _steps(self, epoch: int, epochs: int) -> tuple[torch.Tensor, int, dict[str, float]]:
+        """One pass over the training loader: (loss sum, batches, sums of the task's figures)."""
+        from tqdm import tqdm
+
+        model, task, device = self.model, self.task, self.device
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         n_batches = 0
         figures: dict[str, float] = {}
-        self.counter.count = 0
         log_every = int(self.tc["log_every"])
         clip = float(self.tc["grad_clip"])
         after_step = getattr(task, "after_step", None)  # optional hook, e.g. a weight average
@@ -408,28 +381,7 @@ class _Run:
             if self.show and log_every and step % log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.4g}", refresh=False)
         bar.close()
-
-        total_loss, total_batches = self.ctx.all_reduce_sum([float(loss_sum), n_batches])
-        per_rank = self.ctx.all_gather_int(self.counter.count)
-        if total_batches == 0:
-            raise input_error(None, f"task {task.name!r}: the training loader yielded no batch")
-        train_loss = total_loss / total_batches
-        if not math.isfinite(train_loss):
-            raise input_error(
-                None,
-                f"training diverged: train loss is {train_loss} in epoch {epoch}; "
-                "try a lower optim.lr or train.grad_clip",
-            )
-        row: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss}
-        row.update({f"train_{k}": v / max(n_batches, 1) for k, v in sorted(figures.items())})
-        row.update({f"val_{k}": v for k, v in self._evaluate(epoch).items()})
-        row["lr"] = lr
-        row["train_items"] = sum(per_rank)
-        row["train_items_per_rank"] = per_rank
-        if self.scheduler is not None:
-            self.scheduler.step()
-        row["seconds"] = round(time.perf_counter() - t0, 3)
-        return row
+        return loss_sum, n_batches, figures
 
     def _seed_epoch(self, epoch: int) -> None:
         """Make the epoch's randomness a function of (seed, epoch, rank) alone.
@@ -479,33 +431,20 @@ class _Run:
         Without validation data every epoch "improves" and best/ is last/, so both wait for a
         ``full`` checkpoint; with it, best/ is saved at once (it would be lost otherwise).
         """
-        from mitokit.models.io import save_model
-
-        snaps: list[st.RngSnapshot] = []
-        if full:  # every rank's RNG goes into the state (a collective: all ranks agree on full)
-            snap = st.rng_snapshot(self.generator)
-            if self.ctx.enabled:
-                blobs = self.ctx.all_gather_bytes(st.pack_rng(snap))
-                snaps = [st.unpack_rng(b) for b in blobs] if self.ctx.is_main else []
-            else:
-                snaps = [snap]
+        snaps = _gather_rng(self.ctx, self.generator) if full else []
         if self.ctx.is_main:
-            module, out = unwrap(self.model), self.out_dir
-            kw = self._save_kw(row)
-            if improved and (full or self.val_loader is not None):
-                save_model(module, out / "best", **kw)
-            if full:
-                save_model(module, out / "last", **kw)
-                st.save_state(
-                    out / "state",
-                    model=module,
-                    optimizer=self.optimizer,
-                    scheduler=self.scheduler,
-                    progress=self.progress,
-                    rng=snaps,
-                    config=self.cfg,
-                )
-            _write_logs(out, self.progress.history)
+            _save_checkpoint(
+                unwrap(self.model),
+                self.out_dir,
+                kw=self._save_kw(row),
+                best=improved and (full or self.val_loader is not None),
+                full=full,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                progress=self.progress,
+                rng=snaps,
+                config=self.cfg,
+            )
         self.ctx.barrier()
 
     def _save_kw(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -539,88 +478,12 @@ class _Run:
         }
 
 
-# --------------------------------------------------------------------------------------------
-# helpers
-
-
-class _Counting(Sampler):
-    """A sampler (or batch sampler) that counts the items it hands out this epoch."""
-
-    def __init__(self, sampler: Any, *, batches: bool) -> None:
-        self.sampler = sampler
-        self.batches = batches
-        self.count = 0
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def __iter__(self) -> Iterator[Any]:
-        for item in self.sampler:
-            self.count += len(item) if self.batches else 1
-            yield item
-
-
-class _DeviceLoader:
-    """A DataLoader whose batches arrive on ``device`` (4D float tensors channels_last)."""
-
-    def __init__(self, loader: DataLoader, device: torch.device, channels_last: bool) -> None:
-        self.loader = loader
-        self.device = device
-        self.channels_last = channels_last
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __getattr__(self, name: str) -> Any:  # dataset, batch_size ... of the loader
-        if name == "loader":
-            raise AttributeError(name)
-        return getattr(self.loader, name)
-
-    def __iter__(self) -> Iterator[Any]:
-        for batch in self.loader:
-            yield _to_device(batch, self.device, self.channels_last)
-
-
-def _to_device(obj: Any, device: torch.device, channels_last: bool) -> Any:
-    if isinstance(obj, torch.Tensor):
-        obj = obj.to(device, non_blocking=True)
-        if channels_last and obj.ndim == 4 and obj.is_floating_point():
-            obj = obj.contiguous(memory_format=torch.channels_last)
-        return obj
-    if isinstance(obj, Mapping):
-        return {k: _to_device(v, device, channels_last) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [_to_device(v, device, channels_last) for v in obj]
-    if isinstance(obj, tuple) and not hasattr(obj, "_fields"):
-        return tuple(_to_device(v, device, channels_last) for v in obj)
-    return obj
-
-
-def _check_data(task: Task, data: Any) -> TaskData:
-    if not isinstance(data, TaskData):
-        raise TypeError(f"task {task.name!r}: build_data must return TaskData")
-    if data.info.get("error"):
-        raise input_error(None, f"task {task.name!r}: {data.info['error']}")
-    if _size(data.train) == 0:
-        raise input_error(
-            None, f"task {task.name!r}: the training set is empty; check the data section"
-        )
-    if data.val is not None and _size(data.val) == 0:
-        warnings.warn(
-            f"task {task.name!r}: the validation set is empty; the last epoch is kept",
-            stacklevel=3,
-        )
-        data.val = None
-    return data
-
-
-def _size(dataset: Any) -> int | None:
-    if dataset is None:
-        return None
+def _train_device(choice: str) -> torch.device:
+    """``train.device`` resolved (:func:`mitokit.engines.device.resolve_device`)."""
     try:
-        return len(dataset)
-    except TypeError:
-        return None
+        return resolve_device(choice)
+    except MitokitError as exc:
+        raise input_error(None, f"train.{exc}") from None
 
 
 def _optimizer(params: list[torch.nn.Parameter], oc: Mapping[str, Any]) -> torch.optim.Optimizer:
@@ -631,14 +494,6 @@ def _optimizer(params: list[torch.nn.Parameter], oc: Mapping[str, Any]) -> torch
     return torch.optim.Adam(
         params, lr=oc["lr"], betas=tuple(oc["betas"]), weight_decay=oc["weight_decay"]
     )
-
-
-def _device_type(choice: str) -> str:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise input_error(None, "train.device is cuda but no CUDA device is available")
-    if choice == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return choice
 
 
 def _use_amp(choice: str, device: torch.device) -> bool:
@@ -654,81 +509,6 @@ def _use_amp(choice: str, device: torch.device) -> bool:
     return supported
 
 
-@contextlib.contextmanager
-def _torch_flags(deterministic: bool, cuda: bool) -> Iterator[None]:
-    """Deterministic algorithms (or cudnn benchmark) for the run; the old flags afterwards."""
-    before = (
-        torch.are_deterministic_algorithms_enabled(),
-        torch.is_deterministic_algorithms_warn_only_enabled(),
-        torch.backends.cudnn.benchmark,
-        torch.backends.cudnn.deterministic,
-    )
-    if deterministic:
-        if cuda:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-        torch.backends.cudnn.deterministic = True
-    else:
-        torch.backends.cudnn.benchmark = cuda
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(before[0], warn_only=before[1])
-        torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = before[2:]
-
-
-#: What a run writes atomically into its folder (see _remove_stale_temporaries).
-_RUN_FILES = ("state", "log.json", "log.csv", "info.json", "config.resolved.json")
-
-#: Leading tags of the per-epoch seeds (:meth:`_Run._seed_epoch`), so that the global and the
-#: loader streams never share a seed (numpy's SeedSequence ignores trailing zeros).
-_GLOBAL_STREAM, _LOADER_STREAM = 0x676C6F62, 0x6C6F6164
-
-
-def _mix(*values: int) -> int:
-    """A 63-bit seed derived from several non-negative integers (e.g. seed and rank)."""
-    hi, lo = np.random.SeedSequence([int(v) for v in values]).generate_state(2, np.uint32)
-    return (int(hi) << 31) ^ int(lo)
-
-
-def _seed_all(seed: int) -> None:
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG on purpose
-    random.seed(seed)
-
-
-def _seed_worker(worker_id: int, rank: int = 0) -> None:
-    """DataLoader worker init: numpy and python RNGs from torch's worker seed, mixed with rank."""
-    seed = _mix(torch.initial_seed(), rank)
-    torch.manual_seed(seed)
-    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeding the legacy global RNG on purpose
-    random.seed(seed)
-
-
-def _check_resumable(saved: Mapping[str, Any], cfg: Mapping[str, Any], out_dir: Path) -> None:
-    a, b = _flat(saved), _flat(json.loads(json.dumps(cfg)))
-    changed = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
-    changed = [k for k in changed if k not in RESUMABLE_CHANGES]
-    if changed:
-        diffs = ", ".join(f"{k} ({a.get(k)!r} -> {b.get(k)!r})" for k in changed[:5])
-        raise input_error(
-            out_dir,
-            f"the config differs from the run being resumed in {diffs}; only "
-            f"{', '.join(RESUMABLE_CHANGES)} may change",
-        )
-
-
-def _flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, Mapping) and v:
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def _result(p: st.Progress, out_dir: Path, *, out_of_time: bool = False) -> TrainResult:
     return TrainResult(
         best_epoch=p.best_epoch,
@@ -740,61 +520,6 @@ def _result(p: st.Progress, out_dir: Path, *, out_of_time: bool = False) -> Trai
         epochs_run=p.epoch,
         out_of_time=out_of_time,
     )
-
-
-def _val_of(row: Mapping[str, Any]) -> dict[str, float]:
-    return {k[4:]: v for k, v in row.items() if k.startswith("val_")}
-
-
-def _remove_stale_temporaries(out: Path) -> list[Path]:
-    """Remove what runs killed while writing left in the run folder: temporaries of its own
-    outputs only (state/ is as large as the model and its optimizer), none still being written.
-    """
-    from mitokit.io.atomic import remove_stale_temporaries
-    from mitokit.models.io import CONFIG, WEIGHTS
-
-    places = [
-        (out, _RUN_FILES),
-        (out / "best", (WEIGHTS, CONFIG)),
-        (out / "last", (WEIGHTS, CONFIG)),
-    ]
-    return [
-        path
-        for folder, names in places
-        for name in names
-        for path in remove_stale_temporaries(folder, name=name)
-    ]
-
-
-def _write_logs(out: Path, history: list[dict[str, Any]]) -> None:
-    write_text_atomic(out / "log.json", json.dumps(history, indent=1) + "\n")
-    columns: list[str] = []
-    for row in history:
-        columns.extend(k for k in row if k not in columns)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()})
-    write_text_atomic(out / "log.csv", buf.getvalue())
-
-
-def _summary(row: Mapping[str, Any], epochs: int, *, stopped: bool) -> str:
-    parts = [f"epoch {row['epoch']}/{epochs}", f"train_loss {row['train_loss']:.4g}"]
-    if "val_loss" in row:
-        parts.append(f"val_loss {row['val_loss']:.4g}")
-    parts.append(f"lr {row['lr']:.3g}")
-    if row.get("best"):
-        parts.append("(best)")
-    if stopped:
-        parts.append("- early stop")
-    return "  ".join(parts)
-
-
-def _say(text: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(text, file=sys.stderr)
 
 
 __all__ = ["RESUMABLE_CHANGES", "TrainResult", "train"]
