@@ -90,33 +90,12 @@ def write_pyramidal_tiff(
     path = Path(os.fspath(path))
     width, height, read = _as_reader(path, image)
     mpp = positive_float(path, mpp, "mpp")
-    if not isinstance(tile_size, int) or tile_size < 16 or tile_size % 16:
-        raise input_error(path, f"tile_size must be a positive multiple of 16, got {tile_size!r}")
-    if compression not in COMPRESSIONS:
-        raise input_error(path, f"compression must be one of {COMPRESSIONS}, got {compression!r}")
-    if not isinstance(quality, int) or not 1 <= quality <= 100:
-        raise input_error(path, f"quality must be an integer in 1..100, got {quality!r}")
+    _check_options(path, tile_size, compression, quality)
     sizes = _level_sizes(path, width, height, tile_size, levels)
 
     import tifffile
 
-    options: dict[str, Any] = {"photometric": "rgb", "compression": None}
-    if compression == "jpeg":
-        # RGB in, stored as YCbCr with 2 x 2 chroma subsampling (as scanners do)
-        options = {
-            "photometric": "rgb",
-            "compression": "jpeg",
-            "compressionargs": {"level": quality},
-            "subsampling": (2, 2),
-        }
-    elif compression == "deflate":
-        options = {
-            "photometric": "rgb",
-            "compression": "zlib",
-            "compressionargs": {"level": 6},
-            "predictor": True,
-        }
-
+    options = _compression_options(compression, quality)
     with (
         atomic_path(path) as tmp,
         tempfile.TemporaryDirectory(dir=tmp.parent, prefix=".mitokit-pyramid-") as scratch,
@@ -143,6 +122,36 @@ def write_pyramidal_tiff(
             if following is not None:
                 read = _array_reader(following)
     return path
+
+
+def _check_options(path: Path, tile_size: Any, compression: Any, quality: Any) -> None:
+    """Refuse a tile size, compression or JPEG quality :func:`write_pyramidal_tiff` cannot use."""
+    if not isinstance(tile_size, int) or tile_size < 16 or tile_size % 16:
+        raise input_error(path, f"tile_size must be a positive multiple of 16, got {tile_size!r}")
+    if compression not in COMPRESSIONS:
+        raise input_error(path, f"compression must be one of {COMPRESSIONS}, got {compression!r}")
+    if not isinstance(quality, int) or not 1 <= quality <= 100:
+        raise input_error(path, f"quality must be an integer in 1..100, got {quality!r}")
+
+
+def _compression_options(compression: str, quality: int) -> dict[str, Any]:
+    """tifffile's ``write`` arguments for a compression of :data:`COMPRESSIONS`."""
+    if compression == "jpeg":
+        # RGB in, stored as YCbCr with 2 x 2 chroma subsampling (as scanners do)
+        return {
+            "photometric": "rgb",
+            "compression": "jpeg",
+            "compressionargs": {"level": quality},
+            "subsampling": (2, 2),
+        }
+    if compression == "deflate":
+        return {
+            "photometric": "rgb",
+            "compression": "zlib",
+            "compressionargs": {"level": 6},
+            "predictor": True,
+        }
+    return {"photometric": "rgb", "compression": None}
 
 
 def _tiles(

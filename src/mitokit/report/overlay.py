@@ -50,7 +50,6 @@ def plot_point_overlay(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.patches import Circle, Rectangle
 
     from mitokit.io.atomic import atomic_path
     from mitokit.metrics.detection import match_points
@@ -67,10 +66,53 @@ def plot_point_overlay(
         "fp": int(len(m.unmatched_pred)),
         "fn": int(len(m.unmatched_truth)),
     }
+    dpi = 100
+    fig = _draw(image, pxy, txy, nxy, matched_pred, radius_px=radius_px, max_side=max_side, dpi=dpi)
+    head = f"{title}  " if title else ""
+    fig.text(
+        0.01,
+        0.995,
+        f"{head}TP {counts['tp']}  FP {counts['fp']}  FN {counts['fn']}  "
+        "(green: mitosis, blue: imposter, x yellow: hit, x red: false alarm)",
+        va="top",
+        fontsize=9,
+    )
+    try:
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return counts
+
+
+def _draw(
+    image: np.ndarray,
+    pxy: np.ndarray,
+    txy: np.ndarray,
+    nxy: np.ndarray,
+    matched_pred: set[int],
+    *,
+    radius_px: float,
+    max_side: int,
+    dpi: int,
+) -> Any:
+    """The figure: the image, truth circles, imposter squares and prediction crosses.
+
+    Args:
+        image: ``HxWx3`` uint8 image.
+        pxy: Predicted centres, ``(N, 2)``.
+        txy: True centres of the evaluated class, ``(M, 2)``.
+        nxy: Imposter centres, ``(K, 2)``.
+        matched_pred: Indices into ``pxy`` of the matched predictions (yellow; the others red).
+        radius_px: Matching radius in pixels (the circles' radius).
+        max_side: Longest side of the figure in pixels.
+        dpi: Resolution of the figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle, Rectangle
 
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    dpi = 100
     fig = plt.figure(figsize=(w * scale / dpi, h * scale / dpi + 0.4), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, h * scale / (h * scale + 40)))
     ax.imshow(image)
@@ -87,21 +129,7 @@ def plot_point_overlay(
     for i, (x, y) in enumerate(pxy):
         colour = "#ffdc00" if i in matched_pred else "#ff4136"
         ax.plot([x], [y], marker="x", ms=9, mew=2.2, color=colour)
-    head = f"{title}  " if title else ""
-    fig.text(
-        0.01,
-        0.995,
-        f"{head}TP {counts['tp']}  FP {counts['fp']}  FN {counts['fn']}  "
-        "(green: mitosis, blue: imposter, x yellow: hit, x red: false alarm)",
-        va="top",
-        fontsize=9,
-    )
-    try:
-        with atomic_path(Path(path)) as tmp:
-            fig.savefig(tmp, format="png", dpi=dpi)
-    finally:
-        plt.close(fig)
-    return counts
+    return fig
 
 
 def _centres(anns: Sequence[Annotation]) -> np.ndarray:

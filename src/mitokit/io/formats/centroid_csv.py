@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import re
 from pathlib import Path
+from typing import NamedTuple
 
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
@@ -105,14 +106,7 @@ def read_centroid_csv(
         MitokitError: A line with a non-numeric or non-finite value or a wrong number of fields.
     """
     path = Path(path)
-    if columns is not None:
-        key = tuple(str(c).strip().lower() for c in columns)
-        if key not in _ORDERS:
-            raise input_error(
-                path, f"columns must be ('x', 'y') or ('row', 'col'), not {tuple(columns)!r}"
-            )
-    if third not in ("score", "agreement"):
-        raise input_error(path, f"third must be 'score' or 'agreement', not {third!r}")
+    _check_options(path, columns, third)
     image_id = path.stem if image is None else str(image)
     label = canonical_class(label)
     roles: dict[str, int] | None = None
@@ -128,58 +122,26 @@ def read_centroid_csv(
         if first:
             first = False
             if not all(is_number(f) for f in fields[:2]):
-                roles = header_roles(fields)
-                if roles is None:
-                    raise input_error(
-                        path, f"line {lineno}: not a point and not a known header ({short(line)})"
-                    )
-                if "image" in roles and image is not None:
-                    raise input_error(
-                        path,
-                        f"the header names an image column ({fields[roles['image']]!r}); "
-                        "image= does not apply",
-                    )
+                roles = _header(path, fields, lineno, line, image)
                 continue
-        iimage = ilabel = None
-        if roles is not None and columns is None:
-            ix, iy = roles["x"], roles["y"]
-            iscore, iagree = roles.get("score"), roles.get("agreement")
-            iimage, ilabel = roles.get("image"), roles.get("label")
-            needed = max(i for i in (ix, iy, iimage, ilabel) if i is not None)
-            if len(fields) <= needed:
-                raise input_error(path, f"line {lineno}: too few fields ({short(line)})")
-        else:
-            if len(fields) not in (2, 3):
-                raise input_error(
-                    path,
-                    f"line {lineno}: expected 2 or 3 fields, got {len(fields)} ({short(line)})",
-                )
-            order = _ORDERS[tuple(c.lower() for c in (columns or ("x", "y")))]  # type: ignore[index]
-            ix, iy = order
-            iscore = 2 if third == "score" else None
-            iagree = 2 if third == "agreement" else None
-        x = number(fields[ix], f"line {lineno}: x", path, text=True)
-        y = number(fields[iy], f"line {lineno}: y", path, text=True)
-        score = agreement = None
-        if iscore is not None and iscore < len(fields):
-            score = number(fields[iscore], f"line {lineno}: score", path, text=True)
-        if iagree is not None and iagree < len(fields):
-            agreement = number(fields[iagree], f"line {lineno}: agreement", path, text=True)
+        where = f"line {lineno}"
+        cols = _columns(path, fields, where, line, roles, columns, third)
+        x, y, score, agreement = _values(path, fields, where, cols)
         on = image_id
-        if iimage is not None:
-            on = fields[iimage]
+        if cols.image is not None:
+            on = fields[cols.image]
             if not on:
-                raise input_error(path, f"line {lineno}: empty image name")
+                raise input_error(path, f"{where}: empty image name")
         images.setdefault(on, ImageInfo(on))
         per_image[on] = per_image.get(on, 0) + 1
         annotations.append(
             make_annotation(
                 path,
-                f"line {lineno}",
+                where,
                 id=f"{on}_{per_image[on]}",
                 image=on,
                 point=(x, y),
-                label=label if ilabel is None else canonical_class(fields[ilabel] or label),
+                label=label if cols.label is None else canonical_class(fields[cols.label] or label),
                 score=score,
                 agreement=agreement,
             )
@@ -187,3 +149,100 @@ def read_centroid_csv(
     if not images:
         images[image_id] = ImageInfo(image_id)
     return AnnotationSet(annotations, images, [], str(path), FORMAT)
+
+
+class _Columns(NamedTuple):
+    """Where a line's values are: field indices (None: the line has no such value)."""
+
+    x: int
+    y: int
+    score: int | None
+    agreement: int | None
+    image: int | None
+    label: int | None
+
+
+def _check_options(path: Path, columns: tuple[str, str] | None, third: str) -> None:
+    """Refuse a coordinate order or a third-column meaning :func:`read_centroid_csv` lacks."""
+    if columns is not None:
+        key = tuple(str(c).strip().lower() for c in columns)
+        if key not in _ORDERS:
+            raise input_error(
+                path, f"columns must be ('x', 'y') or ('row', 'col'), not {tuple(columns)!r}"
+            )
+    if third not in ("score", "agreement"):
+        raise input_error(path, f"third must be 'score' or 'agreement', not {third!r}")
+
+
+def _header(
+    path: Path, fields: list[str], lineno: int, line: str, image: str | None
+) -> dict[str, int]:
+    """The roles a header line names; an error for a line that is neither header nor point."""
+    roles = header_roles(fields)
+    if roles is None:
+        raise input_error(
+            path, f"line {lineno}: not a point and not a known header ({short(line)})"
+        )
+    if "image" in roles and image is not None:
+        raise input_error(
+            path,
+            f"the header names an image column ({fields[roles['image']]!r}); image= does not apply",
+        )
+    return roles
+
+
+def _columns(
+    path: Path,
+    fields: list[str],
+    where: str,
+    line: str,
+    roles: dict[str, int] | None,
+    columns: tuple[str, str] | None,
+    third: str,
+) -> _Columns:
+    """Where a line's values are: from the header's roles, else from ``columns`` and ``third``.
+
+    Raises:
+        MitokitError: Too few fields for the header, or not 2 or 3 fields without one.
+    """
+    if roles is not None and columns is None:
+        cols = _Columns(
+            roles["x"],
+            roles["y"],
+            roles.get("score"),
+            roles.get("agreement"),
+            roles.get("image"),
+            roles.get("label"),
+        )
+        needed = max(i for i in (cols.x, cols.y, cols.image, cols.label) if i is not None)
+        if len(fields) <= needed:
+            raise input_error(path, f"{where}: too few fields ({short(line)})")
+        return cols
+    if len(fields) not in (2, 3):
+        raise input_error(
+            path,
+            f"{where}: expected 2 or 3 fields, got {len(fields)} ({short(line)})",
+        )
+    ix, iy = _ORDERS[tuple(c.lower() for c in (columns or ("x", "y")))]  # type: ignore[index]
+    return _Columns(
+        ix,
+        iy,
+        2 if third == "score" else None,
+        2 if third == "agreement" else None,
+        None,
+        None,
+    )
+
+
+def _values(
+    path: Path, fields: list[str], where: str, cols: _Columns
+) -> tuple[float, float, float | None, float | None]:
+    """x, y, score and agreement of a line (None where the line has none)."""
+    x = number(fields[cols.x], f"{where}: x", path, text=True)
+    y = number(fields[cols.y], f"{where}: y", path, text=True)
+    score = agreement = None
+    if cols.score is not None and cols.score < len(fields):
+        score = number(fields[cols.score], f"{where}: score", path, text=True)
+    if cols.agreement is not None and cols.agreement < len(fields):
+        agreement = number(fields[cols.agreement], f"{where}: agreement", path, text=True)
+    return x, y, score, agreement

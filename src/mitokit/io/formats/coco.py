@@ -34,6 +34,7 @@ not an integer), ``extra``; per image ``mitokit_id`` (where the id is not the fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -367,61 +368,23 @@ def write_coco(
     category_id = {label: k + 1 for k, label in enumerate(labels)}
     images = all_images(annotations)
     image_id = {name: k + 1 for k, name in enumerate(images)}
-    out_images = []
-    for name, info in images.items():
-        entry: dict[str, Any] = {"id": image_id[name], "file_name": info.file_name or info.id}
-        if info.file_name != info.id:
-            entry["mitokit_id"] = info.id
-        if info.file_name is None:
-            entry["mitokit_file_name"] = None  # COCO needs a file_name; the set had none
-        if info.width is not None:
-            entry["width"] = info.width
-        if info.height is not None:
-            entry["height"] = info.height
-        if info.mpp is not None:
-            entry["mpp"] = info.mpp
-        out_images.append(entry)
-    used = {int(a.id) for a in annotations.annotations if _is_int_text(a.id)}
-    taken: set[int] = set()
-    next_free = 1
-    out_anns = []
-    for ann in annotations.annotations:
-        entry = {}
-        if _is_int_text(ann.id) and int(ann.id) not in taken:
-            number_id = int(ann.id)
-        else:
-            while next_free in used or next_free in taken:
-                next_free += 1
-            number_id = next_free
-            entry["mitokit_id"] = ann.id
-        taken.add(number_id)
-        x1, y1, x2, y2 = ann.box_or_square(point_box_size)
-        bbox = [x1, y1, x2, y2] if bbox_format == "xyxy" else [x1, y1, x2 - x1, y2 - y1]
-        entry = {
-            "id": number_id,
-            "image_id": image_id[ann.image],
-            "category_id": category_id[ann.label],
-            "bbox": [fmt_json_number(v) for v in bbox],
-            "area": fmt_json_number((x2 - x1) * (y2 - y1)),
-            "iscrowd": 0,
-            **entry,
-        }
-        if ann.point is not None:
-            entry["point"] = [fmt_json_number(v) for v in ann.point]
-            if ann.box is None:
-                entry["synthetic_bbox"] = True
-        if ann.score is not None:
-            entry["score"] = fmt_json_number(ann.score)
-        if ann.agreement is not None:
-            entry["agreement"] = fmt_json_number(ann.agreement)
-        if ann.votes:
-            entry["votes"] = votes_to_json(ann.votes)
-        if ann.extra:
-            entry["extra"] = jsonable(ann.extra)
-        out_anns.append(entry)
+    out_anns = [
+        _annotation_entry(
+            ann,
+            number_id,
+            renamed,
+            image_id=image_id[ann.image],
+            category_id=category_id[ann.label],
+            bbox_format=bbox_format,
+            point_box_size=point_box_size,
+        )
+        for ann, (number_id, renamed) in zip(
+            annotations.annotations, _numbers(annotations.annotations), strict=True
+        )
+    ]
     data: dict[str, Any] = {
         "info": {"description": "mitokit annotations", "bbox_format": bbox_format},
-        "images": out_images,
+        "images": [_image_entry(info, image_id[name]) for name, info in images.items()],
         "categories": [{"id": category_id[label], "name": label} for label in labels],
         "annotations": out_anns,
     }
@@ -430,6 +393,81 @@ def write_coco(
     if annotations.vote_target != MITOSIS:
         data["vote_target"] = annotations.vote_target
     write_text_atomic(path, dumps_json(data, indent))
+
+
+def _image_entry(info: ImageInfo, number_id: int) -> dict[str, Any]:
+    """The COCO ``images`` entry of one image (its mitokit id and missing file name recorded)."""
+    entry: dict[str, Any] = {"id": number_id, "file_name": info.file_name or info.id}
+    if info.file_name != info.id:
+        entry["mitokit_id"] = info.id
+    if info.file_name is None:
+        entry["mitokit_file_name"] = None  # COCO needs a file_name; the set had none
+    if info.width is not None:
+        entry["width"] = info.width
+    if info.height is not None:
+        entry["height"] = info.height
+    if info.mpp is not None:
+        entry["mpp"] = info.mpp
+    return entry
+
+
+def _numbers(anns: Sequence[Annotation]) -> list[tuple[int, str | None]]:
+    """COCO's integer id of each object, and its own id where that is not the integer.
+
+    An id that is an integer (as text) keeps its number unless an earlier object took it; the
+    others get the lowest numbers no object uses, and keep their id as ``mitokit_id``.
+    """
+    used = {int(a.id) for a in anns if _is_int_text(a.id)}
+    taken: set[int] = set()
+    next_free = 1
+    out: list[tuple[int, str | None]] = []
+    for ann in anns:
+        if _is_int_text(ann.id) and int(ann.id) not in taken:
+            out.append((int(ann.id), None))
+        else:
+            while next_free in used or next_free in taken:
+                next_free += 1
+            out.append((next_free, ann.id))
+        taken.add(out[-1][0])
+    return out
+
+
+def _annotation_entry(
+    ann: Annotation,
+    number_id: int,
+    mitokit_id: str | None,
+    *,
+    image_id: int,
+    category_id: int,
+    bbox_format: str,
+    point_box_size: float,
+) -> dict[str, Any]:
+    """The COCO ``annotations`` entry of one object (a point gets a synthetic square box)."""
+    x1, y1, x2, y2 = ann.box_or_square(point_box_size)
+    bbox = [x1, y1, x2, y2] if bbox_format == "xyxy" else [x1, y1, x2 - x1, y2 - y1]
+    entry: dict[str, Any] = {
+        "id": number_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "bbox": [fmt_json_number(v) for v in bbox],
+        "area": fmt_json_number((x2 - x1) * (y2 - y1)),
+        "iscrowd": 0,
+    }
+    if mitokit_id is not None:
+        entry["mitokit_id"] = mitokit_id
+    if ann.point is not None:
+        entry["point"] = [fmt_json_number(v) for v in ann.point]
+        if ann.box is None:
+            entry["synthetic_bbox"] = True
+    if ann.score is not None:
+        entry["score"] = fmt_json_number(ann.score)
+    if ann.agreement is not None:
+        entry["agreement"] = fmt_json_number(ann.agreement)
+    if ann.votes:
+        entry["votes"] = votes_to_json(ann.votes)
+    if ann.extra:
+        entry["extra"] = jsonable(ann.extra)
+    return entry
 
 
 def _is_int_text(text: str) -> bool:

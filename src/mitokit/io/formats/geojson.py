@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mitokit.errors import input_error
-from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
+from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, Vote, canonical_class
 from mitokit.io.atomic import write_text_atomic
 from mitokit.io.formats._common import (
     add_annotated_images,
@@ -177,32 +177,18 @@ def _meta(meta: Any, path: Path):
 def _feature(
     feature: Any, k: int, fallback_image: str, default_label: str, path: Path
 ) -> list[Annotation]:
-    where = f"feature #{k + 1}"
-    if not isinstance(feature, dict):
-        raise input_error(path, f"{where} is not an object")
-    props = feature.get("properties")
-    if props is None:
-        props = {}
-    if not isinstance(props, dict):
-        raise input_error(path, f"{where}: properties must be an object")
-    metadata = props.get("metadata")
-    if not isinstance(metadata, dict):
-        metadata = {}
+    """The objects of one feature (more than one for a MultiPoint or a MultiPolygon's parts)."""
+    props, metadata = _properties(feature, f"feature #{k + 1}", path)
     ann_id = props.get("id", metadata.get("mitokit_id"))
     if ann_id is None:
         ann_id = feature.get("id", str(k + 1))
-    ann_id = text_value(ann_id, f"{where} id", path)
+    ann_id = text_value(ann_id, f"feature #{k + 1} id", path)
     where = f"feature {ann_id}"
     image = props.get("image", metadata.get("mitokit_image"))
     image = fallback_image if image is None else text_value(image, f"{where} image", path)
     label = _classification(props.get("classification"), default_label, where, path)
     score, agreement, measurements = _measurements(props.get("measurements"), where, path)
-    if props.get("votes") is not None:
-        votes = votes_from_json(props["votes"], where, path)
-    elif isinstance(metadata.get("mitokit_votes"), str):
-        votes = votes_from_text(metadata["mitokit_votes"], where, path)
-    else:
-        votes = ()
+    votes = _feature_votes(props, metadata, where, path)
     extra = props.get("extra")
     if extra is not None and not isinstance(extra, dict):
         raise input_error(path, f"{where}: extra must be an object")
@@ -212,34 +198,7 @@ def _feature(
     own_point = None
     if props.get("point") is not None:
         own_point = point_of(props["point"], f"{where} point", path)
-    geometry = feature.get("geometry")
-    if not isinstance(geometry, dict):
-        raise input_error(path, f"{where} has no geometry")
-    kind = geometry.get("type")
-    coords = geometry.get("coordinates")
-    shapes: list[tuple[tuple[float, float] | None, tuple[float, float, float, float] | None]]
-    if kind == "Point":
-        shapes = [(point_of(coords, f"{where} Point", path), None)]
-    elif kind == "MultiPoint":
-        if not isinstance(coords, list) or not coords:
-            raise input_error(path, f"{where}: MultiPoint without coordinates")
-        shapes = [(point_of(c, f"{where} MultiPoint", path), None) for c in coords]
-    elif kind == "Polygon":
-        shapes = [(own_point, _bounds(coords, 2, where, path))]
-    elif kind == "MultiPolygon":
-        # Separate parts are separate objects: one box spanning them all would cover cells that
-        # are no part of any of them. The caller counts the split (see _split_multipolygons).
-        if not isinstance(coords, list) or not coords:
-            raise input_error(path, f"{where}: MultiPolygon without coordinates")
-        if len(coords) == 1:
-            shapes = [(own_point, _bounds(coords, 3, where, path))]
-        else:
-            shapes = [
-                (None, _bounds(part, 2, f"{where} part {n}", path))
-                for n, part in enumerate(coords, start=1)
-            ]
-    else:
-        raise input_error(path, f"{where} has unsupported geometry type {short(kind)}")
+    shapes = _shapes(feature.get("geometry"), own_point, where, path)
     out = []
     for n, (point, box) in enumerate(shapes, start=1):
         out.append(
@@ -258,6 +217,71 @@ def _feature(
             )
         )
     return out
+
+
+def _properties(feature: Any, where: str, path: Path) -> tuple[dict, dict]:
+    """A feature's ``properties`` and their ``metadata`` (QuPath's), empty where absent."""
+    if not isinstance(feature, dict):
+        raise input_error(path, f"{where} is not an object")
+    props = feature.get("properties")
+    if props is None:
+        props = {}
+    if not isinstance(props, dict):
+        raise input_error(path, f"{where}: properties must be an object")
+    metadata = props.get("metadata")
+    if not isinstance(metadata, dict):
+        metadata = {}
+    return props, metadata
+
+
+def _feature_votes(props: dict, metadata: dict, where: str, path: Path) -> tuple[Vote, ...]:
+    """The votes of a feature: mitokit's ``votes`` list, else QuPath metadata text, else none."""
+    if props.get("votes") is not None:
+        return votes_from_json(props["votes"], where, path)
+    if isinstance(metadata.get("mitokit_votes"), str):
+        return votes_from_text(metadata["mitokit_votes"], where, path)
+    return ()
+
+
+_Shape = tuple[tuple[float, float] | None, tuple[float, float, float, float] | None]
+
+
+def _shapes(
+    geometry: Any, own_point: tuple[float, float] | None, where: str, path: Path
+) -> list[_Shape]:
+    """(point, box) of each object a geometry holds.
+
+    A Point or each point of a MultiPoint is a point; a Polygon is its bounding box (with the
+    feature's own ``point`` where it has one); each part of a MultiPolygon is an object of its
+    own.
+
+    Raises:
+        MitokitError: No geometry, an empty multi-geometry, or an unsupported geometry type.
+    """
+    if not isinstance(geometry, dict):
+        raise input_error(path, f"{where} has no geometry")
+    kind = geometry.get("type")
+    coords = geometry.get("coordinates")
+    if kind == "Point":
+        return [(point_of(coords, f"{where} Point", path), None)]
+    if kind == "MultiPoint":
+        if not isinstance(coords, list) or not coords:
+            raise input_error(path, f"{where}: MultiPoint without coordinates")
+        return [(point_of(c, f"{where} MultiPoint", path), None) for c in coords]
+    if kind == "Polygon":
+        return [(own_point, _bounds(coords, 2, where, path))]
+    if kind == "MultiPolygon":
+        # Separate parts are separate objects: one box spanning them all would cover cells that
+        # are no part of any of them. The caller counts the split (see _split_multipolygons).
+        if not isinstance(coords, list) or not coords:
+            raise input_error(path, f"{where}: MultiPolygon without coordinates")
+        if len(coords) == 1:
+            return [(own_point, _bounds(coords, 3, where, path))]
+        return [
+            (None, _bounds(part, 2, f"{where} part {n}", path))
+            for n, part in enumerate(coords, start=1)
+        ]
+    raise input_error(path, f"{where} has unsupported geometry type {short(kind)}")
 
 
 def _classification(value: Any, default: str, where: str, path: Path) -> str:

@@ -103,6 +103,66 @@ def _columns(con: sqlite3.Connection, table: str) -> dict[str, str]:
 
 
 def _read(con: sqlite3.Connection, path: Path) -> AnnotationSet:
+    cols = _schema(con, path)
+
+    def select(table: str, names: list[str], order: list[str]) -> list[tuple]:
+        return _select(con, cols[table], names, order)
+
+    classes = {
+        uid: _name(name, f"class{uid}") for uid, name in select("Classes", ["uid", "name"], ["uid"])
+    }
+    persons: dict[Any, str] = {}
+    if "Persons" in cols:
+        for uid, name in select("Persons", ["uid", "name"], ["uid"]):
+            persons[uid] = _name(name, f"person{uid}")
+    images, slide_ids = _slides(
+        select("Slides", ["uid", "filename", "directory", "width", "height"], ["uid"]), path
+    )
+    coords = _grouped(
+        select(
+            "Annotations_coordinates", ["annoId", "coordinateX", "coordinateY"], ["orderIdx", "uid"]
+        )
+    )
+    labels: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    if "Annotations_label" in cols:
+        labels = _grouped(select("Annotations_label", ["annoId", "person", "class"], ["uid"]))
+    raters = list(dict.fromkeys(persons.values()))
+    annotations: list[Annotation] = []
+    for uid, slide, kind, agreed, deleted in select(
+        "Annotations", ["uid", "slide", "type", "agreedClass", "deleted"], ["uid"]
+    ):
+        if deleted not in (None, 0, "0", ""):
+            continue
+        where = f"annotation uid {short(uid)}"
+        if slide not in slide_ids:
+            raise input_error(path, f"{where} refers to unknown slide {short(slide)}")
+        if kind == 6 or not coords.get(uid):
+            continue  # an image-level label or no coordinates: no location
+        votes = _votes(labels.get(uid, []), classes, persons, raters, where, path)
+        label = _label(agreed, classes, [v[1] for v in votes], where, path)
+        point, box = _geometry(kind, coords[uid], where, path)
+        annotations.append(
+            make_annotation(
+                path,
+                where,
+                id=str(uid),
+                image=slide_ids[slide],
+                point=point,
+                box=box,
+                label=label,
+                votes=tuple(Vote(r, vote_value_for_class(c)) for r, c in votes),
+                extra={"sliderunner_type": TYPE_NAMES.get(kind, kind)},
+            )
+        )
+    return AnnotationSet(annotations, images, raters, str(path), FORMAT)
+
+
+def _schema(con: sqlite3.Connection, path: Path) -> dict[str, dict[str, str]]:
+    """Per table present: its columns by lower-case name, and its real name under ``__table__``.
+
+    Raises:
+        MitokitError: A required table is missing, or a table lacks a column it needs.
+    """
     tables = {
         str(name).lower(): str(name)
         for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type IN ('table','view')")
@@ -120,76 +180,51 @@ def _read(con: sqlite3.Connection, path: Path) -> AnnotationSet:
             raise input_error(path, f"table {table!r} lacks column(s) {', '.join(missing)}")
         cols[table] = have
         cols[table]["__table__"] = real
+    return cols
 
-    def select(table: str, names: list[str], order: list[str]) -> list[tuple]:
-        have = cols[table]
-        fields = ", ".join(f'"{have[n.lower()]}"' if n.lower() in have else "NULL" for n in names)
-        order_by = ", ".join(f'"{have[n.lower()]}"' for n in order if n.lower() in have)
-        sql = f'SELECT {fields} FROM "{have["__table__"]}"'
-        if order_by:
-            sql += f" ORDER BY {order_by}"
-        return con.execute(sql).fetchall()
 
-    classes = {
-        uid: _name(name, f"class{uid}") for uid, name in select("Classes", ["uid", "name"], ["uid"])
-    }
-    persons: dict[Any, str] = {}
-    if "Persons" in cols:
-        for uid, name in select("Persons", ["uid", "name"], ["uid"]):
-            persons[uid] = _name(name, f"person{uid}")
-    images, slide_ids = _slides(
-        select("Slides", ["uid", "filename", "directory", "width", "height"], ["uid"]), path
-    )
-    coords: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
-    for anno_id, x, y in select(
-        "Annotations_coordinates", ["annoId", "coordinateX", "coordinateY"], ["orderIdx", "uid"]
-    ):
-        coords[anno_id].append((x, y))
-    labels: dict[Any, list[tuple[Any, Any]]] = defaultdict(list)
-    if "Annotations_label" in cols:
-        for anno_id, person, cls in select(
-            "Annotations_label", ["annoId", "person", "class"], ["uid"]
-        ):
-            labels[anno_id].append((person, cls))
-    raters = []
-    for name in persons.values():
-        if name not in raters:
-            raters.append(name)
-    annotations: list[Annotation] = []
-    for uid, slide, kind, agreed, deleted in select(
-        "Annotations", ["uid", "slide", "type", "agreedClass", "deleted"], ["uid"]
-    ):
-        if deleted not in (None, 0, "0", ""):
-            continue
-        where = f"annotation uid {short(uid)}"
-        if slide not in slide_ids:
-            raise input_error(path, f"{where} refers to unknown slide {short(slide)}")
-        if kind == 6 or not coords.get(uid):
-            continue  # an image-level label or no coordinates: no location
-        votes = []
-        for person, cls in labels.get(uid, []):
-            if cls not in classes:
-                raise input_error(path, f"{where} has a label of unknown class {short(cls)}")
-            rater = persons.get(person, f"person{person}")
-            if rater not in raters:
-                raters.append(rater)
-            votes.append((rater, canonical_class(classes[cls])))
-        label = _label(agreed, classes, [v[1] for v in votes], where, path)
-        point, box = _geometry(kind, coords[uid], where, path)
-        annotations.append(
-            make_annotation(
-                path,
-                where,
-                id=str(uid),
-                image=slide_ids[slide],
-                point=point,
-                box=box,
-                label=label,
-                votes=tuple(Vote(r, vote_value_for_class(c)) for r, c in votes),
-                extra={"sliderunner_type": TYPE_NAMES.get(kind, kind)},
-            )
-        )
-    return AnnotationSet(annotations, images, raters, str(path), FORMAT)
+def _select(
+    con: sqlite3.Connection, have: dict[str, str], names: list[str], order: list[str]
+) -> list[tuple]:
+    """The rows of a table (columns from :func:`_schema`): ``names`` (NULL where absent)."""
+    fields = ", ".join(f'"{have[n.lower()]}"' if n.lower() in have else "NULL" for n in names)
+    order_by = ", ".join(f'"{have[n.lower()]}"' for n in order if n.lower() in have)
+    sql = f'SELECT {fields} FROM "{have["__table__"]}"'
+    if order_by:
+        sql += f" ORDER BY {order_by}"
+    return con.execute(sql).fetchall()
+
+
+def _grouped(rows: list[tuple]) -> dict[Any, list[tuple[Any, ...]]]:
+    """Rows ``(annoId, *values)`` as annotation id -> its value tuples, in row order."""
+    out: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    for anno_id, *values in rows:
+        out[anno_id].append(tuple(values))
+    return out
+
+
+def _votes(
+    rows: list[tuple[Any, ...]],
+    classes: dict[Any, str],
+    persons: dict[Any, str],
+    raters: list[str],
+    where: str,
+    path: Path,
+) -> list[tuple[str, str]]:
+    """(rater, canonical class) of an annotation's label rows; new raters added to ``raters``.
+
+    Raises:
+        MitokitError: A label of a class the database does not list.
+    """
+    votes = []
+    for person, cls in rows:
+        if cls not in classes:
+            raise input_error(path, f"{where} has a label of unknown class {short(cls)}")
+        rater = persons.get(person, f"person{person}")
+        if rater not in raters:
+            raters.append(rater)
+        votes.append((rater, canonical_class(classes[cls])))
+    return votes
 
 
 def _name(value: Any, fallback: str) -> str:
