@@ -3,7 +3,9 @@
 ``train(config)`` runs a config (YAML file or mapping; :mod:`mitokit.engines.config`) for the
 :class:`Task` it names; multi-GPU and multi-node runs go through ``torchrun``
 (:mod:`mitokit.engines.distributed`). ``SlidePredictor(predictor).run(slides, out)`` runs a trained
-model over whole slides (:mod:`mitokit.engines.slide`).
+model over whole slides (:mod:`mitokit.engines.slide`). ``resolve_device(choice)`` turns a device
+setting (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``) into a :class:`torch.device`
+(:mod:`mitokit.engines.device`).
 """
 
 # ``train`` is both a submodule and its main function: importing the function here binds the
@@ -21,6 +23,7 @@ _LAZY = {
     "known_tasks": "mitokit.engines.task",
     "ShardedSampler": "mitokit.engines.distributed",
     "SlidePredictor": "mitokit.engines.slide",
+    "resolve_device": "mitokit.engines.device",
 }
 
 
