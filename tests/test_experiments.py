@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mitokit.cli import cli
 from mitokit.errors import MitokitError
-from mitokit.experiments import reg_vs_regns, soft_vs_majority
+from mitokit.experiments import harness, reg_vs_regns, soft_vs_majority
 from mitokit.experiments import synthetic_studies as studies
 
 TINY = {"epochs": 1, "input_size": 32, "threads": 1, "device": "cpu"}
@@ -132,7 +132,7 @@ def test_a_failed_study_leaves_no_folder(tmp_path, monkeypatch):
     def boom(*_, **__):
         raise MitokitError("training failed")
 
-    monkeypatch.setattr(studies, "_train_run", boom)
+    monkeypatch.setattr(harness, "train_run", boom)
     with pytest.raises(MitokitError, match="training failed"):
         soft_vs_majority(tmp_path / "s", n_patches=8, n_test_patches=4, **TINY)
     assert not (tmp_path / "s").exists()
@@ -149,3 +149,56 @@ def test_cli_soft_vs_majority_json(tmp_path):
     assert data["study"] == "soft_vs_majority" and data["settings"]["epochs"] == 2
     again = CliRunner().invoke(cli, [*args, "--scale", "0.05"])
     assert again.exit_code == 2 and "not empty" in again.output
+
+
+def _imported_modules(path, package):
+    """Every module a source file imports, and ``module.name`` of each ``from`` import
+    (relative imports resolved against ``package``)."""
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            yield module
+            yield from (f"{module}.{alias.name}" for alias in node.names)
+
+
+def _core_imports_of_studies(root):
+    """``file: module`` for each import of mitokit.experiments / mitokit.demo outside
+    experiments/, demo/ and cli/ of the package folder ``root``."""
+    offenders = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        if rel.parts[0] in ("experiments", "demo", "cli"):
+            continue
+        package = ".".join(["mitokit", *rel.parts[:-1]])
+        for name in _imported_modules(path, package):
+            if name.split(".")[:2] in (["mitokit", "experiments"], ["mitokit", "demo"]):
+                offenders.append(f"{rel}: {name}")
+    return offenders
+
+
+def test_the_library_core_never_imports_the_studies_or_the_demo(tmp_path):
+    """Only experiments/, demo/ and the CLI may import mitokit.experiments or mitokit.demo."""
+    from pathlib import Path
+
+    import mitokit
+
+    root = Path(mitokit.__file__).parent
+    assert len(list(root.rglob("*.py"))) > 20  # the scan sees the package
+    assert _core_imports_of_studies(root) == []
+    # The scan itself catches absolute, relative and lazy imports.
+    fake = tmp_path / "mitokit"
+    (fake / "models" / "wss").mkdir(parents=True)
+    (fake / "cli").mkdir()
+    (fake / "cli" / "ok.py").write_text("from mitokit.demo import run_demo\n")
+    (fake / "metrics.py").write_text("def f():\n    import mitokit.experiments.harness\n")
+    (fake / "models" / "wss" / "a.py").write_text("from ...experiments import harness\n")
+    (fake / "models" / "b.py").write_text("from .. import demo\n")
+    found = _core_imports_of_studies(fake)
+    assert {f.split(":")[0] for f in found} == {"metrics.py", "models/wss/a.py", "models/b.py"}

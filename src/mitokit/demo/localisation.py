@@ -37,7 +37,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -161,7 +161,8 @@ def stage_localisation(
         What is also written to ``localisation/result.json``: settings, per-model scores,
         counts and timings.
     """
-    from mitokit.experiments.synthetic_studies import _write_json
+    from mitokit.demo.localisation_report import crop_box, overlay, write_report
+    from mitokit.experiments.harness import write_json
 
     st = settings if settings is not None else settings_for(bool(size.quick))
     folder = out / "localisation"
@@ -192,9 +193,9 @@ def stage_localisation(
 
     ceiling = _ceiling(cells, truth, slide.name, mpp=passes[DETECTOR_KEY].mpp)
     figures = folder / "figures"
-    crop = _crop_box(truth, passes[DETECTOR_KEY], side=st.crop)
+    crop = crop_box(truth, passes[DETECTOR_KEY], side=st.crop)
     overlays = {
-        m.key: _overlay(m, passes[m.key], slide, crop, truth, figures / f"overlay_{m.key}.png")
+        m.key: overlay(m, passes[m.key], slide, crop, truth, figures / f"overlay_{m.key}.png")
         for m in models
     }
     result = {
@@ -206,8 +207,8 @@ def stage_localisation(
         "crop": list(crop),
         "seconds": round(time.perf_counter() - t0, 1),
     }
-    _write_json(folder / "result.json", result)
-    _report(report, out, models, results, passes, overlays, truth, latent, ceiling, st)
+    write_json(folder / "result.json", result)
+    write_report(report, out, models, results, passes, overlays, truth, latent, ceiling, st)
     return result
 
 
@@ -217,17 +218,17 @@ def stage_localisation(
 def _write_training_data(root: Path, st: LocalisationSettings, *, seed: int) -> tuple[Path, Path]:
     """The detector's and the weak localiser's generated training images, with every label."""
     from mitokit.data.synthetic.scene import SceneParams
-    from mitokit.experiments.synthetic_studies import _write_tiles
+    from mitokit.experiments.harness import write_tiles
 
     det, wss = root / "detector", root / "weak_localiser"
-    _write_tiles(
+    write_tiles(
         det,
         n=st.det_images,
         seed=seed,
         size=st.det_image_size,
         scene=SceneParams(mitotic_fraction=st.det_mitotic_fraction),
     )
-    _write_tiles(
+    write_tiles(
         wss,
         n=st.wss_tiles,
         seed=seed,
@@ -241,8 +242,8 @@ def _train_detector(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """Det-NS-WL through the engine; the last epoch, at the threshold of its best validation F1."""
-    from mitokit.experiments.detection_study import _val_images
-    from mitokit.experiments.synthetic_studies import _train_run
+    from mitokit.experiments.harness import train_run, train_section
+    from mitokit.experiments.point_eval import val_images
     from mitokit.models.detector import DETECTOR
 
     cfg = {
@@ -261,23 +262,18 @@ def _train_detector(
             "stride": st.stride,
             "negative_ratio": 1,
             "val_fraction": st.val_fraction,
-            "val_images": _val_images(data, val_fraction=st.val_fraction, seed=seed),
+            "val_images": val_images(data, val_fraction=st.val_fraction, seed=seed),
             "split_seed": seed,
             "epoch_length": st.det_epoch_length,
             "val_labels": str(data / "consensus.json"),
         },
         "optim": {"name": "sgd", "lr": st.det_lr, "momentum": 0.9, "weight_decay": 1e-4},
-        "train": {
-            "epochs": st.det_epochs,
-            "batch_size": st.det_batch_size,
-            "seed": seed,
-            "device": "cpu",
-            "num_workers": 0,
-            "log_every": 0,
-        },
+        "train": train_section(
+            epochs=st.det_epochs, batch_size=st.det_batch_size, seed=seed, device="cpu"
+        ),
     }
     say(f"      training the detector ({st.det_epochs} epochs of {st.det_epoch_length} tiles)")
-    result, seconds = _train_run(cfg, run)
+    result, seconds = train_run(cfg, run)
     # The last epoch is kept, not the engine's best/ (lowest validation loss): trained this
     # briefly from random weights, the detector's validation loss can rise while its validation
     # F1 climbs, and the lowest loss is then an epoch that has hardly learnt.
@@ -308,7 +304,7 @@ def _train_localiser(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """The weak localiser (max aggregation) on image-level labels; threshold: validation ROC."""
-    from mitokit.experiments.synthetic_studies import _engine_settings, _train_run, prune_run
+    from mitokit.experiments.harness import engine_settings, prune_run, train_run
     from mitokit.models.predictors import load_predictor
     from mitokit.models.wss import WEAK_LOCALISER
 
@@ -321,7 +317,7 @@ def _train_localiser(
             "val_fraction": st.val_fraction,
             "split_seed": seed,
         },
-        **_engine_settings(
+        **engine_settings(
             epochs=st.wss_epochs,
             batch_size=st.wss_batch_size,
             seed=seed,
@@ -330,7 +326,7 @@ def _train_localiser(
         ),
     }
     say(f"      training the weak localiser ({st.wss_epochs} epochs of {st.wss_tiles} tiles)")
-    result, seconds = _train_run(cfg, run)
+    result, seconds = train_run(cfg, run)
     prune_run(result.out_dir)
     threshold = float(load_predictor(result.model_dir, device="cpu").threshold)
     say(f"      weak localiser trained in {seconds:.0f} s; map threshold {threshold:.2f}")
@@ -466,265 +462,6 @@ def _scores(m: _Model, res: Any, op: Any, truth: np.ndarray, latent: np.ndarray)
 def _covers(box: tuple[float, float, float, float], size: tuple[int, int]) -> bool:
     x1, y1, x2, y2 = box
     return x1 <= 0 and y1 <= 0 and x2 >= size[0] and y2 >= size[1]
-
-
-# ------------------------------------------------------------------------------- figures
-
-
-def _crop_box(truth: np.ndarray, res: Any, *, side: int) -> tuple[int, int, int, int]:
-    """A ``side``-pixel square inside the detector's hotspot holding the most true mitoses.
-
-    Candidates are centred on each true mitosis inside the hotspot; ties go to the one holding
-    more detections. Without a true mitosis there, the
-    square is centred on the hotspot.
-    """
-    w, h = res.size
-    sw, sh = min(side, w), min(side, h)
-    hx1, hy1, hx2, hy2 = res.hotspot.box
-    cands = truth[_inside(truth, res.hotspot.box)]
-    if not len(cands):
-        cands = np.array([[(hx1 + hx2) / 2, (hy1 + hy2) / 2]])
-
-    def box(c: np.ndarray) -> tuple[int, int, int, int]:
-        x0 = int(np.clip(round(c[0] - sw / 2), 0, w - sw))
-        y0 = int(np.clip(round(c[1] - sh / 2), 0, h - sh))
-        return x0, y0, x0 + sw, y0 + sh
-
-    boxes = [box(c) for c in cands]
-    return max(boxes, key=lambda b: (_inside(truth, b).sum(), _inside(res.points, b).sum()))
-
-
-def _inside(points: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """Whether each point (``x, y`` first) lies in ``[x1, x2) x [y1, y2)``."""
-    x1, y1, x2, y2 = box
-    x, y = points[:, 0], points[:, 1]
-    return (x >= x1) & (x < x2) & (y >= y1) & (y < y2)
-
-
-def _overlay(
-    m: _Model,
-    res: Any,
-    slide: Path,
-    crop: tuple[int, int, int, int],
-    truth: np.ndarray,
-    path: Path,
-) -> dict[str, int]:
-    """Predictions at the operating threshold (``res``) vs the consensus mitoses on a crop."""
-    from mitokit.experiments.detection_study import RADIUS_UM
-    from mitokit.io import open_slide
-    from mitokit.io.annotations import Annotation
-    from mitokit.report.overlay import plot_point_overlay
-
-    x1, y1, x2, y2 = crop
-    with open_slide(slide) as s:
-        image = s.read_region((x1, y1), 0, (x2 - x1, y2 - y1))
-
-    def local(points: np.ndarray) -> np.ndarray:
-        shift = np.zeros(points.shape[1])
-        shift[:2] = (x1, y1)
-        return points[_inside(points, crop)] - shift
-
-    pred = [
-        Annotation(f"p{i}", "crop", point=(float(x), float(y)), score=float(sc))
-        for i, (x, y, sc) in enumerate(local(res.points).tolist())
-    ]
-    true = [
-        Annotation(f"t{i}", "crop", point=(float(x), float(y)))
-        for i, (x, y) in enumerate(local(truth).tolist())
-    ]
-    return plot_point_overlay(
-        image,
-        path,
-        pred=pred,
-        truth=true,
-        radius_px=RADIUS_UM / res.mpp,
-        title=f"{m.name} at {m.threshold:.2f}",
-        max_side=900,
-    )
-
-
-def _report(
-    report: HtmlReport,
-    out: Path,
-    models: list[_Model],
-    results: Mapping[str, Mapping[str, Any]],
-    passes: Mapping[str, Any],
-    overlays: Mapping[str, Mapping[str, int]],
-    truth: np.ndarray,
-    latent: np.ndarray,
-    ceiling: Mapping[str, float],
-    st: LocalisationSettings,
-) -> None:
-    from mitokit.data.synthetic.scene import SceneParams
-
-    folder = out / "localisation"
-    det = results[DETECTOR_KEY]
-    res = passes[DETECTOR_KEY]
-    report.section("Detector, weak localiser and slide inference")
-    report.paragraph(
-        f"Two localisation models trained through the engine on newly generated images, then run "
-        f"over the whole slide above ({res.size[0]} x {res.size[1]} px, "
-        f"{det['tissue_area_mm2']:.2f} mm2 of tissue) with the slide predictor of "
-        "`mitokit detect`. The detector is the third paper's Det-NS-WL: a Faster R-CNN with a "
-        f"ResNet-18 FPN from random weights, trained on {st.sub_tile}-px tiles of "
-        f"{st.det_images} generated {st.det_image_size}-px images ({st.det_mitotic_fraction:.0%}"
-        f" of tumour cells mitotic) with the crowd boxes, their agreement weighting the box "
-        f"classification loss, one negative tile per positive draw, {st.det_epochs} epochs of "
-        f"{st.det_epoch_length} tiles; the last epoch is kept, at the threshold of its best F1 on "
-        f"the {st.val_fraction:.0%} validation images, rather than the epoch of lowest "
-        f"validation loss, which this early can be one that has hardly learnt "
-        f"({_trend(det['validation'])}). The weak localiser (second paper; ResNet-18 "
-        f"to layer3, a 1 x 1 map, max aggregation) saw only whether each of {st.wss_tiles} "
-        f"generated {st.wss_tile_size}-px tiles holds a mitosis, {st.wss_epochs} epochs; its map "
-        "threshold is the validation ROC point and each connected component above it is one "
-        "detection."
-    )
-    rows = []
-    for m in models:
-        r = results[m.key]
-        c, lat = r["consensus"], r["latent"]
-        rows.append(
-            [
-                m.name,
-                m.threshold,
-                c["precision"],
-                c["recall"],
-                c["f1"],
-                c["best_f1"],
-                lat["f1"],
-                lat["best_f1"],
-            ]
-        )
-    rows.append(
-        [
-            "observer knowing every cell's m (ceiling)",
-            0.5,
-            ceiling["precision"],
-            ceiling["recall"],
-            ceiling["f1"],
-            "",
-            "",
-            "",
-        ]
-    )
-    report.table(
-        rows,
-        header=[
-            "model",
-            "threshold",
-            "precision",
-            "recall",
-            "F1",
-            "best F1",
-            "F1 (m > 0.5)",
-            "best F1 (m > 0.5)",
-        ],
-        caption=f"Detections on the slide matched one-to-one within 7.5 um "
-        f"({det['radius_px']:.0f} px) to its {len(truth)} consensus mitoses and, as a second "
-        f"truth, to its {len(latent)} cells with latent m > 0.5. Best F1: the highest over a sweep "
-        "of score thresholds (every distinct score, or 101 quantiles of many, and the operating "
-        "threshold), an oracle; the detector's sweep starts at 0.05, the weak localiser's at its "
-        "map threshold. The last row is the labels' own limit: the consensus is three simulated "
-        "raters' noisy view of each cell's latent mitosis score m, so even an observer who knows "
-        "every m exactly (a point per cell, kept where m >= 0.5) does not match it perfectly.",
-    )
-    counts = []
-    for m in models:
-        r = results[m.key]
-        counts.append(
-            [
-                m.name,
-                r["count"],
-                _num(r["count_per_mm2"]),
-                r["hotspot_count"],
-                len(truth),
-                len(latent),
-                r["slide_tiles"],
-                r["train_seconds"],
-                r["slide_seconds"],
-            ]
-        )
-    report.table(
-        counts,
-        header=[
-            "model",
-            "count",
-            "count per mm2",
-            "hotspot count",
-            "true count (consensus)",
-            "true count (m > 0.5)",
-            "slide tiles",
-            "training s",
-            "slide s",
-        ],
-        caption="Counts at the operating threshold (summary.json of each model) and timings.",
-        digits=1,
-    )
-    covers = all(results[m.key]["hotspot_covers_slide"] for m in models)
-    for m in models:
-        report.image(
-            folder / "slides" / m.key / "heatmap.png",
-            caption=f"{m.name}: "
-            + (
-                "heat maps of the weak localiser's tiles"
-                if m.key == LOCALISER_KEY
-                else "density of the detections"
-            )
-            + " on the thumbnail, detections as circles, the 10-HPF hotspot (2.37 mm2) as a "
-            "rectangle.",
-        )
-    for m in models:
-        o = overlays[m.key]
-        report.image(
-            folder / "figures" / f"overlay_{m.key}.png",
-            caption=f"{m.name} on a {st.crop}-px crop of the slide (where the hotspot holds the "
-            f"most consensus mitoses): TP {o['tp']}, FP {o['fp']}, FN {o['fn']} at the operating "
-            "threshold. Green circles: consensus mitoses (7.5 um radius); yellow crosses: "
-            "matched detections; red: false alarms.",
-        )
-    report.paragraph(
-        "Small models trained for a minute or two on a CPU from random weights, one run with "
-        "one seed: the numbers show that the pipeline works end to end, not how well these "
-        "methods can do. The training images hold more mitoses than the slide (where "
-        f"{SceneParams().mitotic_fraction:.1%} of tumour cells are mitotic), so thresholds "
-        "chosen on validation images need not suit the slide; the best-threshold F1 shows "
-        "what a better-chosen threshold would give. "
-        "The training images are nearly all tissue, while the slide also has tissue borders and "
-        "glass that the models never saw."
-        + (
-            " The slide is smaller than 10 high-power fields, so the hotspot window covers all "
-            "of it and its count is the slide's count."
-            if covers
-            else ""
-        ),
-        note=True,
-    )
-    for m in models:
-        report.link(
-            folder / "slides" / m.key / "summary.json",
-            f"localisation/slides/{m.key}/ (detections.csv, detections.geojson for QuPath, "
-            "tiles.csv, heatmap.png, summary.json)",
-        )
-    report.link(folder / "result.json", "localisation/result.json (every number of this stage)")
-    where = {m.key: (m.model_dir.relative_to(out).as_posix(), m.threshold) for m in models}
-    report.paragraph(
-        "To run the trained detector on another slide: mitokit detect SLIDE --model "
-        f"{where[DETECTOR_KEY][0]} --threshold {where[DETECTOR_KEY][1]:.2f} --out FOLDER (the "
-        f"weak localiser: --model {where[LOCALISER_KEY][0]}, which carries its own threshold)."
-    )
-
-
-def _trend(validation: list[dict[str, Any]]) -> str:
-    """``validation loss a -> b -> c, best F1 x -> y -> z`` over the epochs."""
-
-    def series(key: str) -> str:
-        return " -> ".join(f"{row.get(key, math.nan):.2f}" for row in validation)
-
-    return f"validation loss {series('loss')}, best F1 {series('best_f1')} over the epochs"
-
-
-def _num(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
 
 
 __all__ = [

@@ -168,6 +168,38 @@ def slide_point_scores(
     op = float(threshold if threshold is not None else own if own is not None else 0.5)
     low = op if floor is None else min(float(floor), op)
     engine = SlidePredictor(predictor, threshold=low, batch_size=batch_size, progress=False)
+    read = _read_slides(engine, slides)
+    radius = radius_to_px(radius_um=RADIUS_UM, mpp=read["mpp"])
+    pred, truth, cells = read["pred"], read["truth"], read["cells"]
+    pooled = point_scores(pred, truth, radius_px=radius, threshold=op)
+    latent = point_scores(
+        pred,
+        {k: c[c[:, 2] > 0.5, :2] for k, c in cells.items()},
+        radius_px=radius,
+        threshold=op,
+    )
+    return {
+        "threshold": op,
+        "slide_pass_threshold": low,
+        **{
+            k: pooled[k]
+            for k in ("precision", "recall", "f1", "tp", "fp", "fn", "best_f1", "best_threshold")
+        },
+        "latent": {k: latent[k] for k in ("precision", "recall", "f1", "best_f1", "n_truth")},
+        "ceiling": label_ceiling(cells, truth, radius_px=radius),
+        "n_slides": len(pred),
+        "n_truth": int(sum(len(t) for t in truth.values())),
+        "slide_tiles": int(read["tiles"]),
+        "slide_seconds": round(read["seconds"], 1),
+        "per_slide": _per_slide(pred, truth, radius_px=radius, threshold=op),
+    }
+
+
+def _read_slides(engine: Any, slides: Sequence[str | os.PathLike]) -> dict[str, Any]:
+    """Run the slide engine over each slide; its points, truths, cells, tiles, time and mpp.
+
+    Slides are keyed by their folder's name (``slide_KK``).
+    """
     pred: dict[str, np.ndarray] = {}
     truth: dict[str, np.ndarray] = {}
     cells: dict[str, np.ndarray] = {}
@@ -182,34 +214,33 @@ def slide_point_scores(
         mpp = res.mpp
     if mpp is None:
         raise MitokitError("no held-out slide to score")
-    radius = radius_to_px(radius_um=RADIUS_UM, mpp=mpp)
-    pooled = point_scores(pred, truth, radius_px=radius, threshold=op)
-    latent = point_scores(
-        pred,
-        {k: c[c[:, 2] > 0.5, :2] for k, c in cells.items()},
-        radius_px=radius,
-        threshold=op,
-    )
-    ceiling = label_ceiling(cells, truth, radius_px=radius)
-    per_slide = []
-    for key in pred:
-        one = point_scores({key: pred[key]}, {key: truth[key]}, radius_px=radius, threshold=op)
-        per_slide.append({"slide": key, **{k: one[k] for k in ("tp", "fp", "fn", "f1")}})
     return {
-        "threshold": op,
-        "slide_pass_threshold": low,
-        **{
-            k: pooled[k]
-            for k in ("precision", "recall", "f1", "tp", "fp", "fn", "best_f1", "best_threshold")
-        },
-        "latent": {k: latent[k] for k in ("precision", "recall", "f1", "best_f1", "n_truth")},
-        "ceiling": ceiling,
-        "n_slides": len(pred),
-        "n_truth": int(sum(len(t) for t in truth.values())),
-        "slide_tiles": int(tiles),
-        "slide_seconds": round(seconds, 1),
-        "per_slide": per_slide,
+        "pred": pred,
+        "truth": truth,
+        "cells": cells,
+        "tiles": tiles,
+        "seconds": seconds,
+        "mpp": mpp,
     }
+
+
+def _per_slide(
+    pred: Mapping[str, np.ndarray],
+    truth: Mapping[str, np.ndarray],
+    *,
+    radius_px: float,
+    threshold: float,
+) -> list[dict[str, Any]]:
+    """``tp``, ``fp``, ``fn`` and ``f1`` of each slide on its own."""
+    from mitokit.models.detector import point_scores
+
+    rows = []
+    for key in pred:
+        one = point_scores(
+            {key: pred[key]}, {key: truth[key]}, radius_px=radius_px, threshold=threshold
+        )
+        rows.append({"slide": key, **{k: one[k] for k in ("tp", "fp", "fn", "f1")}})
+    return rows
 
 
 def slide_columns(scores: Mapping[str, Any] | None) -> dict[str, Any]:

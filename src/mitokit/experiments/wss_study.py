@@ -15,8 +15,16 @@ Two references put the point figures in context (neither is a method of the pape
   chosen on the test tiles themselves: an upper bound of what a threshold rule could reach with
   that map.
 
-Like :mod:`mitokit.experiments.synthetic_studies` (whose helpers it uses), the study writes its
-data, runs, ``result.json`` and ``table.csv`` under one folder and returns a JSON-friendly dict.
+Training tiles (seed ``seed``) and held-out test tiles (seed ``seed +``
+:data:`~mitokit.experiments.harness.HELDOUT_SEED_OFFSET`) are written with every
+label kind under ``out/data/train`` and ``out/data/test``. Each model is trained through the
+engine with the same seed and split (``val_fraction`` of the training tiles for model
+selection by val loss and for the threshold, ``threshold`` rule), random initial weights,
+Adam and whole tiles as inputs; the kept model then reads the test tiles through its slide
+predictor (:class:`~mitokit.models.wss.WeakLocaliserPredictor`).
+
+Like every study on the harness (:mod:`mitokit.experiments.harness`), it writes its data, runs,
+``result.json`` and ``table.csv`` under one folder and returns a JSON-friendly dict.
 Generated tiles are small (128 px, 32 um at 0.25 um/px) and carry more mitoses than the generator's
 default (``mitotic_fraction`` 0.08 instead of 0.015), so that about 40 % of the tiles are
 positive and a CPU run finishes in minutes.
@@ -28,121 +36,54 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
-from mitokit.experiments.heldout_slides import (
-    slide_columns,
-    slide_point_scores,
-    write_heldout_slides,
+from mitokit.experiments.harness import (
+    Arm,
+    Study,
+    Trained,
+    arguments,
+    auc_or_none,
+    engine_settings,
+    fmt,
+    positive_int,
+    resolve_device,
+    scaled,
+    table_rows,
+)
+from mitokit.experiments.heldout_slides import slide_columns
+from mitokit.experiments.point_eval import (
+    CHANCE_DRAWS,
+    chance_point_scores,
+    peak_offsets,
+    predict_localiser,
 )
 
 #: Settings of :func:`aggregation_ablation` for ``--quick``.
 WSS_QUICK: dict[str, Any] = {"n_train_tiles": 48, "n_test_tiles": 32, "epochs": 4}
 
-#: Random draws behind ``chance_f1``.
-CHANCE_DRAWS = 20
+#: Columns of ``table.csv`` after the aggregation's name.
+TABLE_COLUMNS = (
+    "image_auc",
+    "image_balanced_accuracy",
+    "threshold",
+    "precision",
+    "recall",
+    "f1",
+    "tp",
+    "fp",
+    "fn",
+    "chance_f1",
+    "oracle_f1",
+    "train_seconds",
+    lambda m: slide_columns(m["slides"]),
+)
 
 Progress = Callable[[str], None] | None
-
-
-def chance_point_scores(
-    n_pred: Sequence[int],
-    truths: Sequence[np.ndarray],
-    sizes: Sequence[tuple[int, int]],
-    *,
-    radius_px: float,
-    seed: int = 0,
-    draws: int = CHANCE_DRAWS,
-) -> dict[str, float]:
-    """Mean pooled precision, recall and F1 of ``n_pred[i]`` uniformly random points per image.
-
-    Args:
-        n_pred: Points per image.
-        truths: ``(n, 2)`` truth points per image.
-        sizes: ``(width, height)`` per image.
-        radius_px: Matching radius in pixels.
-        seed: Seed of the draws.
-        draws: Number of random draws averaged.
-    """
-    from mitokit.metrics.detection import precision_recall_f1
-    from mitokit.models.wss import point_counts
-
-    rng = np.random.default_rng(seed)
-    totals = np.zeros(3)
-    for _ in range(int(draws)):
-        tp = fp = fn = 0
-        for k, truth, (w, h) in zip(n_pred, truths, sizes, strict=True):
-            pts = rng.uniform((0.0, 0.0), (float(w), float(h)), size=(int(k), 2))
-            a, b, c = point_counts(pts, truth, radius_px=radius_px)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        totals += precision_recall_f1(tp, fp, fn)
-    p, r, f = totals / max(int(draws), 1)
-    return {"precision": float(p), "recall": float(r), "f1": float(f)}
-
-
-def peak_offsets(
-    maps: Sequence[np.ndarray], truths: Sequence[np.ndarray], *, margin_px: float
-) -> dict[str, Any]:
-    """Where each map peaks relative to its image's only mitosis.
-
-    A diagnosis of localisation, not a score: over the images with exactly one truth point at
-    least ``margin_px`` from every border, the displacement ``(dx, dy)`` from that point to the
-    map's maximum (pixel centres at ``index + 0.5``). A weak localiser learns where in its
-    receptive field to answer; nothing in an image-level loss asks it to answer on the mitosis,
-    so a consistent displacement shows up here.
-
-    Returns:
-        ``{"n", "median_dx", "median_dy", "median_distance"}`` (None values when ``n`` is 0).
-    """
-    shifts = []
-    for heat, truth in zip(maps, truths, strict=True):
-        heat = np.asarray(heat)
-        t = np.asarray(truth, dtype=np.float64).reshape(-1, 2)
-        far = (margin_px <= t) & (t <= np.array(heat.shape[::-1]) - margin_px)
-        if len(t) != 1 or not far.all():
-            continue
-        row, col = np.unravel_index(int(np.argmax(heat)), heat.shape)
-        shifts.append((col + 0.5 - t[0, 0], row + 0.5 - t[0, 1]))
-    if not shifts:
-        return {"n": 0, "median_dx": None, "median_dy": None, "median_distance": None}
-    d = np.asarray(shifts)
-    return {
-        "n": len(d),
-        "median_dx": float(np.median(d[:, 0])),
-        "median_dy": float(np.median(d[:, 1])),
-        "median_distance": float(np.median(np.hypot(d[:, 0], d[:, 1]))),
-    }
-
-
-def _predict(model_dir: Path, paths: Sequence[Path], *, device: str, batch_size: int = 32):
-    """Image probabilities, points and heatmaps of the test images (the slide predictor)."""
-    import torch
-
-    from mitokit.data.arrays import read_rgb
-    from mitokit.data.datasets import to_tensor
-    from mitokit.models.predictors import load_predictor
-
-    predictor = load_predictor(model_dir, device=device)
-    probs, points, maps = [], [], []
-    for start in range(0, len(paths), batch_size):
-        chunk = [to_tensor(read_rgb(p)) for p in paths[start : start + batch_size]]
-        groups: dict[tuple[int, ...], list[int]] = {}
-        for i, t in enumerate(chunk):
-            groups.setdefault(tuple(t.shape), []).append(i)
-        preds: list[Any] = [None] * len(chunk)
-        for idx in groups.values():
-            batch = torch.stack([chunk[i] for i in idx]).to(predictor.device)
-            for i, pred in zip(idx, predictor.predict(batch), strict=True):
-                preds[i] = pred
-        for pred in preds:
-            probs.append(pred.tile_score)
-            points.append(pred.points)
-            maps.append(pred.heatmap)
-    offset = [float(v) for v in predictor.model.offset]
-    return np.asarray(probs, dtype=np.float64), points, maps, float(predictor.threshold), offset
 
 
 def aggregation_ablation(
@@ -174,13 +115,7 @@ def aggregation_ablation(
 ) -> dict[str, Any]:
     """Train one weak localiser per aggregation on generated tiles; score them on held-out ones.
 
-    Training tiles (seed ``seed``) and held-out test tiles (seed ``seed +``
-    :data:`~mitokit.experiments.synthetic_studies.HELDOUT_SEED_OFFSET`) are written with every
-    label kind under ``out/data/train`` and ``out/data/test``. Each model is trained through the
-    engine with the same seed and split (``val_fraction`` of the training tiles for model
-    selection by val loss and for the threshold, ``threshold`` rule), random initial weights,
-    Adam and whole tiles as inputs; the kept model then reads the test tiles through its slide
-    predictor (:class:`~mitokit.models.wss.WeakLocaliserPredictor`).
+    The design: the module's description.
 
     Args:
         out: Folder for data, runs, ``result.json`` and ``table.csv``; created, and must be
@@ -227,260 +162,227 @@ def aggregation_ablation(
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
     """
+    a = _checked(arguments(locals()))
+    with Study.of("wss-aggregations", out, a, progress) as study:
+        study.say(f"generating {a.n_train} training and {a.n_test} test tiles")
+        split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene)
+        ev = _Evaluation(study, split.test_dir, a)
+        ev.slides = study.heldout_slides(a.n_slides, slide_size)
+        methods = study.run_arms(_arms(a, split.train_dir), ev)
+        result = _summary(a, study, split.train_dir, ev, methods)
+        return study.finish(result, {"table.csv": result["table"]})
+
+
+def _checked(a: SimpleNamespace) -> SimpleNamespace:
+    """Validate the arguments; add the derived settings (``aggs``, ``n_train``, ``scene`` ...)."""
     from mitokit.data.synthetic.scene import SceneParams
-    from mitokit.experiments.synthetic_studies import (
-        HELDOUT_SEED_OFFSET,
-        _auc_or_none,
-        _device,
-        _engine_settings,
-        _positive_int,
-        _say,
-        _scaled,
-        _study_dir,
-        _train_run,
-        _write_csv,
-        _write_json,
-        _write_split,
-        prune_run,
-        torch_threads,
-    )
-    from mitokit.metrics.classification import balanced_accuracy
     from mitokit.metrics.detection import radius_to_px
     from mitokit.models.wss import (
         AGGREGATIONS,
-        F1_GRID,
-        IMAGE_LABELS,
         OFFSET_RULES,
         POINT_RULES,
         THRESHOLD_RULES,
-        TRUTH_POINTS,
         TTA_VIEWS,
-        WEAK_LOCALISER,
-        pooled_point_scores,
-        read_image_labels,
-        read_weak_source,
     )
 
-    t_start = time.perf_counter()
-    aggs = list(AGGREGATIONS if aggregations is None else aggregations)
-    unknown = [a for a in aggs if a not in AGGREGATIONS]
-    if not aggs or unknown or len(set(aggs)) != len(aggs):
+    a.aggs = list(AGGREGATIONS if a.aggregations is None else a.aggregations)
+    unknown = [agg for agg in a.aggs if agg not in AGGREGATIONS]
+    if not a.aggs or unknown or len(set(a.aggs)) != len(a.aggs):
         raise MitokitError(
-            f"aggregations must be distinct names among {', '.join(AGGREGATIONS)}, got {aggs!r}"
+            f"aggregations must be distinct names among {', '.join(AGGREGATIONS)}, got {a.aggs!r}"
         )
-    if threshold not in THRESHOLD_RULES:
-        raise MitokitError(f"threshold must be one of {', '.join(THRESHOLD_RULES)}")
-    if offset not in OFFSET_RULES:
-        raise MitokitError(f"offset must be one of {', '.join(OFFSET_RULES)}")
-    if tta not in TTA_VIEWS:
-        raise MitokitError(f"tta must be one of {', '.join(TTA_VIEWS)}")
-    if points not in POINT_RULES:
-        raise MitokitError(f"points must be one of {', '.join(POINT_RULES)}")
-    if not (isinstance(peak_distance_um, int | float) and peak_distance_um > 0):
-        raise MitokitError(f"peak_distance_um must be positive, got {peak_distance_um!r}")
-    n_train = _scaled(n_train_tiles, scale, "n_train_tiles", minimum=4)
-    n_test = _scaled(n_test_tiles, scale, "n_test_tiles", minimum=2)
-    epochs = _positive_int(epochs, "epochs")
-    n_slides = _positive_int(slides, "slides") if slides else 0
-    size = _positive_int(tile_size, "tile_size")
-    if size < 64:
-        raise MitokitError(f"tile_size must be at least 64, got {size}")
+    for name, rules in (
+        ("threshold", THRESHOLD_RULES),
+        ("offset", OFFSET_RULES),
+        ("tta", TTA_VIEWS),
+        ("points", POINT_RULES),
+    ):
+        if getattr(a, name) not in rules:
+            raise MitokitError(f"{name} must be one of {', '.join(rules)}")
+    if not (isinstance(a.peak_distance_um, int | float) and a.peak_distance_um > 0):
+        raise MitokitError(f"peak_distance_um must be positive, got {a.peak_distance_um!r}")
+    a.n_train = scaled(a.n_train_tiles, a.scale, "n_train_tiles", minimum=4)
+    a.n_test = scaled(a.n_test_tiles, a.scale, "n_test_tiles", minimum=2)
+    a.epochs = positive_int(a.epochs, "epochs")
+    a.n_slides = positive_int(a.slides, "slides") if a.slides else 0
+    a.size = positive_int(a.tile_size, "tile_size")
+    if a.size < 64:
+        raise MitokitError(f"tile_size must be at least 64, got {a.size}")
     try:
-        scene = SceneParams(mitotic_fraction=float(mitotic_fraction))
+        a.scene = SceneParams(mitotic_fraction=float(a.mitotic_fraction))
     except MitokitError as exc:
         raise MitokitError(f"mitotic_fraction: {exc}") from None
-    dev = _device(device)
-    mpp = scene.mpp
-    radius = radius_to_px(radius_um=7.5, mpp=mpp)
-    spacing = float(peak_distance_um) / mpp if points == "peaks" else None
-    test_seed = int(seed) + HELDOUT_SEED_OFFSET
-    settings = {
-        "seed": int(seed),
-        "test_seed": test_seed,
-        "n_train_tiles": n_train,
-        "n_test_tiles": n_test,
-        "tile_size": size,
-        "mpp": mpp,
-        "mitotic_fraction": float(mitotic_fraction),
-        "aggregations": aggs,
-        "attention": attention,
-        "epochs": epochs,
-        "batch_size": int(batch_size),
-        "optimizer": f"adam lr {lr:g}, weight decay 1e-4, random init",
-        "validation": f"{val_fraction:g} of the training tiles, best epoch by val loss",
-        "threshold": threshold,
-        "offset": offset,
-        "tta": tta,
-        "points": points,
-        "peak_distance_um": float(peak_distance_um) if points == "peaks" else None,
-        "slides": n_slides,
-        "slide_size": int(slide_size) if n_slides else None,
+    a.dev = resolve_device(a.device)
+    a.mpp = a.scene.mpp
+    a.radius = radius_to_px(radius_um=7.5, mpp=a.mpp)
+    a.spacing = float(a.peak_distance_um) / a.mpp if a.points == "peaks" else None
+    return a
+
+
+def _settings(a: SimpleNamespace) -> dict[str, Any]:
+    """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
+    return {
+        "n_train_tiles": a.n_train,
+        "n_test_tiles": a.n_test,
+        "tile_size": a.size,
+        "mpp": a.mpp,
+        "mitotic_fraction": float(a.mitotic_fraction),
+        "aggregations": a.aggs,
+        "attention": a.attention,
+        "epochs": a.epochs,
+        "batch_size": int(a.batch_size),
+        "optimizer": f"adam lr {a.lr:g}, weight decay 1e-4, random init",
+        "validation": f"{a.val_fraction:g} of the training tiles, best epoch by val loss",
+        "threshold": a.threshold,
+        "offset": a.offset,
+        "tta": a.tta,
+        "points": a.points,
+        "peak_distance_um": float(a.peak_distance_um) if a.points == "peaks" else None,
+        "slides": a.n_slides,
+        "slide_size": int(a.slide_size) if a.n_slides else None,
         "labels": "image-level only (image_labels.csv: a consensus mitosis in the tile)",
         "truth": "consensus mitosis centroids of the test tiles (centroids.csv)",
-        "radius_px": radius,
+        "radius_px": a.radius,
         "augment": "HED jitter, flips, 90-degree rotations",
-        "device": dev,
-        "threads": threads,
     }
 
-    with _study_dir(out) as folder, torch_threads(threads):
-        _say(progress, f"wss-aggregations: generating {n_train} training and {n_test} test tiles")
-        train_dir, test_dir, _, _ = _write_split(
-            folder,
-            n_train=n_train,
-            n_test=n_test,
-            seed=int(seed),
-            test_seed=test_seed,
-            size=size,
-            scene=scene,
-        )
+
+def _arms(a: SimpleNamespace, train_dir: Path) -> list[Arm]:
+    """One weak localiser per aggregation: everything else the same."""
+    from mitokit.models.wss import WEAK_LOCALISER
+
+    engine = engine_settings(
+        epochs=a.epochs, batch_size=int(a.batch_size), seed=int(a.seed), device=a.dev, lr=a.lr
+    )
+    arms = []
+    for agg in a.aggs:
+        cfg = {
+            "task": WEAK_LOCALISER,
+            "model": {
+                "aggregation": agg,
+                "attention": a.attention,
+                "threshold": a.threshold,
+                "offset": a.offset,
+                "tta": a.tta,
+                "points": a.points,
+                "peak_distance_um": float(a.peak_distance_um),
+            },
+            "data": {
+                "labels": str(train_dir),
+                "mpp": a.mpp,
+                "val_fraction": float(a.val_fraction),
+                "split_seed": int(a.seed),
+            },
+            **engine,
+        }
+        arms.append(Arm(agg, cfg, f"training the {agg} localiser"))
+    return arms
+
+
+def _summary(
+    a: SimpleNamespace,
+    study: Study,
+    train_dir: Path,
+    ev: _Evaluation,
+    methods: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """The study's result (without ``seconds``)."""
+    from mitokit.models.wss import IMAGE_LABELS, TRUTH_POINTS, read_image_labels
+
+    train_labels = read_image_labels(train_dir / IMAGE_LABELS)
+    return {
+        "study": "wss_aggregations",
+        "question": (
+            "How does the aggregation of the instance map (max, mean, embedding mean / max, "
+            "attention) change image classification and point localisation of a weak "
+            "localiser trained on image-level labels only?"
+        ),
+        "settings": study.settings(_settings(a)),
+        "data": {
+            "n_train_tiles": len(train_labels),
+            "n_train_positive": int(sum(train_labels.values())),
+            "n_test_tiles": int(len(ev.y)),
+            "n_test_positive": int(ev.y.sum()),
+            "n_test_mitoses": int(sum(len(t) for t in ev.truths)),
+            "truth_file": f"data/test/{TRUTH_POINTS}",
+        },
+        "methods": methods,
+        "table": table_rows(methods, "aggregation", TABLE_COLUMNS),
+    }
+
+
+class _Evaluation:
+    """Scores each trained localiser on the test tiles (and the held-out slides)."""
+
+    def __init__(self, study: Study, test_dir: Path, a: SimpleNamespace) -> None:
+        from mitokit.models.wss import read_weak_source
+
+        self.study, self.a = study, a
         test = read_weak_source(test_dir)
         names = test.image_ids
-        y = np.asarray([test.labels[i] for i in names], dtype=np.int64)
-        truths = [test.points[i] for i in names]
-        sizes = [test.sizes[i] for i in names]
-        train_labels = read_image_labels(train_dir / IMAGE_LABELS)
-        slide_paths = write_heldout_slides(
-            folder / "data" / "slides",
-            n=n_slides,
-            size=int(slide_size),
-            seed=int(seed),
-            progress=lambda m: _say(progress, f"wss-aggregations: {m}"),
+        self.paths = [test.paths[i] for i in names]
+        self.y = np.asarray([test.labels[i] for i in names], dtype=np.int64)
+        self.truths = [test.points[i] for i in names]
+        self.sizes = [test.sizes[i] for i in names]
+        self.slides: list[Path] = []
+
+    def __call__(self, arm: Arm, trained: Trained) -> dict[str, Any]:
+        from mitokit.metrics.classification import balanced_accuracy
+
+        a, result = self.a, trained.result
+        t0 = time.perf_counter()
+        probs, found, maps, thr, map_offset = predict_localiser(
+            result.model_dir, self.paths, device=a.dev
         )
-
-        methods: dict[str, dict[str, Any]] = {}
-        for agg in aggs:
-            _say(progress, f"wss-aggregations: training the {agg} localiser")
-            cfg = {
-                "task": WEAK_LOCALISER,
-                "model": {
-                    "aggregation": agg,
-                    "attention": attention,
-                    "threshold": threshold,
-                    "offset": offset,
-                    "tta": tta,
-                    "points": points,
-                    "peak_distance_um": float(peak_distance_um),
-                },
-                "data": {
-                    "labels": str(train_dir),
-                    "mpp": mpp,
-                    "val_fraction": float(val_fraction),
-                    "split_seed": int(seed),
-                },
-                **_engine_settings(
-                    epochs=epochs, batch_size=int(batch_size), seed=int(seed), device=dev, lr=lr
-                ),
-            }
-            result, seconds = _train_run(cfg, folder / "runs" / agg)
-            t0 = time.perf_counter()
-            probs, found, maps, thr, map_offset = _predict(
-                result.model_dir, [test.paths[i] for i in names], device=dev
-            )
-            predict_seconds = time.perf_counter() - t0
-            on_slides = None
-            if slide_paths:
-                _say(progress, f"wss-aggregations: {agg} over {len(slide_paths)} held-out slides")
-                on_slides = slide_point_scores(result.model_dir, slide_paths, device=dev)
-            prune_run(result.out_dir, keep_best=keep_models)
-            scores = pooled_point_scores(
-                maps, truths, threshold=thr, radius_px=radius, min_distance_px=spacing
-            )
-            grid = sorted({*F1_GRID, thr})
-            oracle = [
-                pooled_point_scores(
-                    maps, truths, threshold=t, radius_px=radius, min_distance_px=spacing
-                )["f1"]
-                for t in grid
-            ]
-            chance = chance_point_scores(
-                [len(p) for p in found], truths, sizes, radius_px=radius, seed=int(seed)
-            )
-            residual = peak_offsets(maps, truths, margin_px=size / 8)
-            methods[agg] = {
-                "image_auc": _auc_or_none(y, probs),
-                "image_balanced_accuracy": balanced_accuracy(y, (probs >= thr).astype(float)),
-                "threshold": thr,
-                "precision": scores["precision"],
-                "recall": scores["recall"],
-                "f1": scores["f1"],
-                "tp": scores["tp"],
-                "fp": scores["fp"],
-                "fn": scores["fn"],
-                "n_points": int(sum(len(p) for p in found)),
-                "chance_f1": chance["f1"],
-                "oracle_f1": float(max(oracle)),
-                "oracle_threshold": float(grid[int(np.argmax(oracle))]),
-                "map_offset": {"dx": map_offset[0], "dy": map_offset[1]},
-                "peak_offset": residual,
-                "best_epoch": result.best_epoch,
-                "best_val_loss": result.best_val_loss,
-                "epochs_run": result.epochs_run,
-                "train_seconds": round(seconds, 1),
-                "predict_seconds": round(predict_seconds, 2),
-                "model": os.path.relpath(result.model_dir, folder) if keep_models else None,
-                "slides": on_slides,
-            }
-            m = methods[agg]
-            _say(
-                progress,
-                f"wss-aggregations: {agg}: image AUC {_fmt(m['image_auc'])}, point P/R/F1 "
-                f"{m['precision']:.3f}/{m['recall']:.3f}/{m['f1']:.3f} at {thr:.3f} "
-                f"(chance F1 {m['chance_f1']:.3f}; {seconds:.0f} s)"
-                + (f"; slides F1 {on_slides['f1']:.3f}" if on_slides else ""),
-            )
-
-        table = [
-            {
-                "aggregation": agg,
-                **{
-                    k: m[k]
-                    for k in (
-                        "image_auc",
-                        "image_balanced_accuracy",
-                        "threshold",
-                        "precision",
-                        "recall",
-                        "f1",
-                        "tp",
-                        "fp",
-                        "fn",
-                        "chance_f1",
-                        "oracle_f1",
-                        "train_seconds",
-                    )
-                },
-                **slide_columns(m["slides"]),
-            }
-            for agg, m in methods.items()
-        ]
-        _write_csv(folder / "table.csv", table)
-        result_dict = {
-            "study": "wss_aggregations",
-            "question": (
-                "How does the aggregation of the instance map (max, mean, embedding mean / max, "
-                "attention) change image classification and point localisation of a weak "
-                "localiser trained on image-level labels only?"
-            ),
-            "settings": settings,
-            "data": {
-                "n_train_tiles": len(train_labels),
-                "n_train_positive": int(sum(train_labels.values())),
-                "n_test_tiles": int(len(y)),
-                "n_test_positive": int(y.sum()),
-                "n_test_mitoses": int(sum(len(t) for t in truths)),
-                "truth_file": f"data/test/{TRUTH_POINTS}",
-            },
-            "methods": methods,
-            "table": table,
-            "seconds": round(time.perf_counter() - t_start, 1),
+        predict_seconds = time.perf_counter() - t0
+        on_slides = self.study.score_slides(arm.name, trained, self.slides, device=a.dev)
+        scores, oracle, oracle_thr = self._points(maps, thr)
+        chance = chance_point_scores(
+            [len(p) for p in found], self.truths, self.sizes, radius_px=a.radius, seed=int(a.seed)
+        )
+        m = {
+            "image_auc": auc_or_none(self.y, probs),
+            "image_balanced_accuracy": balanced_accuracy(self.y, (probs >= thr).astype(float)),
+            "threshold": thr,
+            **{k: scores[k] for k in ("precision", "recall", "f1", "tp", "fp", "fn")},
+            "n_points": int(sum(len(p) for p in found)),
+            "chance_f1": chance["f1"],
+            "oracle_f1": oracle,
+            "oracle_threshold": oracle_thr,
+            "map_offset": {"dx": map_offset[0], "dy": map_offset[1]},
+            "peak_offset": peak_offsets(maps, self.truths, margin_px=a.size / 8),
+            "best_epoch": result.best_epoch,
+            "best_val_loss": result.best_val_loss,
+            "epochs_run": result.epochs_run,
+            "train_seconds": round(trained.seconds, 1),
+            "predict_seconds": round(predict_seconds, 2),
+            "model": trained.model,
+            "slides": on_slides,
         }
-        _write_json(folder / "result.json", result_dict)
-        return result_dict
+        self.study.say(
+            f"{arm.name}: image AUC {fmt(m['image_auc'])}, point P/R/F1 "
+            f"{m['precision']:.3f}/{m['recall']:.3f}/{m['f1']:.3f} at {thr:.3f} "
+            f"(chance F1 {m['chance_f1']:.3f}; {trained.seconds:.0f} s)"
+            + (f"; slides F1 {on_slides['f1']:.3f}" if on_slides else "")
+        )
+        return m
 
+    def _points(self, maps: list[np.ndarray], thr: float) -> tuple[dict[str, Any], float, float]:
+        """Point scores at the model's threshold; the oracle F1 over thresholds, and where."""
+        from mitokit.models.wss import F1_GRID, pooled_point_scores
 
-def _fmt(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3f}"
+        def at(t: float) -> dict[str, Any]:
+            return pooled_point_scores(
+                maps,
+                self.truths,
+                threshold=t,
+                radius_px=self.a.radius,
+                min_distance_px=self.a.spacing,
+            )
+
+        grid = sorted({*F1_GRID, thr})
+        oracle = [at(t)["f1"] for t in grid]
+        return at(thr), float(max(oracle)), float(grid[int(np.argmax(oracle))])
 
 
 __all__ = [
