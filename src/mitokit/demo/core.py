@@ -1,11 +1,11 @@
-"""The demo's driver and its first stages: data, labels, montage, tiles, slide, the patch
-ensemble and the Reg / Reg-NS / BC comparison.
+"""The demo's driver and its first stages: labels, montage, tiles and a whole slide.
 
 Each stage writes its files under the output folder and adds a section to ``report.html``.
 Stages share what later ones need (the ensemble's folder, the slide's path) through ``ctx``.
-Later stages live in :mod:`mitokit.demo.localisation` (detector, weak localiser, slide
-inference) and :mod:`mitokit.demo.diffusion` (conditional diffusion, transitions,
-counterfactuals).
+Later stages live in :mod:`mitokit.demo.classifiers` (the patch-classifier ensemble, Reg /
+Reg-NS / BC), :mod:`mitokit.demo.localisation` (detector, weak localiser, slide inference) and
+:mod:`mitokit.demo.diffusion` (conditional diffusion, transitions, counterfactuals); the
+training stages run on the experiments' harness (:mod:`mitokit.experiments.harness`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+# The driver looks its stages up in this module (tests replace them here).
+from mitokit.demo.classifiers import stage_ensemble as _stage_ensemble
+from mitokit.demo.classifiers import stage_reg_vs_regns as _stage_reg_vs_regns
 from mitokit.report import HtmlReport
 
 DEFAULT_REAL_DIR = Path("..") / "shared" / "data" / "amibr" / "patches"
@@ -46,7 +49,6 @@ QUICK = DemoSize(
     heldout_patches=300,
     quick=True,
 )
-ENSEMBLE_SEEDS = 3
 REPORT = "report.html"
 _REDIRECT = (
     '<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
@@ -87,7 +89,7 @@ def run_demo(
     """
     from mitokit.demo.diffusion import stage_diffusion
     from mitokit.demo.localisation import stage_localisation
-    from mitokit.experiments.synthetic_studies import torch_threads
+    from mitokit.experiments.harness import torch_threads
     from mitokit.io.atomic import atomic_dir, write_text_atomic
 
     if size is None:
@@ -333,210 +335,3 @@ def _stage_slide(
         "OpenSlide and QuPath; consensus.geojson imports into QuPath."
     )
     report.image(path, caption="The generated slide and its tissue mask.")
-
-
-def _stage_ensemble(
-    out: Path,
-    report: HtmlReport,
-    *,
-    size: DemoSize,
-    seed: int,
-    say: Callable[[str], None],
-    ctx: dict,
-    **_,
-) -> None:
-    from mitokit.data.synthetic.generate import generate_patches
-    from mitokit.engines import train
-    from mitokit.experiments.synthetic_studies import HELDOUT_SEED_OFFSET, prune_run
-    from mitokit.metrics.classification import (
-        balanced_accuracy,
-        calibration_table,
-        expected_calibration_error,
-        roc_auc,
-    )
-    from mitokit.models.classifier import ensemble_configs, load_ensemble, predict_images
-
-    folder = out / "models" / "patch_ensemble"
-    base = {
-        "task": "patch_classifier",
-        "model": {"arch": "resnet18", "input_size": 64},
-        "data": {
-            "labels": str(out / "patches" / "labels.csv"),
-            "target": "soft",
-            "folds": 0,
-            "batch_size": 32,
-        },
-        "optim": {"name": "adam", "lr": 1e-3, "weight_decay": 1e-4},
-        "train": {
-            "epochs": size.ensemble_epochs,
-            "batch_size": 32,
-            "seed": seed,
-            "device": "cpu",
-            "log_every": 0,
-            "out": str(folder),
-        },
-    }
-    ctx["ensemble"] = folder
-    for cfg in ensemble_configs(base, ENSEMBLE_SEEDS):
-        t = time.perf_counter()
-        prune_run(train(cfg, progress=False).out_dir)  # keep best/ only
-        say(f"      seed {cfg['train']['seed']}: trained in {time.perf_counter() - t:.0f} s")
-    ensemble, _ = load_ensemble([folder])
-    held = generate_patches(size.heldout_patches, seed=seed + HELDOUT_SEED_OFFSET)
-    images = list(held.images)
-    y = (held.cells.m > 0.5).astype(np.int64)
-    scores = {
-        f"seed {seed + i}": predict_images(member, images, batch_size=128)
-        for i, member in enumerate(ensemble.members)
-    }
-    scores[f"ensemble (mean of {len(ensemble)})"] = predict_images(ensemble, images, batch_size=128)
-    rows = []
-    for name, p in scores.items():
-        rows.append(
-            [
-                name,
-                roc_auc(y, p) if y.min() != y.max() else float("nan"),
-                balanced_accuracy(y, (p >= 0.5).astype(np.float64)),
-                expected_calibration_error(y, p),
-                float(np.mean((p - y) ** 2)),
-            ]
-        )
-    fig = out / "figures" / "ensemble_reliability.png"
-    _plot_reliability({k: calibration_table(y, p, n_bins=10) for k, p in scores.items()}, fig)
-    report.section("A patch-classifier ensemble")
-    report.paragraph(
-        f"{ENSEMBLE_SEEDS} ResNet-18 patch classifiers (seeds {seed} to "
-        f"{seed + ENSEMBLE_SEEDS - 1}, random initial weights, 64-pixel input, "
-        f"{size.ensemble_epochs} epochs, class-balanced batches, soft targets: the mean vote) "
-        f"trained through the engine on the {size.patches} patches above, then scored on "
-        f"{len(y)} held-out generated patches ({int(y.sum())} with m > 0.5). The ensemble "
-        "averages the members' probabilities. Truth is the latent score: m > 0.5."
-    )
-    report.table(
-        rows,
-        header=["model", "AUC", "balanced accuracy (0.5)", "ECE", "Brier"],
-        caption="Held-out patches against the truth m > 0.5 (ECE: 15 equal-width bins).",
-    )
-    report.image(fig, caption="Reliability of the members and of the ensemble (10 bins).")
-
-
-def _plot_reliability(tables: dict[str, list[dict[str, float]]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mitokit.io.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=110)
-    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-    for name, rows in tables.items():
-        bold = name.startswith("ensemble")
-        ax.plot(
-            [r["mean_prob"] for r in rows],
-            [r["mean_true"] for r in rows],
-            marker="o",
-            ms=3,
-            lw=2.2 if bold else 1.0,
-            alpha=1.0 if bold else 0.6,
-            label=name,
-        )
-    ax.set(
-        xlabel="predicted probability (bin mean)",
-        ylabel="share with m > 0.5",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
-    ax.legend(loc="upper left", fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
-
-
-def _stage_reg_vs_regns(
-    out: Path, report: HtmlReport, *, size: DemoSize, seed: int, say: Callable[[str], None], **_
-) -> None:
-    from mitokit.experiments.synthetic_studies import REG_QUICK, reg_vs_regns
-
-    folder = out / "reg_vs_regns"
-    res = reg_vs_regns(
-        folder,
-        seed=seed,
-        **(REG_QUICK if size.quick else {}),
-        say=lambda msg: say(f"      {msg}"),
-    )
-    st, data, methods = res["settings"], res["data"], res["methods"]
-    names = list(methods)
-    ns = [n for n in names if n.startswith("Reg-NS")]
-    report.section("Reg, Reg-NS and BC on crowd-labelled tiles")
-    report.paragraph(
-        f"The third paper's tile models, trained through the engine on {st['n_train_tiles']} "
-        f"generated tiles of {st['tile_size']} px labelled with crowd boxes and their agreement: "
-        "Reg regresses the tile score s_t = sum r_i a_i on tiles with an event only, Reg-NS adds "
-        f"negative_ratio negative tiles per positive one ({', '.join(ns) or 'none'}), "
-        f"BC classifies s_t > 0 with one negative per positive. ResNet-18, random initial "
-        f"weights, {st['sub_tile']}-px sub-tiles at stride {st['stride']} resampled to "
-        f"{st['input_size']} px, {st['epochs']} epochs, the same seed. Scored on every sub-tile "
-        f"of {st['n_test_tiles']} held-out tiles ({data['n_test_subtiles']} sub-tiles, "
-        f"{data['n_test_positive']} with s_t > 0 from the held-out crowd labels)."
-    )
-    targets = res["equal_tpr"]["targets"]
-    summary = []
-    for name, m in methods.items():
-        summary.append(
-            [
-                name,
-                _num(m["auc"]),
-                _num(m["auc_latent"]),
-                m["tpr"],
-                m["fpr"],
-                *(_num(m["fpr_at_tpr"][k]) for k in targets),
-            ]
-        )
-    report.table(
-        summary,
-        header=[
-            "method",
-            "AUC",
-            "AUC (m > 0.5)",
-            "TPR at 0.5",
-            "FPR at 0.5",
-            f"FPR at Reg's TPR ({targets['reg@0.5']:.3f})",
-            *(f"FPR at TPR {k}" for k in list(targets)[1:]),
-        ],
-        caption="Held-out sub-tiles. AUC against s_t > 0 and against a true mitosis (m > 0.5) "
-        "centred in the sub-tile; FPR at equal TPR read off the ROC curve.",
-    )
-    header = ["threshold"] + [f"{n} {k}" for n in names for k in ("TPR", "FPR")]
-    rows = [[f"{r['threshold']:.1f}"] + [r[h] for h in header[1:]] for r in res["table"]]
-    report.table(
-        rows,
-        header=header,
-        caption="TPR and FPR per threshold, as in the paper's Tables 4-7 (Reg's scores are "
-        "tile-score estimates, BC's probabilities).",
-    )
-    if "roc" in res["figures"]:
-        report.image(
-            folder / res["figures"]["roc"], caption="ROC curves of the held-out sub-tiles."
-        )
-    lower = res["answer"]["lower_fpr_than_reg"]
-    where = {k: ("Reg's TPR" if k == "reg@0.5" else f"TPR {k}") for k in targets}
-    verdicts = [
-        f"{name} {'lower' if v else 'not lower'} at {where[k]}"
-        for name in lower
-        for k, v in lower[name].items()
-        if v is not None
-    ]
-    report.paragraph(
-        "FPR compared with Reg's at equal TPR: "
-        + ("; ".join(verdicts) or "not computable")
-        + ". One small run on generated data, not a replication; "
-        "`mitokit experiment synthetic reg-vs-regns` runs it at a chosen scale.",
-        note=True,
-    )
-    report.link(folder / "result.json", "reg_vs_regns/result.json (every number of this study)")
-
-
-def _num(value: float | None) -> float:
-    return float("nan") if value is None else float(value)
