@@ -70,8 +70,7 @@ def test_evaluate_patches_on_heldout_rows(tmp_path):
 
 def test_threshold_chosen_on_the_models_validation_rows(tmp_path):
     from mitokit.metrics.classification import best_threshold
-    from mitokit.models.classifier import load_ensemble, predict_images
-    from mitokit.models.tasks_patch import PatchClassifierTask
+    from mitokit.models.classifier import PatchClassifierTask, load_ensemble, predict_images
 
     batch = generate_patches(30, seed=1, size=32)
     data = tmp_path / "patches"

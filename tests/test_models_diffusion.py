@@ -12,13 +12,13 @@ from _tiny_diffusion import TINY, tiny_model, write_cells
 from mitokit.engines.task import get_task, known_tasks
 from mitokit.errors import MitokitError
 from mitokit.interpret import generate_transitions
+from mitokit.models.checkpoint import load_model, save_model
 from mitokit.models.diffusion import (
     DiffusionModel,
     jitter_conditions,
     load_diffusion,
     random_dihedral,
 )
-from mitokit.models.io import load_model, save_model
 
 CPU = torch.device("cpu")
 

@@ -121,7 +121,7 @@ def test_training_mode_is_refused():
 
 def test_load_predictor_folds_unless_told_not_to(tmp_path):
     from mitokit.engines.task import get_task
-    from mitokit.models.io import save_model
+    from mitokit.models.checkpoint import save_model
     from mitokit.models.predictors import load_predictor
 
     torch.manual_seed(0)
