@@ -24,6 +24,7 @@ from mitokit.interpret import (
     likeness_index,
     parse_grid,
 )
+from mitokit.interpret import noise as chain_noise
 from mitokit.interpret import sampling as smp
 from mitokit.interpret.selection import good_set_criteria
 
@@ -267,7 +268,7 @@ def test_interval_noise_is_the_same_whatever_the_number_of_threads(monkeypatch):
     table = smp.noise_table(4, range(6), 1000)
     threaded = smp.interval_noise(table, ac, 999, 959, (3, 8, 8))
     with ThreadPoolExecutor(max_workers=1) as one:
-        monkeypatch.setattr(smp, "_noise_pool", lambda: one)
+        monkeypatch.setattr(chain_noise, "_noise_pool", lambda: one)
         single = smp.interval_noise(table, ac, 999, 959, (3, 8, 8))
     assert torch.equal(threaded, single)
 

@@ -1,11 +1,14 @@
 """Interpretation with the conditional diffusion model: transitions and counterfactuals.
 
 - :mod:`~mitokit.interpret.sampling`: the sampling loop written out (DDPM, DDIM, DPM-Solver),
-  per-chain noise keys, DDIM inversion;
+  DDIM inversion;
+- :mod:`~mitokit.interpret.noise`: per-chain noise keys and the coupled noise of strided steps;
 - :mod:`~mitokit.interpret.transitions`: sets of cells generated along a range of conditions,
   scored by the patch-classifier ensemble (:func:`generate_transitions`);
 - :mod:`~mitokit.interpret.counterfactual`: real cells taken part-way into the diffusion and
   brought back as mitoses, with their likeness index (:func:`counterfactual`);
+- :mod:`~mitokit.interpret.outputs`: the output folders (:func:`write_transitions`,
+  :func:`write_counterfactuals`);
 - :mod:`~mitokit.interpret.selection`: score curves, good sets, likeness index (numpy only);
 - :mod:`~mitokit.interpret.figures`: image grids and the score-vs-condition curve.
 

@@ -24,15 +24,10 @@ counterfactual scores >= 0.5 ("resembles") and >= 0.9 ("convincing").
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,6 +35,7 @@ import torch
 
 from mitokit.errors import MitokitError
 from mitokit.interpret import sampling as smp
+from mitokit.interpret.outputs import write_counterfactuals
 
 MODES = ("noise", "ddim_inversion")
 
@@ -162,259 +158,181 @@ def counterfactual(
     Returns:
         The :class:`Counterfactuals`; at ``t = 0`` each output equals its input.
     """
-    from tqdm import tqdm
-
-    from mitokit.models.diffusion import from_model_scale
-
     name = mode_name(mode)
-    c_target = float(condition)
-    if not (math.isfinite(c_target) and 0.0 <= c_target <= 1.0):
-        raise MitokitError(f"condition must lie in [0, 1], got {condition!r}")
-    if name == "ddim_inversion":
-        if scheduler is not None and smp.sampler_name(scheduler) != "ddim":
-            raise MitokitError("ddim-inversion mode denoises with ddim; drop --scheduler")
-        kind = "ddim"
-    else:
-        kind = smp.sampler_name(scheduler or "ddpm")
+    c_target = _check_condition(condition)
+    kind = _sampler_kind(name, scheduler)
     T = model.num_train_timesteps
     steps = smp.resolve_steps(kind, steps, T)
     ts = check_t_grid(t_grid, T)
     g = smp.resolve_guidance(model, guidance)
-    dev = smp.resolve_device(device)
-    model = model.to(dev).eval()
-    net = smp.compiled(smp.with_precision(model.sampling_net(), precision, dev), compile_net)
-    size = model.sample_size
-    x_all, inputs = _as_batch(images, size)
-    n = x_all.shape[0]
-    src = None
-    if name == "ddim_inversion":
-        src = np.full(n, np.nan)
-        if source_condition is not None:
-            s = np.asarray(source_condition, dtype=np.float64).reshape(-1)
-            if s.size not in (1, n):
-                raise MitokitError(f"{s.size} source conditions for {n} images")
-            src = np.broadcast_to(s, (n,)).astype(np.float64).copy()
-            bad = np.isfinite(src) & ((src < 0) | (src > 1))
-            if bad.any():
-                raise MitokitError("source conditions must lie in [0, 1] (or NaN for null)")
-    out = np.empty((n, len(ts), size, size, 3), dtype=np.uint8)
-    positive = [int(t) for t in ts if t > 0]
-    chain_len = {t: len(smp.timestep_sequence(t - 1, steps, T)) for t in positive}
-    stride = max(1, T // steps)
-    inv_len = sum(
-        max(e for e in (t - 1 for t in positive) if e % stride == r) // stride + 1
-        for r in {(t - 1) % stride for t in positive}
-    )
+    model, net, dev = smp.sampling_net(model, device, precision, compile_net)
+    x_all, inputs = _as_batch(images, model.sample_size)
+    src = _source_conditions(source_condition, x_all.shape[0]) if name == "ddim_inversion" else None
+    chains = _Chains(net, model, name, kind, steps, g, int(seed), c_target, ts, dev)
+    return _run_chains(chains, x_all, inputs, src, batch_size=batch_size, progress=progress)
+
+
+def _check_condition(condition: float) -> float:
+    """The target condition as a float in [0, 1]."""
+    c_target = float(condition)
+    if not (math.isfinite(c_target) and 0.0 <= c_target <= 1.0):
+        raise MitokitError(f"condition must lie in [0, 1], got {condition!r}")
+    return c_target
+
+
+def _sampler_kind(mode: str, scheduler: str | None) -> str:
+    """The reverse chain's sampler: ``ddim`` for inversion mode, else ``scheduler`` (``ddpm``)."""
+    if mode == "ddim_inversion":
+        if scheduler is not None and smp.sampler_name(scheduler) != "ddim":
+            raise MitokitError("ddim-inversion mode denoises with ddim; drop --scheduler")
+        return "ddim"
+    return smp.sampler_name(scheduler or "ddpm")
+
+
+def _source_conditions(source_condition: float | Sequence[float] | None, n: int) -> np.ndarray:
+    """``(n,)`` inversion conditions: one value or one per cell, NaN for the null condition."""
+    src = np.full(n, np.nan)
+    if source_condition is not None:
+        s = np.asarray(source_condition, dtype=np.float64).reshape(-1)
+        if s.size not in (1, n):
+            raise MitokitError(f"{s.size} source conditions for {n} images")
+        src = np.broadcast_to(s, (n,)).astype(np.float64).copy()
+        bad = np.isfinite(src) & ((src < 0) | (src > 1))
+        if bad.any():
+            raise MitokitError("source conditions must lie in [0, 1] (or NaN for null)")
+    return src
+
+
+@dataclass
+class _Chains:
+    """What every chain of one :func:`counterfactual` call shares."""
+
+    net: torch.nn.Module
+    model: Any
+    mode: str
+    kind: str
+    steps: int
+    guidance: float
+    seed: int
+    condition: float
+    t_grid: np.ndarray
+    device: torch.device
+
+    @property
+    def positive(self) -> list[int]:
+        """The noise levels above 0 (those that need a chain)."""
+        return [int(t) for t in self.t_grid if t > 0]
+
+    def network_calls(self) -> int:
+        """Network calls per batch: every chain, plus the inversions in inversion mode."""
+        T = self.model.num_train_timesteps
+        positive = self.positive
+        chain_len = {t: len(smp.timestep_sequence(t - 1, self.steps, T)) for t in positive}
+        stride = max(1, T // self.steps)
+        inv_len = sum(
+            max(e for e in (t - 1 for t in positive) if e % stride == r) // stride + 1
+            for r in {(t - 1) % stride for t in positive}
+        )
+        return sum(chain_len.values()) + (inv_len if self.mode == "ddim_inversion" else 0)
+
+
+def _run_chains(
+    chains: _Chains,
+    x_all: torch.Tensor,
+    inputs: np.ndarray,
+    src: np.ndarray | None,
+    *,
+    batch_size: int,
+    progress: bool,
+) -> Counterfactuals:
+    """Run the counterfactual chains of every cell, batch by batch."""
+    from tqdm import tqdm
+
+    n, size = x_all.shape[0], chains.model.sample_size
+    out = np.empty((n, len(chains.t_grid), size, size, 3), dtype=np.uint8)
     bs = max(1, int(batch_size))
-    per_batch = sum(chain_len.values()) + (inv_len if name == "ddim_inversion" else 0)
-    sched = smp.make_scheduler(model, kind)
+    sched = smp.make_scheduler(chains.model, chains.kind)
     t0 = time.perf_counter()
     with tqdm(
-        total=math.ceil(n / bs) * per_batch,
-        desc=f"counterfactuals ({name}, {kind})",
+        total=math.ceil(n / bs) * chains.network_calls(),
+        desc=f"counterfactuals ({chains.mode}, {chains.kind})",
         disable=not progress,
         leave=False,
         dynamic_ncols=True,
     ) as bar:
         for start in range(0, n, bs):
             idx = np.arange(start, min(start + bs, n))
-            x0 = x_all[idx].to(dev)
-            table = smp.noise_table(seed, idx, T) if name == "noise" else None
-            target = torch.full((len(idx),), c_target, device=dev)
-            inverted: dict[int, torch.Tensor] = {}
-            if name == "ddim_inversion" and positive:
-                cond_src = torch.as_tensor(src[idx], dtype=torch.float32, device=dev)
-                inverted = smp.ddim_invert(
-                    net,
-                    x0,
-                    cond_src,
-                    model=model,
-                    ends=[t - 1 for t in positive],
-                    steps=steps,
-                    on_step=bar.update,
-                )
-            eps = smp.start_noise(table, (3, size, size)).to(dev) if table is not None else None
-            for col, t in enumerate(ts):
-                if t == 0:
-                    out[idx, col] = inputs[idx]
-                    continue
-                tau = int(t) - 1
-                if name == "noise":
-                    ttensor = torch.full((len(idx),), tau, dtype=torch.long, device=dev)
-                    xt = model.noise_scheduler.add_noise(x0, eps, ttensor)
-                else:
-                    xt = inverted[tau]
-                res = smp.denoise(
-                    net,
-                    xt,
-                    target,
-                    scheduler=sched,
-                    kind=kind,
-                    steps=steps,
-                    timesteps=smp.timestep_sequence(tau, steps, T),
-                    guidance=g,
-                    noise=table,
-                    on_step=bar.update,
-                )
-                out[idx, col] = from_model_scale(res)
+            _run_batch(chains, sched, idx, x_all[idx], inputs, src, out, on_step=bar.update)
     return Counterfactuals(
         images=out,
         inputs=inputs,
-        t_grid=ts,
-        mode=name,
-        condition=c_target,
+        t_grid=chains.t_grid,
+        mode=chains.mode,
+        condition=chains.condition,
         source_condition=src,
-        scheduler=kind,
-        steps=steps,
-        guidance=g,
-        seed=int(seed),
+        scheduler=chains.kind,
+        steps=chains.steps,
+        guidance=chains.guidance,
+        seed=chains.seed,
         seconds=time.perf_counter() - t0,
     )
 
 
-def write_counterfactuals(
-    out: str | os.PathLike,
-    result: Counterfactuals,
-    ids: Sequence[str],
+def _run_batch(
+    chains: _Chains,
+    sched: Any,
+    idx: np.ndarray,
+    x: torch.Tensor,
+    inputs: np.ndarray,
+    src: np.ndarray | None,
+    out: np.ndarray,
     *,
-    scores: np.ndarray | None = None,
-    thresholds: tuple[float, float] = (0.5, 0.9),
-    labels: np.ndarray | None = None,
-    meta: dict[str, Any] | None = None,
-    figure_workers: int | None = None,
-) -> dict[str, Any]:
-    """Write counterfactuals (and their likeness indices) into the folder ``out``.
+    on_step: Any,
+) -> None:
+    """The counterfactuals of cells ``idx`` at every noise level, into ``out[idx]``."""
+    from mitokit.models.diffusion import from_model_scale
 
-    Files::
-
-        images/<id>_t0100.png   one PNG per cell and noise level
-        strips/<id>.png          the cell's strip: columns = t, scores printed
-        likeness.csv             id, score_t<t> per t, t_resembles, t_convincing (with scores)
-        likeness.png             per label group, the fraction of cells reached by each t
-        summary.json             settings, and with scores how many cells reach each threshold
-
-    ``t_resembles`` / ``t_convincing``: the smallest t scoring >= ``thresholds[0]`` /
-    ``thresholds[1]``; empty when never reached. With ``labels`` (each cell's label, e.g. its
-    rater vote fraction; NaN where unknown) likeness.csv gains a ``label`` column and the
-    summary Spearman's correlation of each index with the label, and, with t = 0 in the grid,
-    the same over the cells whose input scores below each threshold and the input score's own
-    correlation (:func:`~mitokit.interpret.selection.likeness_correlations`).
-    ``figure_workers``: processes drawing the strips (None: as many as
-    :func:`~mitokit.interpret.figures.figure_workers` decides; 0: here).
-
-    Returns:
-        The summary.
-    """
-    from PIL import Image
-
-    from mitokit.interpret.figures import likeness_figure, write_grid_figures
-    from mitokit.interpret.selection import (
-        likeness_correlations,
-        likeness_curves,
-        likeness_index,
-    )
-
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    ids = [str(i) for i in ids]
-    if len(ids) != result.images.shape[0]:
-        raise ValueError(f"{len(ids)} ids for {result.images.shape[0]} cells")
-    safe = _safe_names(ids)
-    ts = result.t_grid
-    width = max(4, len(str(int(ts.max()))))
-    strips = []
-    for i, name in enumerate(safe):
-        for k, t in enumerate(ts):
-            Image.fromarray(result.images[i, k]).save(out / "images" / f"{name}_t{t:0{width}d}.png")
-        kwargs = {
-            "images": result.images[i : i + 1],
-            "col_labels": ["input" if t == 0 else f"t={t}" for t in ts],
-            "scores": None if scores is None else scores[i : i + 1],
-            "title": f"{ids[i]} -> c={result.condition:g} ({result.mode.replace('_', ' ')})",
-        }
-        strips.append((out / "strips" / f"{name}.png", kwargs))
-    write_grid_figures(strips, workers=figure_workers)
-    summary: dict[str, Any] = {
-        **(meta or {}),
-        "n_cells": len(ids),
-        "t_grid": [int(t) for t in ts],
-        "mode": result.mode,
-        "condition": result.condition,
-        "source_condition": "null"
-        if result.source_condition is not None and np.isnan(result.source_condition).all()
-        else (None if result.source_condition is None else "given"),
-        "scheduler": result.scheduler,
-        "steps": result.steps,
-        "guidance": result.guidance,
-        "seed": result.seed,
-        "seconds": round(result.seconds, 3),
-        "scored": scores is not None,
-    }
-    if scores is not None:
-        li = likeness_index(scores, ts, thresholds=thresholds)
-        cols = [f"score_t{int(t)}" for t in ts]
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        lab = None
-        if labels is not None:
-            lab = np.asarray(labels, dtype=np.float64).ravel()
-            if lab.size != len(ids):
-                raise ValueError(f"{lab.size} labels for {len(ids)} cells")
-            if not np.isfinite(lab).any():
-                lab = None
-        writer.writerow(
-            ["id", *([] if lab is None else ["label"]), *cols, "t_resembles", "t_convincing"]
+    model, dev, T = chains.model, chains.device, chains.model.num_train_timesteps
+    size, positive = model.sample_size, chains.positive
+    x0 = x.to(dev)
+    table = smp.noise_table(chains.seed, idx, T) if chains.mode == "noise" else None
+    target = torch.full((len(idx),), chains.condition, device=dev)
+    inverted: dict[int, torch.Tensor] = {}
+    if chains.mode == "ddim_inversion" and positive:
+        cond_src = torch.as_tensor(src[idx], dtype=torch.float32, device=dev)
+        inverted = smp.ddim_invert(
+            chains.net,
+            x0,
+            cond_src,
+            model=model,
+            ends=[t - 1 for t in positive],
+            steps=chains.steps,
+            on_step=on_step,
         )
-        for i, oid in enumerate(ids):
-            writer.writerow(
-                [
-                    oid,
-                    *([] if lab is None else ["" if not np.isfinite(lab[i]) else f"{lab[i]:.6g}"]),
-                    *(f"{s:.6g}" for s in scores[i]),
-                    *("" if not np.isfinite(v) else str(int(v)) for v in li[i]),
-                ]
-            )
-        (out / "likeness.csv").write_text(buf.getvalue(), encoding="utf-8")
-        summary["thresholds"] = {"resembles": thresholds[0], "convincing": thresholds[1]}
-        summary["n_resembles"] = int(np.isfinite(li[:, 0]).sum())
-        summary["n_convincing"] = int(np.isfinite(li[:, 1]).sum())
-        summary["median_t_resembles"] = _nan_median(li[:, 0])
-        summary["median_t_convincing"] = _nan_median(li[:, 1])
-        likeness_figure(
-            likeness_curves(li, ts, lab),
-            out / "likeness.png",
-            thresholds=thresholds,
-            title=f"{len(ids)} cells -> c={result.condition:g}",
+    eps = smp.start_noise(table, (3, size, size)).to(dev) if table is not None else None
+    for col, t in enumerate(chains.t_grid):
+        if t == 0:
+            out[idx, col] = inputs[idx]
+            continue
+        tau = int(t) - 1
+        if chains.mode == "noise":
+            ttensor = torch.full((len(idx),), tau, dtype=torch.long, device=dev)
+            xt = model.noise_scheduler.add_noise(x0, eps, ttensor)
+        else:
+            xt = inverted[tau]
+        res = smp.denoise(
+            chains.net,
+            xt,
+            target,
+            scheduler=sched,
+            kind=chains.kind,
+            steps=chains.steps,
+            timesteps=smp.timestep_sequence(tau, chains.steps, T),
+            guidance=chains.guidance,
+            noise=table,
+            on_step=on_step,
         )
-        if lab is not None:
-            corr = likeness_correlations(scores, ts, lab, thresholds=thresholds)
-            summary["spearman_vs_label"] = corr["all"]
-            if "beyond_input" in corr:
-                summary["spearman_vs_label_beyond_input"] = corr["beyond_input"]
-                summary["spearman_input_score_vs_label"] = corr["input_score"]
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
-
-
-def _nan_median(values: np.ndarray) -> float | None:
-    v = values[np.isfinite(values)]
-    return float(np.median(v)) if v.size else None
-
-
-def _safe_names(ids: Sequence[str]) -> list[str]:
-    """File-name-safe, unique versions of ids."""
-    import re
-
-    out, seen = [], set()
-    for i, oid in enumerate(ids):
-        base = re.sub(r"[^A-Za-z0-9._-]+", "_", oid).strip("._") or f"cell{i}"
-        name, n = base, 1
-        while name in seen:
-            n += 1
-            name = f"{base}_{n}"
-        seen.add(name)
-        out.append(name)
-    return out
+        out[idx, col] = from_model_scale(res)
 
 
 __all__ = ["MODES", "Counterfactuals", "check_t_grid", "counterfactual", "write_counterfactuals"]

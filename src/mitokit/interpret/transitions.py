@@ -11,15 +11,10 @@ by :func:`write_transitions`.
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -27,7 +22,7 @@ import torch
 
 from mitokit.errors import MitokitError
 from mitokit.interpret import sampling as smp
-from mitokit.interpret.selection import condition_trend, curve_stats, good_set_criteria
+from mitokit.interpret.outputs import write_transitions
 
 
 @dataclass
@@ -121,10 +116,6 @@ def generate_transitions(
     Returns:
         The :class:`Transitions`.
     """
-    from tqdm import tqdm
-
-    from mitokit.models.diffusion import from_model_scale
-
     if isinstance(n_sets, bool) or not isinstance(n_sets, (int, np.integer)) or n_sets < 1:
         raise MitokitError(f"n_sets must be a positive integer, got {n_sets!r}")
     cond = check_conditions(conditions)
@@ -132,26 +123,48 @@ def generate_transitions(
     T = model.num_train_timesteps
     steps = smp.resolve_steps(name, steps, T)
     g = smp.resolve_guidance(model, guidance)
-    dev = smp.resolve_device(device)
-    model = model.to(dev).eval()
-    net = smp.compiled(smp.with_precision(model.sampling_net(), precision, dev), compile_net)
+    model, net, dev = smp.sampling_net(model, device, precision, compile_net)
+    set_ids = np.arange(int(first_set), int(first_set) + int(n_sets))
+    return _generate(
+        net, model, set_ids, cond, name, steps, g, int(seed), int(batch_size), dev, progress
+    )
+
+
+def _generate(
+    net: torch.nn.Module,
+    model: Any,
+    set_ids: np.ndarray,
+    cond: np.ndarray,
+    name: str,
+    steps: int,
+    g: float,
+    seed: int,
+    batch_size: int,
+    dev: torch.device,
+    progress: bool,
+) -> Transitions:
+    """Denoise every set at every condition, ``batch_size // len(cond)`` sets per batch."""
+    from tqdm import tqdm
+
+    from mitokit.models.diffusion import from_model_scale
+
+    T = model.num_train_timesteps
     timesteps = smp.timestep_sequence(T - 1, steps, T)
     size = model.sample_size
     k = len(cond)
-    per_batch = max(1, int(batch_size) // k)
-    set_ids = np.arange(int(first_set), int(first_set) + int(n_sets))
-    images = np.empty((int(n_sets), k, size, size, 3), dtype=np.uint8)
+    n_sets = len(set_ids)
+    per_batch = max(1, batch_size // k)
+    images = np.empty((n_sets, k, size, size, 3), dtype=np.uint8)
     sched = smp.make_scheduler(model, name)
-    n_batches = math.ceil(n_sets / per_batch)
     t0 = time.perf_counter()
     with tqdm(
-        total=n_batches * len(timesteps),
+        total=math.ceil(n_sets / per_batch) * len(timesteps),
         desc=f"transitions ({name}, {len(timesteps)} steps)",
         disable=not progress,
         leave=False,
         dynamic_ncols=True,
     ) as bar:
-        for start in range(0, int(n_sets), per_batch):
+        for start in range(0, n_sets, per_batch):
             ids = set_ids[start : start + per_batch]
             table = np.repeat(smp.noise_table(seed, ids, T), k, axis=0)
             x = smp.start_noise(table, (3, size, size)).to(dev) * sched.init_noise_sigma
@@ -172,7 +185,6 @@ def generate_transitions(
                 len(ids), k, size, size, 3
             )
     seconds = time.perf_counter() - t0
-    nfe = len(timesteps) * (2 if g != 1.0 else 1)
     return Transitions(
         images=images,
         conditions=cond,
@@ -180,8 +192,8 @@ def generate_transitions(
         scheduler=name,
         steps=steps,
         guidance=g,
-        seed=int(seed),
-        nfe=nfe,
+        seed=seed,
+        nfe=len(timesteps) * (2 if g != 1.0 else 1),
         seconds=seconds,
     )
 
@@ -228,143 +240,6 @@ def score_transitions(
     return score_images(
         classifier, transitions.images, batch_size=batch_size, tta=tta, crop=crop, device=device
     )
-
-
-def _fmt(c: float) -> str:
-    return f"{c:.3f}".rstrip("0").rstrip(".") if c else "0"
-
-
-def write_transitions(
-    out: str | os.PathLike,
-    transitions: Transitions,
-    *,
-    scores: np.ndarray | None = None,
-    first_below: float = 0.1,
-    last_above: float = 0.9,
-    max_step: float = 0.3,
-    sets_per_grid: int = 16,
-    max_selected: int = 32,
-    meta: dict[str, Any] | None = None,
-    figure_workers: int | None = None,
-) -> dict[str, Any]:
-    """Write generated sets (and their scores) into the folder ``out``.
-
-    Files::
-
-        images/set000000_k00.png   one PNG per image (k: the condition's column)
-        scores.csv                 set, k, condition, image[, score]
-        grids/sets_000000.png      rows = sets, columns = conditions, scores printed
-        curve.png                  score vs condition: mean ± SE, median (with scores)
-        selected.png               the good sets (with scores)
-        summary.json               settings, timing, curve, trend (does the condition move
-                                   the score, set by set), good sets and their yield
-
-    The folder should be a fresh one (the CLI writes into a temporary folder renamed at the
-    end, :func:`mitokit.io.atomic.atomic_dir`). ``figure_workers``: processes drawing the grids
-    (None: :func:`~mitokit.interpret.figures.figure_workers` decides; 0: here).
-
-    Returns:
-        The summary (as written to ``summary.json``).
-    """
-    from PIL import Image
-
-    from mitokit.interpret.figures import curve_figure, grid_figure, write_grid_figures
-
-    out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    tr = transitions
-    cond = tr.conditions
-    col_labels = [f"c={_fmt(c)}" for c in cond]
-    rows: list[dict[str, Any]] = []
-    for i, j in enumerate(tr.set_ids):
-        for k, c in enumerate(cond):
-            name = f"images/set{int(j):06d}_k{k:02d}.png"
-            Image.fromarray(tr.images[i, k]).save(out / name)
-            row = {"set": int(j), "k": k, "condition": float(c), "image": name}
-            if scores is not None:
-                row["score"] = float(scores[i, k])
-            rows.append(row)
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-    (out / "scores.csv").write_text(buf.getvalue(), encoding="utf-8")
-
-    good = passes = None
-    if scores is not None and len(cond) >= 2:
-        passes = good_set_criteria(
-            scores, first_below=first_below, last_above=last_above, max_step=max_step
-        )
-        good = passes["all"]
-    per = max(1, int(sets_per_grid))
-    grids = []
-    for start in range(0, tr.n_sets, per):
-        sl = slice(start, start + per)
-        kwargs = {
-            "images": tr.images[sl],
-            "col_labels": col_labels,
-            "row_labels": [f"set {int(j)}" for j in tr.set_ids[sl]],
-            "scores": None if scores is None else scores[sl],
-            "highlight": None if good is None else good[sl],
-        }
-        grids.append((out / "grids" / f"sets_{int(tr.set_ids[start]):06d}.png", kwargs))
-    write_grid_figures(grids, workers=figure_workers)
-    summary: dict[str, Any] = {
-        **(meta or {}),
-        "n_sets": tr.n_sets,
-        "conditions": [round(float(c), 10) for c in cond],
-        "scheduler": tr.scheduler,
-        "steps": tr.steps,
-        "guidance": tr.guidance,
-        "seed": tr.seed,
-        "first_set": int(tr.set_ids[0]),
-        "network_evaluations_per_image": tr.nfe,
-        "seconds": round(tr.seconds, 3),
-        "sets_per_second": round(tr.n_sets / tr.seconds, 4) if tr.seconds > 0 else None,
-        "scored": scores is not None,
-    }
-    if scores is not None:
-        stats = curve_stats(scores)
-        curve_figure(cond, stats, out / "curve.png", n_sets=tr.n_sets)
-        summary["curve"] = {
-            "mean": _floats(stats["mean"]),
-            "median": _floats(stats["median"]),
-            "se": _floats(stats["se"]),
-        }
-        summary["trend"] = condition_trend(scores, cond)
-    if good is not None:
-        picked = np.flatnonzero(good)
-        summary["selection"] = {
-            "first_below": first_below,
-            "last_above": last_above,
-            "max_step": max_step,
-            # sets passing each rule on its own, the first two together, and all three
-            "passing": {
-                **{k: int(v.sum()) for k, v in passes.items()},
-                "first_and_last": int((passes["first_below"] & passes["last_above"]).sum()),
-            },
-        }
-        summary["good_sets"] = [int(tr.set_ids[i]) for i in picked]
-        summary["n_good_sets"] = int(len(picked))
-        summary["good_set_yield"] = float(len(picked) / tr.n_sets)
-        if len(picked):
-            shown = picked[: max(1, int(max_selected))]
-            grid_figure(
-                tr.images[shown],
-                out / "selected.png",
-                col_labels=col_labels,
-                row_labels=[f"set {int(tr.set_ids[i])}" for i in shown],
-                scores=scores[shown],
-                title=f"{len(picked)} good sets of {tr.n_sets}"
-                + (f" (first {len(shown)} shown)" if len(shown) < len(picked) else ""),
-            )
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-    return summary
-
-
-def _floats(values: np.ndarray) -> list[float | None]:
-    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
 
 __all__ = [
