@@ -63,7 +63,7 @@ def patches(
     import io
 
     from mitokit.io.atomic import write_text_atomic
-    from mitokit.models.patch_eval import evaluate_patch_file
+    from mitokit.metrics.patches import evaluate_patch_file
 
     if threshold != "validation":
         try:

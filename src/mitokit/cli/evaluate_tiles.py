@@ -100,14 +100,14 @@ def tiles(
     uses scores clipped to [0, 1].
     """
     from mitokit.io.annotations import read_annotations
-    from mitokit.models.tasks_tile import resolve_labels
-    from mitokit.models.tile_eval import (
+    from mitokit.metrics.tiles import (
         evaluate_tile_scores,
         plot_roc,
         read_tile_predictions,
         sweep_table,
         truth_tile_scores,
     )
+    from mitokit.models.tile_source import resolve_labels
 
     grid = _thresholds(thresholds)
     if not math.isfinite(threshold):

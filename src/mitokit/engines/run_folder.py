@@ -98,7 +98,7 @@ def _save_checkpoint(
     config: Mapping[str, Any],
 ) -> None:
     """Save best/ (when ``best``), last/ and state/ (when ``full``) and the logs (rank 0)."""
-    from mitokit.models.io import save_model
+    from mitokit.models.checkpoint import save_model
 
     if best:
         save_model(module, out / "best", **kw)
@@ -148,7 +148,7 @@ def _remove_stale_temporaries(out: Path) -> list[Path]:
     outputs only (state/ is as large as the model and its optimizer), none still being written.
     """
     from mitokit.io.atomic import remove_stale_temporaries
-    from mitokit.models.io import CONFIG, WEIGHTS
+    from mitokit.models.checkpoint import CONFIG, WEIGHTS
 
     places = [
         (out, _RUN_FILES),

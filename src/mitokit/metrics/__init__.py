@@ -12,6 +12,11 @@
   (:func:`midog2025_froc_auc`).
 * :mod:`mitokit.metrics.classification`: TPR/FPR at a threshold and over thresholds, ROC AUC,
   FPR at equal TPR, balanced accuracy, expected calibration error.
+* :mod:`mitokit.metrics.evaluate`: point evaluation from files in one call
+  (:func:`evaluate_point_files`: reading, alignment, radius, sweep, AP / FROC, overlays).
+* :mod:`mitokit.metrics.patches` and :mod:`mitokit.metrics.tiles`: a patch classifier on a label
+  file (:func:`evaluate_patch_file`) and tile scores against the truth
+  (:func:`evaluate_tile_scores`, :func:`sweep_table`).
 """
 
 from mitokit.metrics.alignment import ImageAlignment, align_images
@@ -44,12 +49,21 @@ from mitokit.metrics.detection import (
     radius_to_px,
     sweep_thresholds,
 )
+from mitokit.metrics.evaluate import PointReport, evaluate_point_files, read_predictions
+from mitokit.metrics.patches import evaluate_patch_file, validation_threshold
 from mitokit.metrics.ranking import (
     FROC,
     FROC_RATES,
     average_precision,
     froc,
     midog2025_froc_auc,
+)
+from mitokit.metrics.tiles import (
+    TilePredictions,
+    evaluate_tile_scores,
+    read_tile_predictions,
+    sweep_table,
+    truth_tile_scores,
 )
 
 __all__ = [
@@ -64,15 +78,20 @@ __all__ = [
     "Matching",
     "PointEvaluation",
     "PointMatching",
+    "PointReport",
     "SweepRow",
     "ThresholdSweep",
+    "TilePredictions",
     "align_images",
     "average_precision",
     "balanced_accuracy",
     "calibration_table",
     "check_label",
     "default_thresholds",
+    "evaluate_patch_file",
+    "evaluate_point_files",
     "evaluate_points",
+    "evaluate_tile_scores",
     "expected_calibration_error",
     "fpr_at_tpr",
     "froc",
@@ -80,9 +99,14 @@ __all__ = [
     "midog2025_froc_auc",
     "precision_recall_f1",
     "radius_to_px",
+    "read_predictions",
+    "read_tile_predictions",
     "roc_auc",
+    "sweep_table",
     "sweep_thresholds",
     "threshold_sweep",
     "tpr_at_fpr",
     "tpr_fpr",
+    "truth_tile_scores",
+    "validation_threshold",
 ]

@@ -138,13 +138,13 @@ def read_weak_source(
         MitokitError: A missing or unreadable file, an image not found, or no image.
     """
     from mitokit.io.annotations import AnnotationSet, ImageInfo, read_annotations
-    from mitokit.models.tasks_tile import read_tile_source
+    from mitokit.models.tile_source import read_tile_source
 
     p = Path(labels)
     truth_file = Path(points) if points is not None else None
     if p.is_dir():
         if not (p / IMAGE_LABELS).is_file():
-            from mitokit.models.tasks_tile import resolve_labels
+            from mitokit.models.tile_source import resolve_labels
 
             p = resolve_labels(p)  # a folder of other label files (consensus ...)
         else:
@@ -200,7 +200,7 @@ class WeakImageDataset(Dataset):
         draws: WorkerDraws | None = None,
     ) -> None:
         from mitokit.data.stain import HEDJitter
-        from mitokit.models.tasks_tile import _ImageOpener
+        from mitokit.models.tile_source import _ImageOpener
 
         self.ids = list(image_ids)
         self.labels = [int(source.labels[i]) for i in self.ids]

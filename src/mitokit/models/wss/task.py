@@ -129,7 +129,7 @@ class WeakLocaliserTask:
 
         source = read_weak_source(cfg["labels"], images=cfg["images"], points=cfg["points"])
         ids = source.image_ids[:n_max] if n_max else source.image_ids
-        from mitokit.models.tasks_tile import split_images
+        from mitokit.models.tile_source import split_images
 
         try:
             train_ids, val_ids = split_images(
