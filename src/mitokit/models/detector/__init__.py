@@ -57,7 +57,7 @@ Model section (``model``):
   ``rpn_post_nms_top_n_test``: proposals the box head scores per tile at inference.
 
 Data section (``data``): the labels and images are those of the tile formulations
-(:mod:`mitokit.models.tasks_tile`: a label file :func:`~mitokit.io.annotations.read_annotations`
+(:mod:`mitokit.models.tile_source`: a label file :func:`~mitokit.io.annotations.read_annotations`
 reads, or a ``mitokit synth tiles`` folder, whose ``crowd.json`` is used), cut into
 ``tile_size`` tiles at ``stride``, split by image, drawn events-first with ``negative_ratio``
 negative tiles per positive draw (:class:`~mitokit.data.sampling.EventTileSampler`), augmented

@@ -293,6 +293,55 @@ def build_detector(
         MitokitError: Bad settings, or a weights file that is missing, unreadable or does not
             fit (the message names the file).
     """
+    layers, min_size, max_size = _check_layout(
+        arch,
+        weights=weights,
+        norm=norm,
+        trainable_layers=trainable_layers,
+        agreement_weighted=agreement_weighted,
+        centre_suppression=centre_suppression,
+        min_size=min_size,
+        max_size=max_size,
+    )
+    model = MitosisDetector(
+        arch,
+        norm=norm,
+        trainable_layers=layers,
+        agreement_weighted=agreement_weighted,
+        min_size=min_size,
+        max_size=max_size,
+        **_box_settings(
+            box_score_thresh=box_score_thresh,
+            box_nms_thresh=box_nms_thresh,
+            box_detections_per_img=box_detections_per_img,
+            box_batch_size_per_image=box_batch_size_per_image,
+            rpn_post_nms_top_n_test=rpn_post_nms_top_n_test,
+        ),
+        centre_suppression=centre_suppression,
+    )
+    if weights is not None:
+        load_detector_weights(model, weights)
+    return model
+
+
+def _check_layout(
+    arch: str,
+    *,
+    weights: str | Path | None,
+    norm: str,
+    trainable_layers: int | None,
+    agreement_weighted: bool,
+    centre_suppression: bool,
+    min_size: int | None,
+    max_size: int | None,
+) -> tuple[int, int | None, int | None]:
+    """The checked network settings of :func:`build_detector`: ``(layers, min_size, max_size)``.
+
+    ``layers`` is ``trainable_layers`` with None resolved (3 with ``weights``, 5 without).
+
+    Raises:
+        MitokitError: The first bad setting, in the order of the arguments.
+    """
     if arch not in ARCHS:
         raise MitokitError(f"unknown arch {arch!r}; expected one of {', '.join(ARCHS)}")
     if norm not in NORMS:
@@ -314,26 +363,32 @@ def build_detector(
     max_size = check_int(max_size, "model.max_size", minimum=16, allow_none=True)
     if max_size is not None and min_size is None:
         raise MitokitError("model.max_size needs model.min_size (null keeps the tile size)")
-    model = MitosisDetector(
-        arch,
-        norm=norm,
-        trainable_layers=layers,
-        agreement_weighted=agreement_weighted,
-        min_size=min_size,
-        max_size=max_size,
-        box_score_thresh=check_fraction(box_score_thresh, "model.box_score_thresh", high=0.999),
-        box_nms_thresh=check_fraction(box_nms_thresh, "model.box_nms_thresh", low=0.01),
-        box_detections_per_img=check_int(
+    return layers, min_size, max_size
+
+
+def _box_settings(
+    *,
+    box_score_thresh: float,
+    box_nms_thresh: float,
+    box_detections_per_img: int,
+    box_batch_size_per_image: int,
+    rpn_post_nms_top_n_test: int,
+) -> dict[str, Any]:
+    """The checked box head and RPN settings of :func:`build_detector`, as its keywords.
+
+    Raises:
+        MitokitError: The first bad setting, in the order of the arguments.
+    """
+    return {
+        "box_score_thresh": check_fraction(box_score_thresh, "model.box_score_thresh", high=0.999),
+        "box_nms_thresh": check_fraction(box_nms_thresh, "model.box_nms_thresh", low=0.01),
+        "box_detections_per_img": check_int(
             box_detections_per_img, "model.box_detections_per_img", minimum=1
         ),
-        box_batch_size_per_image=check_int(
+        "box_batch_size_per_image": check_int(
             box_batch_size_per_image, "model.box_batch_size_per_image", minimum=1
         ),
-        rpn_post_nms_top_n_test=check_int(
+        "rpn_post_nms_top_n_test": check_int(
             rpn_post_nms_top_n_test, "model.rpn_post_nms_top_n_test", minimum=1
         ),
-        centre_suppression=centre_suppression,
-    )
-    if weights is not None:
-        load_detector_weights(model, weights)
-    return model
+    }

@@ -8,7 +8,8 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -18,18 +19,16 @@ from mitokit.engines.task import TaskData, register_task
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import read_annotations
 from mitokit.models._common import check_fraction, check_int, merge_section
-from mitokit.models.detector.data import DetectionTileDataset, _targets_to, truth_centres
+from mitokit.models.detector.data import (
+    DetectionTileDataset,
+    EventTileSplit,
+    _targets_to,
+    split_event_tiles,
+    truth_centres,
+)
 from mitokit.models.detector.model import LOSS_KEYS, build_detector
 from mitokit.models.detector.postprocess import detect, point_scores
-from mitokit.models.tasks_tile import (
-    _ImageOpener,
-    event_tile_training_set,
-    grid_tiles,
-    read_tile_source,
-    resolve_labels,
-    split_images,
-)
-from mitokit.types import MITOSIS
+from mitokit.models.tile_source import resolve_labels
 
 DETECTOR = "detector"
 
@@ -90,87 +89,48 @@ class DetectorTask:
             MitokitError: Missing labels or images, bad settings, or no event (or, with
                 negatives asked for, no negative tile) among the training tiles.
         """
-        from mitokit.data.datasets import TileDataset, collate_detection
-        from mitokit.metrics.detection import radius_to_px
+        from mitokit.data.datasets import collate_detection
 
         cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
         if cfg["labels"] is None:
             raise MitokitError("data.labels is required (boxes or points, optionally agreement)")
-        tile_size = check_int(cfg["tile_size"], "data.tile_size", minimum=16)
-        stride = check_int(cfg["stride"], "data.stride", minimum=1)
-        ratio = check_int(cfg["negative_ratio"], "data.negative_ratio", minimum=0)
-        split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
-        n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
-        epoch_length = check_int(
-            cfg["epoch_length"], "data.epoch_length", minimum=1, allow_none=True
-        )
-        val_fraction = check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9)
-        mpp = _positive(cfg["mpp"], "data.mpp")
-        point_box = _positive(cfg["point_box_um"], "data.point_box_um") / mpp
-        radius = radius_to_px(_positive(cfg["match_radius_um"], "data.match_radius_um"), mpp=mpp)
-        min_fraction = check_fraction(cfg["min_box_fraction"], "data.min_box_fraction", high=0.99)
-        f1_threshold = check_fraction(cfg["f1_threshold"], "data.f1_threshold")
-        min_agreement = check_fraction(cfg["val_min_agreement"], "data.val_min_agreement")
-
-        source = read_tile_source(cfg["labels"], images=cfg["images"])
-        ids = source.image_ids[:n_max] if n_max else source.image_ids
-        train_ids, val_ids = split_images(
-            ids, val_fraction=val_fraction, val_images=cfg["val_images"], seed=split_seed
-        )
-        opener = _ImageOpener(source.paths)
-        common = {
-            "point_box_size": point_box,
-            "label": MITOSIS,
-            "default_agreement": float(cfg["default_agreement"]),
-            "min_box_fraction": min_fraction,
-        }
-        train_base, sampler, draws = event_tile_training_set(
-            source,
-            train_ids,
-            opener,
-            common,
-            tile_size=tile_size,
-            stride=stride,
-            cfg=cfg,
-            ratio=ratio,
-            epoch_length=epoch_length,
+        s = _data_settings(cfg)
+        split = split_event_tiles(
+            cfg,
+            tile_size=s.tile_size,
+            stride=s.stride,
+            ratio=s.ratio,
+            split_seed=s.split_seed,
+            n_max=s.n_max,
+            epoch_length=s.epoch_length,
+            val_fraction=s.val_fraction,
+            point_box_size=s.point_box,
             seed=seed,
+            min_box_fraction=s.min_fraction,
         )
-        train = DetectionTileDataset(train_base, flips=bool(cfg["augment"]), draws=draws)
-        val = None
-        val_tiles = grid_tiles(source, val_ids, tile_size=tile_size, stride=stride)
-        truth_source = source.labels
-        if val_tiles:
-            if cfg["val_labels"] is None:
-                truth_anns = source.annotations
-            else:
-                truth_source = resolve_labels(cfg["val_labels"])
-                truth_anns = read_annotations(truth_source)
-            val = DetectionTileDataset(
-                TileDataset(val_tiles, opener, source.annotations, **common),
-                truth=truth_centres(truth_anns, min_agreement=min_agreement),
-                radius_px=radius,
-                threshold=f1_threshold,
-            )
+        train = DetectionTileDataset(
+            split.train_base, flips=bool(cfg["augment"]), draws=split.draws
+        )
+        val, truth_source = _validation_set(cfg, split, s)
         info = {
-            "labels": str(source.labels),
+            "labels": str(split.source.labels),
             "val_truth": str(truth_source),
-            "negative_ratio": ratio,
-            "tile_size": tile_size,
-            "stride": stride,
-            "mpp": mpp,
-            "point_box_px": point_box,
-            "match_radius_px": radius,
-            "train_images": train_ids,
-            "val_images": val_ids,
-            "n_train_tiles": len(train_base.tiles),
-            "n_val_tiles": len(val_tiles),
-            "n_events": int(sampler.n_events),
-            "n_negative_tiles": int(len(sampler.negative_tiles)),
-            "epoch_length": int(sampler.epoch_length),
+            "negative_ratio": s.ratio,
+            "tile_size": s.tile_size,
+            "stride": s.stride,
+            "mpp": s.mpp,
+            "point_box_px": s.point_box,
+            "match_radius_px": s.radius,
+            "train_images": split.train_ids,
+            "val_images": split.val_ids,
+            "n_train_tiles": len(split.train_base.tiles),
+            "n_val_tiles": len(split.val_tiles),
+            "n_events": int(split.sampler.n_events),
+            "n_negative_tiles": int(len(split.sampler.negative_tiles)),
+            "epoch_length": int(split.sampler.epoch_length),
         }
         return TaskData(
-            train=train, val=val, train_sampler=sampler, collate=collate_detection, info=info
+            train=train, val=val, train_sampler=split.sampler, collate=collate_detection, info=info
         )
 
     def loss(
@@ -218,6 +178,89 @@ class DetectorTask:
         out["n_truth"] = scores["n_truth"]
         out["n_tiles"] = float(len(pred))
         return out
+
+
+class _DataSettings(NamedTuple):
+    """The checked numbers of a ``data`` section (lengths in pixels; see the package docstring)."""
+
+    tile_size: int
+    stride: int
+    ratio: int
+    split_seed: int
+    n_max: int | None
+    epoch_length: int | None
+    val_fraction: float
+    mpp: float
+    point_box: float
+    radius: float
+    min_fraction: float
+    f1_threshold: float
+    min_agreement: float
+
+
+def _data_settings(cfg: Mapping[str, Any]) -> _DataSettings:
+    """The numbers of the merged ``data`` section, checked; micrometres turned into pixels.
+
+    Raises:
+        MitokitError: The first bad setting.
+    """
+    from mitokit.metrics.detection import radius_to_px
+
+    tile_size = check_int(cfg["tile_size"], "data.tile_size", minimum=16)
+    stride = check_int(cfg["stride"], "data.stride", minimum=1)
+    ratio = check_int(cfg["negative_ratio"], "data.negative_ratio", minimum=0)
+    split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
+    n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
+    epoch_length = check_int(cfg["epoch_length"], "data.epoch_length", minimum=1, allow_none=True)
+    val_fraction = check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9)
+    mpp = _positive(cfg["mpp"], "data.mpp")
+    point_box = _positive(cfg["point_box_um"], "data.point_box_um") / mpp
+    radius = radius_to_px(_positive(cfg["match_radius_um"], "data.match_radius_um"), mpp=mpp)
+    min_fraction = check_fraction(cfg["min_box_fraction"], "data.min_box_fraction", high=0.99)
+    f1_threshold = check_fraction(cfg["f1_threshold"], "data.f1_threshold")
+    min_agreement = check_fraction(cfg["val_min_agreement"], "data.val_min_agreement")
+    return _DataSettings(
+        tile_size=tile_size,
+        stride=stride,
+        ratio=ratio,
+        split_seed=split_seed,
+        n_max=n_max,
+        epoch_length=epoch_length,
+        val_fraction=val_fraction,
+        mpp=mpp,
+        point_box=point_box,
+        radius=radius,
+        min_fraction=min_fraction,
+        f1_threshold=f1_threshold,
+        min_agreement=min_agreement,
+    )
+
+
+def _validation_set(
+    cfg: Mapping[str, Any], split: EventTileSplit, s: _DataSettings
+) -> tuple[DetectionTileDataset | None, Path]:
+    """Every tile of the validation images with its truth centres, and the truth's label file.
+
+    The truth is ``data.val_labels`` when given, else the training labels; None (and the
+    training labels) when no validation tile fits.
+    """
+    from mitokit.data.datasets import TileDataset
+
+    truth_source = split.source.labels
+    if not split.val_tiles:
+        return None, truth_source
+    if cfg["val_labels"] is None:
+        truth_anns = split.source.annotations
+    else:
+        truth_source = resolve_labels(cfg["val_labels"])
+        truth_anns = read_annotations(truth_source)
+    val = DetectionTileDataset(
+        TileDataset(split.val_tiles, split.opener, split.source.annotations, **split.common),
+        truth=truth_centres(truth_anns, min_agreement=s.min_agreement),
+        radius_px=s.radius,
+        threshold=s.f1_threshold,
+    )
+    return val, truth_source
 
 
 @contextlib.contextmanager
