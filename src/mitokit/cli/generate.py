@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
@@ -18,8 +20,44 @@ from mitokit.cli.options import (
 from mitokit.errors import input_error
 
 
+@dataclass(frozen=True)
+class _Run:
+    """What both commands take alike: the model, the output and the sampling settings."""
+
+    model_path: str
+    out: str
+    as_json: bool
+    classifiers: tuple[str, ...]
+    tta: bool
+    guidance: float | None
+    seed: int
+    batch_size: int
+    device: str
+    precision: str
+    compile_net: bool
+    overwrite: bool
+    no_progress: bool
+    scheduler: str | None
+    steps: int | None
+
+    def settings(self) -> dict[str, Any]:
+        """Keyword arguments of ``run_transitions`` and ``run_counterfactuals``."""
+        kwargs = asdict(self)
+        for name in ("model_path", "out", "as_json", "no_progress"):
+            del kwargs[name]
+        return {**kwargs, "progress": not self.no_progress}
+
+    def report(self, summary: dict, line: str) -> None:
+        """Print the summary as JSON, or ``line`` and where the output went."""
+        if self.as_json:
+            echo_json(summary)
+        else:
+            click.echo(f"{line}; wrote {self.out}")
+
+
 def _common(func):
-    """Options shared by both commands (applied bottom-up, shown top-down)."""
+    """Options shared by both commands (applied bottom-up, shown top-down); the command gets
+    them, with --scheduler and --steps, as one ``run`` (a ``_Run``)."""
     options = [
         model_option(
             help="The diffusion model: a saved model folder or a training run folder (best/)."
@@ -61,9 +99,15 @@ def _common(func):
         click.option("--no-progress", is_flag=True, help="No progress bar."),
         json_option,
     ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        run = _Run(**{name: kwargs.pop(name) for name in _Run.__dataclass_fields__})
+        return func(run, **kwargs)
+
     for option in reversed(options):
-        func = option(func)
-    return func
+        wrapper = option(wrapper)
+    return wrapper
 
 
 _scheduler_option = click.option(
@@ -135,27 +179,13 @@ def generate() -> None:
 )
 @_common
 def transitions(
+    run: _Run,
     n_sets: int,
     conditions: str,
-    scheduler: str | None,
-    steps: int | None,
     first_below: float,
     last_above: float,
     max_step: float,
     sets_per_grid: int,
-    model_path: str,
-    classifiers: tuple[str, ...],
-    tta: bool,
-    guidance: float | None,
-    seed: int,
-    batch_size: int,
-    device: str,
-    precision: str,
-    compile_net: bool,
-    out: str,
-    overwrite: bool,
-    no_progress: bool,
-    as_json: bool,
 ) -> None:
     """Generate transition sets: one noise per set, denoised at every condition.
 
@@ -169,28 +199,14 @@ def transitions(
 
     grid = parse_grid(conditions, what="--conditions")
     summary, result = run_transitions(
-        model_path,
-        out,
+        run.model_path,
+        run.out,
         grid,
         n_sets=n_sets,
-        classifiers=classifiers,
         selection={"first_below": first_below, "last_above": last_above, "max_step": max_step},
         sets_per_grid=sets_per_grid,
-        overwrite=overwrite,
-        scheduler=scheduler,
-        steps=steps,
-        guidance=guidance,
-        seed=seed,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        compile_net=compile_net,
-        progress=not no_progress,
-        tta=tta,
+        **run.settings(),
     )
-    if as_json:
-        echo_json(summary)
-        return
     line = f"{result.n_sets} sets x {len(grid)} conditions in {result.seconds:.1f} s"
     if "good_set_yield" in summary:
         sel = summary["selection"]
@@ -200,7 +216,7 @@ def transitions(
             f" first < {sel['first_below']:g}: {n['first_below']}, last > {sel['last_above']:g}:"
             f" {n['last_above']}, steps < {sel['max_step']:g}: {n['max_step']})"
         )
-    click.echo(f"{line}; wrote {out}")
+    run.report(summary, line)
 
 
 @generate.command("counterfactual")
@@ -266,30 +282,16 @@ def transitions(
 )
 @_common
 def counterfactual_cmd(
+    run: _Run,
     images: tuple[str, ...],
     more_images: tuple[str, ...],
     t_grid: str,
     mode: str,
     condition: float,
     source_condition: str,
-    scheduler: str | None,
-    steps: int | None,
     resembles: float,
     convincing: float,
     labels_images: str | None,
-    model_path: str,
-    classifiers: tuple[str, ...],
-    tta: bool,
-    guidance: float | None,
-    seed: int,
-    batch_size: int,
-    device: str,
-    precision: str,
-    compile_net: bool,
-    out: str,
-    overwrite: bool,
-    no_progress: bool,
-    as_json: bool,
 ) -> None:
     """Counterfactuals of real cells: noised to each t, denoised with the target condition.
 
@@ -310,34 +312,20 @@ def counterfactual_cmd(
     elif source_condition != "null":
         raise input_error(None, "--source-condition applies to --mode ddim-inversion only")
     summary, result = run_counterfactuals(
-        model_path,
+        run.model_path,
         cells,
-        out,
+        run.out,
         grid,
-        classifiers=classifiers,
         thresholds=(resembles, convincing),
-        overwrite=overwrite,
         condition=condition,
         mode=mode,
-        seed=seed,
-        scheduler=scheduler,
-        steps=steps,
-        guidance=guidance,
         source_condition=src,
-        batch_size=batch_size,
-        device=device,
-        precision=precision,
-        compile_net=compile_net,
-        progress=not no_progress,
-        tta=tta,
+        **run.settings(),
     )
-    if as_json:
-        echo_json(summary)
-        return
     line = f"{len(cells)} cells x {len(grid)} noise levels in {result.seconds:.1f} s"
-    if classifiers:
+    if run.classifiers:
         n = len(cells)
         line += (
             f"; resembles: {summary['n_resembles']}/{n}, convincing: {summary['n_convincing']}/{n}"
         )
-    click.echo(f"{line}; wrote {out}")
+    run.report(summary, line)
