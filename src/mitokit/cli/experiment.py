@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import Any
+
 import click
 
 from mitokit.cli.options import device_option, echo_json, json_option, out_option
@@ -42,6 +46,35 @@ _threads = click.option(
 _device = device_option
 
 
+def _study_options(func):
+    """--out, --seed, --quick and --scale: the options every study starts with."""
+    for option in (_scale, _quick, _seed, _out):
+        func = option(func)
+    return func
+
+
+def _slide_study_options(func):
+    """--slides, --slide-size, --threads and --device of the studies that can score held-out
+    slides; the command gets them as one dict ``settings`` of the study function's keywords."""
+
+    @functools.wraps(func)
+    def wrapper(*, slides, slide_size, threads, device, **kwargs: Any) -> Any:
+        settings = {"slides": slides, "slide_size": slide_size, "threads": threads}
+        return func(settings={**settings, "device": device}, **kwargs)
+
+    for option in (_device, _threads, _slide_size, _slides):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _study_settings(quick_settings: dict, quick: bool, epochs: int | None) -> dict:
+    """The study's small settings under --quick, with --epochs over them when given."""
+    extra = dict(quick_settings) if quick else {}
+    if epochs is not None:
+        extra["epochs"] = epochs
+    return extra
+
+
 def _say(text: str) -> None:
     click.echo(text, err=True)
 
@@ -57,10 +90,7 @@ def synthetic() -> None:
 
 
 @synthetic.command("reg-vs-regns")
-@_out
-@_seed
-@_quick
-@_scale
+@_study_options
 @_threads
 @_device
 @json_option
@@ -76,29 +106,11 @@ def reg_vs_regns(out, seed, quick, scale, threads, device, as_json) -> None:
 
     extra = dict(REG_QUICK) if quick else {}
     result = run(out, seed=seed, scale=scale, threads=threads, device=device, say=_say, **extra)
-    if as_json:
-        echo_json(result)
-        return
-    click.echo(
-        f"held-out sub-tiles: {result['data']['n_test_subtiles']} "
-        f"({result['data']['n_test_positive']} with s_t > 0)"
-    )
-    targets = result["equal_tpr"]["targets"]
-    click.echo(f"FPR at equal TPR: at Reg's TPR at 0.5 ({targets['reg@0.5']:.3f}) and fixed TPRs")
-    labels = {k: ("FPR@RegTPR" if k == "reg@0.5" else f"FPR@TPR{k}") for k in targets}
-    head = "  ".join(f"{labels[k]:>10}" for k in targets)
-    click.echo(f"{'method':<10} {'AUC':>6}  {'TPR@0.5':>7} {'FPR@0.5':>7}  {head}")
-    for name, m in result["methods"].items():
-        fprs = "  ".join(f"{_num(m['fpr_at_tpr'][k]):>10}" for k in targets)
-        click.echo(f"{name:<10} {_num(m['auc']):>6}  {m['tpr']:>7.3f} {m['fpr']:>7.3f}  {fprs}")
-    click.echo(f"written to {out} (result.json, sweep.csv, figures/)")
+    _report(result, out, as_json, _echo_reg_vs_regns)
 
 
 @synthetic.command("soft-vs-majority")
-@_out
-@_seed
-@_quick
-@_scale
+@_study_options
 @_threads
 @_device
 @json_option
@@ -113,29 +125,11 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
 
     extra = dict(SOFT_QUICK) if quick else {}
     result = run(out, seed=seed, scale=scale, threads=threads, device=device, say=_say, **extra)
-    if as_json:
-        echo_json(result)
-        return
-    click.echo(
-        f"held-out patches: {result['data']['n_test']} ({result['data']['n_test_positive']} "
-        "with m > 0.5)"
-    )
-    click.echo(
-        f"{'labels':<9} {'AUC':>6} {'bal.acc':>7} {'ECE truth':>9} {'ECE m':>7} {'ECE votes':>9}"
-    )
-    for name, m in result["methods"].items():
-        click.echo(
-            f"{name:<9} {_num(m['auc']):>6} {m['balanced_accuracy']:>7.3f} "
-            f"{m['ece_truth']:>9.3f} {m['ece_m']:>7.3f} {m['ece_votes']:>9.3f}"
-        )
-    click.echo(f"written to {out} (result.json, calibration.csv, figures/)")
+    _report(result, out, as_json, _echo_soft_vs_majority)
 
 
 @synthetic.command("wss-aggregations")
-@_out
-@_seed
-@_quick
-@_scale
+@_study_options
 @click.option(
     "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of every model."
 )
@@ -170,26 +164,10 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
     help="Map to points: one per thresholded component (the paper's), or one per local peak "
     "at least 4 um apart (neighbouring mitoses whose responses merge count twice).",
 )
-@_slides
-@_slide_size
-@_threads
-@_device
+@_slide_study_options
 @json_option
 def wss_aggregations(
-    out,
-    seed,
-    quick,
-    scale,
-    epochs,
-    offset,
-    tta,
-    aggregations,
-    points,
-    slides,
-    slide_size,
-    threads,
-    device,
-    as_json,
+    out, seed, quick, scale, epochs, offset, tta, aggregations, points, settings, as_json
 ) -> None:
     """The weak localiser's aggregation ablation (second paper) on generated tiles.
 
@@ -199,9 +177,7 @@ def wss_aggregations(
     """
     from mitokit.experiments.wss_study import WSS_QUICK, aggregation_ablation
 
-    extra = dict(WSS_QUICK) if quick else {}
-    if epochs is not None:
-        extra["epochs"] = epochs
+    extra = _study_settings(WSS_QUICK, quick, epochs)
     if aggregations:
         extra["aggregations"] = list(aggregations)
     result = aggregation_ablation(
@@ -211,16 +187,79 @@ def wss_aggregations(
         offset=offset,
         tta=tta,
         points=points,
-        slides=slides,
-        slide_size=slide_size,
-        threads=threads,
-        device=device,
         progress=_say,
+        **settings,
         **extra,
     )
+    _report(result, out, as_json, _echo_wss_aggregations)
+
+
+@synthetic.command("det-variants")
+@_study_options
+@click.option(
+    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 4)."
+)
+@_slide_study_options
+@json_option
+def det_variants(out, seed, quick, scale, epochs, settings, as_json) -> None:
+    """Faster R-CNN with and without negative sampling and agreement-weighted loss.
+
+    Trains Det, Det-NS, Det-WL and Det-NS-WL on synthetic tiles labelled with crowd boxes and
+    their agreement, and scores each on held-out tiles: point precision, recall and F1 at
+    7.5 um (threshold chosen on validation) and the best F1 over thresholds.
+    """
+    from mitokit.experiments.detection_study import DET_QUICK
+    from mitokit.experiments.detection_study import det_variants as run
+
+    extra = _study_settings(DET_QUICK, quick, epochs)
+    result = run(out, seed=seed, scale=scale, progress=_say, **settings, **extra)
+    _report(result, out, as_json, _echo_det_variants)
+
+
+def _report(result: dict, out: str, as_json: bool, echo_table: Callable[[dict, str], None]):
+    """Print a study's result: as JSON, or as its table and where the files went."""
     if as_json:
         echo_json(result)
-        return
+    else:
+        echo_table(result, out)
+
+
+def _echo_reg_vs_regns(result: dict, out: str) -> None:
+    """Reg, Reg-NS and BC: AUC, TPR / FPR at 0.5 and FPR at equal TPR."""
+    click.echo(
+        f"held-out sub-tiles: {result['data']['n_test_subtiles']} "
+        f"({result['data']['n_test_positive']} with s_t > 0)"
+    )
+    targets = result["equal_tpr"]["targets"]
+    click.echo(f"FPR at equal TPR: at Reg's TPR at 0.5 ({targets['reg@0.5']:.3f}) and fixed TPRs")
+    labels = {k: ("FPR@RegTPR" if k == "reg@0.5" else f"FPR@TPR{k}") for k in targets}
+    head = "  ".join(f"{labels[k]:>10}" for k in targets)
+    click.echo(f"{'method':<10} {'AUC':>6}  {'TPR@0.5':>7} {'FPR@0.5':>7}  {head}")
+    for name, m in result["methods"].items():
+        fprs = "  ".join(f"{_num(m['fpr_at_tpr'][k]):>10}" for k in targets)
+        click.echo(f"{name:<10} {_num(m['auc']):>6}  {m['tpr']:>7.3f} {m['fpr']:>7.3f}  {fprs}")
+    click.echo(f"written to {out} (result.json, sweep.csv, figures/)")
+
+
+def _echo_soft_vs_majority(result: dict, out: str) -> None:
+    """Soft vs majority labels: AUC, balanced accuracy and calibration."""
+    click.echo(
+        f"held-out patches: {result['data']['n_test']} ({result['data']['n_test_positive']} "
+        "with m > 0.5)"
+    )
+    click.echo(
+        f"{'labels':<9} {'AUC':>6} {'bal.acc':>7} {'ECE truth':>9} {'ECE m':>7} {'ECE votes':>9}"
+    )
+    for name, m in result["methods"].items():
+        click.echo(
+            f"{name:<9} {_num(m['auc']):>6} {m['balanced_accuracy']:>7.3f} "
+            f"{m['ece_truth']:>9.3f} {m['ece_m']:>7.3f} {m['ece_votes']:>9.3f}"
+        )
+    click.echo(f"written to {out} (result.json, calibration.csv, figures/)")
+
+
+def _echo_wss_aggregations(result: dict, out: str) -> None:
+    """One row per aggregation: image AUC, threshold and point scores."""
     data = result["data"]
     click.echo(
         f"held-out tiles: {data['n_test_tiles']} ({data['n_test_positive']} positive, "
@@ -240,48 +279,8 @@ def wss_aggregations(
     click.echo(f"written to {out} (result.json, table.csv)")
 
 
-@synthetic.command("det-variants")
-@_out
-@_seed
-@_quick
-@_scale
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 4)."
-)
-@_slides
-@_slide_size
-@_threads
-@_device
-@json_option
-def det_variants(
-    out, seed, quick, scale, epochs, slides, slide_size, threads, device, as_json
-) -> None:
-    """Faster R-CNN with and without negative sampling and agreement-weighted loss.
-
-    Trains Det, Det-NS, Det-WL and Det-NS-WL on synthetic tiles labelled with crowd boxes and
-    their agreement, and scores each on held-out tiles: point precision, recall and F1 at
-    7.5 um (threshold chosen on validation) and the best F1 over thresholds.
-    """
-    from mitokit.experiments.detection_study import DET_QUICK
-    from mitokit.experiments.detection_study import det_variants as run
-
-    extra = dict(DET_QUICK) if quick else {}
-    if epochs is not None:
-        extra["epochs"] = epochs
-    result = run(
-        out,
-        seed=seed,
-        scale=scale,
-        slides=slides,
-        slide_size=slide_size,
-        threads=threads,
-        device=device,
-        progress=_say,
-        **extra,
-    )
-    if as_json:
-        echo_json(result)
-        return
+def _echo_det_variants(result: dict, out: str) -> None:
+    """One row per detector variant: point scores and training speed."""
     click.echo(
         f"held-out mitoses: {result['data']['n_test_truth']} (consensus); chance F1 "
         f"{result['chance_f1']:.3f}"
