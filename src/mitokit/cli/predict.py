@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 
 import click
@@ -54,9 +55,26 @@ def predict() -> None:
     """Score patches or the sub-tiles of images with trained models."""
 
 
-@predict.command("patches")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@_model_options
+def _scoring_command(name: str, columns: list[str]):
+    """A ``predict`` sub-command: INPUT..., the model options and the rows' output (CSV or
+    JSON). The decorated function gets INPUT, the models, its own options and ``scoring``
+    (--tta and --batch-size, keywords of the engine), and returns the engine's (rows, meta);
+    the rows are written as ``columns``."""
+
+    def decorate(func):
+        @functools.wraps(func)
+        def command(*, tta: bool, batch_size: int, out_path: str | None, as_json: bool, **kwargs):
+            rows, meta = func(scoring={"tta": tta, "batch_size": batch_size}, **kwargs)
+            _emit(rows, columns, out_path, as_json, meta)
+
+        command = _model_options(command)
+        command = click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")(command)
+        return predict.command(name)(command)
+
+    return decorate
+
+
+@_scoring_command("patches", ["image", "id", "score"])
 @click.option(
     "--images",
     type=click.Path(file_okay=False),
@@ -72,13 +90,10 @@ def predict() -> None:
 def patches(
     inputs: tuple[str, ...],
     models: tuple[str, ...],
-    tta: bool,
-    batch_size: int,
-    out_path: str | None,
-    as_json: bool,
+    scoring: dict,
     images: str | None,
     crop: int | None,
-) -> None:
+) -> tuple[list[dict], dict]:
     """Score cell patches with a patch classifier (or the mean of several).
 
     INPUT is an image file, a folder (its PNG, JPEG and TIFF files; for a folder of class
@@ -89,15 +104,10 @@ def patches(
     """
     from mitokit.engines.predict import predict_patch_files
 
-    rows, meta = predict_patch_files(
-        inputs, models, images=images, crop=crop, tta=tta, batch_size=batch_size
-    )
-    _emit(rows, ["image", "id", "score"], out_path, as_json, meta)
+    return predict_patch_files(inputs, models, images=images, crop=crop, **scoring)
 
 
-@predict.command("tiles")
-@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
-@_model_options
+@_scoring_command("tiles", ["image", "x1", "y1", "x2", "y2", "score"])
 @click.option(
     "--tile-size",
     type=click.IntRange(min=16),
@@ -113,13 +123,10 @@ def patches(
 def tiles(
     inputs: tuple[str, ...],
     models: tuple[str, ...],
-    tta: bool,
-    batch_size: int,
-    out_path: str | None,
-    as_json: bool,
+    scoring: dict,
     tile_size: int | None,
     stride: int | None,
-) -> None:
+) -> tuple[list[dict], dict]:
     """Score the sub-tiles of images with a tile classifier (BC) or regressor (Reg, Reg-NS).
 
     INPUT is an image file or a folder of them. Each image is covered exactly by full sub-tiles
@@ -129,7 +136,4 @@ def tiles(
     """
     from mitokit.engines.predict import predict_tile_files
 
-    rows, meta = predict_tile_files(
-        inputs, models, tile_size=tile_size, stride=stride, tta=tta, batch_size=batch_size
-    )
-    _emit(rows, ["image", "x1", "y1", "x2", "y2", "score"], out_path, as_json, meta)
+    return predict_tile_files(inputs, models, tile_size=tile_size, stride=stride, **scoring)
