@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import click
 
 from mitokit.cli.options import echo_json, out_option, overwrite_option
@@ -27,8 +29,21 @@ _repeats = click.option(
 
 
 def _panel_options(fn):
-    """The pathologist-panel options shared by every synth command."""
-    return _raters(_noise(_repeats(fn)))
+    """The pathologist-panel options shared by every synth command; the command gets the
+    panel they describe as ``panel``."""
+
+    @functools.wraps(fn)
+    def command(*args, raters: int, rater_noise: float, repeat_fraction: float, **kwargs):
+        return fn(*args, panel=_panel(raters, rater_noise, repeat_fraction), **kwargs)
+
+    return _raters(_noise(_repeats(command)))
+
+
+def _checked(n: int, size: int, *, low: int) -> tuple[int, int]:
+    """--n and --size, checked (a side from ``low`` to the largest tile side)."""
+    from mitokit.data.synthetic.limits import MAX_TILE_SIDE, check_count, check_side
+
+    return check_count(n, name="--n"), check_side(size, name="--size", low=low, high=MAX_TILE_SIDE)
 
 
 def _panel(raters: int, noise: float, repeat_fraction: float):
@@ -60,16 +75,14 @@ def synth() -> None:
 @_seed
 @_panel_options
 @_overwrite
-def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
+def patches(out, n, size, seed, panel, overwrite) -> None:
     """Cell-centred patches with per-rater votes (labels.csv) and manifest.json."""
     from mitokit.data.synthetic.export import write_patch_dataset
     from mitokit.data.synthetic.generate import generate_patches
-    from mitokit.data.synthetic.limits import MAX_TILE_SIDE, check_count, check_patches, check_side
+    from mitokit.data.synthetic.limits import check_patches
     from mitokit.io.atomic import atomic_dir
 
-    panel = _panel(raters, rater_noise, repeat_fraction)
-    n = check_count(n, name="--n")
-    size = check_side(size, name="--size", low=8, high=MAX_TILE_SIDE)
+    n, size = _checked(n, size, low=8)
     check_patches(n, size)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         batch = generate_patches(n, seed=seed, size=size)
@@ -93,16 +106,14 @@ def patches(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite)
 @_seed
 @_panel_options
 @_overwrite
-def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -> None:
+def tiles(out, n, size, seed, panel, overwrite) -> None:
     """Tiles with pathologist votes, consensus, centroids, crowd boxes and image labels."""
     from mitokit.data.synthetic.export import write_tile_dataset
     from mitokit.data.synthetic.generate import generate_tiles
-    from mitokit.data.synthetic.limits import MAX_TILE_SIDE, check_count, check_side, check_tiles
+    from mitokit.data.synthetic.limits import check_tiles
     from mitokit.io.atomic import atomic_dir
 
-    panel = _panel(raters, rater_noise, repeat_fraction)
-    n = check_count(n, name="--n")
-    size = check_side(size, name="--size", low=64, high=MAX_TILE_SIDE)
+    n, size = _checked(n, size, low=64)
     check_tiles(n, size, out)
     with atomic_dir(out, overwrite=overwrite) as tmp, _bar(n, "rendering tiles") as bar:
         write_tile_dataset(
@@ -135,9 +146,7 @@ def tiles(out, n, size, seed, raters, rater_noise, repeat_fraction, overwrite) -
 )
 @_overwrite
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
-def slide(
-    out, width, height, mpp, seed, raters, rater_noise, repeat_fraction, labels, overwrite, as_json
-) -> None:
+def slide(out, width, height, mpp, seed, panel, labels, overwrite, as_json) -> None:
     """A pyramidal tiled TIFF whole slide with mpp, written tile by tile, and its labels."""
     from pathlib import Path
 
@@ -147,7 +156,6 @@ def slide(
     from mitokit.data.synthetic.scene import SceneParams
     from mitokit.io.atomic import atomic_dir
 
-    panel = _panel(raters, rater_noise, repeat_fraction)
     width = check_side(width, name="--width", low=256, high=MAX_SLIDE_SIDE)
     height = check_side(height, name="--height", low=256, high=MAX_SLIDE_SIDE)
     params = SceneParams(mpp=mpp)
