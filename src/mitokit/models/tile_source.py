@@ -16,13 +16,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from mitokit.errors import MitokitError, input_error
 from mitokit.io.annotations import AnnotationSet, read_annotations
-from mitokit.models._common import WorkerDraws
+from mitokit.models._common import WorkerDraws, check_fraction, check_int, merge_section
 from mitokit.types import MITOSIS
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
@@ -235,15 +235,174 @@ def split_images(
     return train, val
 
 
+@dataclass(frozen=True)
+class EventTileSettings:
+    """The checked numbers of a ``data`` section that tiles and splits images (see
+    :func:`event_tile_settings`).
+
+    Attributes:
+        tile_size: Tile side, pixels.
+        stride: Tile step, pixels.
+        ratio: Negative tiles drawn per positive draw.
+        split_seed: Seed of the validation split.
+        n_max: Keep at most this many images (all when None).
+        epoch_length: Draws per epoch (None: events x (1 + ratio)).
+        val_fraction: Share of the images kept for validation.
+    """
+
+    tile_size: int
+    stride: int
+    ratio: int
+    split_seed: int
+    n_max: int | None
+    epoch_length: int | None
+    val_fraction: float
+
+
+def event_tile_section(
+    defaults: Mapping[str, Any], given: Mapping[str, Any] | None, *, task: str, labels: str
+) -> dict[str, Any]:
+    """The ``data`` section ``given`` over ``defaults``; ``labels`` is required (the message
+    says what they are, e.g. ``box labels with agreement``).
+
+    Raises:
+        MitokitError: An unknown key, or no ``labels``.
+    """
+    cfg = merge_section(defaults, given, section="data", task=task)
+    if cfg["labels"] is None:
+        raise MitokitError(f"data.labels is required ({labels})")
+    return cfg
+
+
+def event_tile_settings(cfg: Mapping[str, Any]) -> EventTileSettings:
+    """``tile_size``, ``stride``, ``negative_ratio``, ``split_seed``, ``n_max``,
+    ``epoch_length`` and ``val_fraction`` of a merged ``data`` section, checked in that order.
+
+    Raises:
+        MitokitError: The first bad setting.
+    """
+    return EventTileSettings(
+        tile_size=check_int(cfg["tile_size"], "data.tile_size", minimum=16),
+        stride=check_int(cfg["stride"], "data.stride", minimum=1),
+        ratio=check_int(cfg["negative_ratio"], "data.negative_ratio", minimum=0),
+        split_seed=check_int(cfg["split_seed"], "data.split_seed", minimum=0),
+        n_max=check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True),
+        epoch_length=check_int(
+            cfg["epoch_length"], "data.epoch_length", minimum=1, allow_none=True
+        ),
+        val_fraction=check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9),
+    )
+
+
+class EventTileSplit(NamedTuple):
+    """A tile source split by image: training tiles drawn events-first, validation tiles.
+
+    Attributes:
+        source: The images and their labels.
+        train_ids: The training images.
+        val_ids: The validation images.
+        opener: Reads an image by id (shared by both sets).
+        common: The :class:`~mitokit.data.datasets.TileDataset` settings of both sets.
+        train_base: The training tiles (a ``TileDataset``, colour-jittered when ``augment``).
+        sampler: Their :class:`~mitokit.data.sampling.EventTileSampler`.
+        draws: The per-worker random draws of the training augmentation.
+        val_tiles: Every tile of the validation images (level-0 boxes).
+    """
+
+    source: TileSource
+    train_ids: list[str]
+    val_ids: list[str]
+    opener: _ImageOpener
+    common: dict[str, Any]
+    train_base: Any
+    sampler: Any
+    draws: WorkerDraws
+    val_tiles: list
+
+    def summary(self, settings: EventTileSettings) -> dict[str, Any]:
+        """What a task's ``TaskData.info`` reports of the split (labels, images, tile counts)."""
+        return {
+            "labels": str(self.source.labels),
+            "negative_ratio": settings.ratio,
+            "tile_size": settings.tile_size,
+            "stride": settings.stride,
+            "train_images": self.train_ids,
+            "val_images": self.val_ids,
+            "n_train_tiles": len(self.train_base.tiles),
+            "n_val_tiles": len(self.val_tiles),
+            "n_events": int(self.sampler.n_events),
+            "n_negative_tiles": int(len(self.sampler.negative_tiles)),
+            "epoch_length": int(self.sampler.epoch_length),
+        }
+
+
+def split_event_tiles(
+    cfg: Mapping[str, Any],
+    settings: EventTileSettings,
+    *,
+    point_box_size: float,
+    seed: int,
+    **tile_settings: Any,
+) -> EventTileSplit:
+    """Read the labels and images of a ``data`` section, split them by image and cut tiles.
+
+    ``settings`` are the checked numbers (:func:`event_tile_settings`). The first ``n_max``
+    images (all when None) are split into training and validation images
+    (:func:`~mitokit.models.tile_source.split_images`); the training tiles are drawn
+    events-first with ``ratio`` negative tiles per positive draw
+    (:func:`~mitokit.models.tile_source.event_tile_training_set`). ``cfg`` gives ``labels``,
+    ``images``, ``val_images``, ``default_agreement`` and the augmentation keys;
+    ``tile_settings`` are further ``TileDataset`` settings (e.g. ``min_box_fraction``).
+
+    Raises:
+        MitokitError: Missing labels or images, no tile in the training images, or no event
+            (or, with negatives asked for, no negative tile) among the training tiles.
+    """
+    s = settings
+    source = read_tile_source(cfg["labels"], images=cfg["images"])
+    ids = source.image_ids[: s.n_max] if s.n_max else source.image_ids
+    train_ids, val_ids = split_images(
+        ids, val_fraction=s.val_fraction, val_images=cfg["val_images"], seed=s.split_seed
+    )
+    opener = _ImageOpener(source.paths)
+    common = {
+        "point_box_size": point_box_size,
+        "label": MITOSIS,
+        "default_agreement": float(cfg["default_agreement"]),
+        **tile_settings,
+    }
+    train_base, sampler, draws = event_tile_training_set(
+        source,
+        train_ids,
+        opener,
+        common,
+        tile_size=s.tile_size,
+        stride=s.stride,
+        cfg=cfg,
+        ratio=s.ratio,
+        epoch_length=s.epoch_length,
+        seed=seed,
+    )
+    val_tiles = grid_tiles(source, val_ids, tile_size=s.tile_size, stride=s.stride)
+    return EventTileSplit(
+        source, train_ids, val_ids, opener, common, train_base, sampler, draws, val_tiles
+    )
+
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "TILES_FOLDER_LABELS",
+    "EventTileSettings",
+    "EventTileSplit",
     "TileSource",
+    "event_tile_section",
+    "event_tile_settings",
     "event_tile_training_set",
     "grid_tiles",
     "image_files",
     "image_size",
     "read_tile_source",
     "resolve_labels",
+    "split_event_tiles",
     "split_images",
 ]

@@ -51,21 +51,12 @@ from mitokit.engines.task import TaskData, register_task
 from mitokit.errors import MitokitError
 from mitokit.models._common import (
     binary_metrics,
-    check_fraction,
-    check_int,
     collect_outputs,
     merge_section,
 )
 from mitokit.models.classifier.data import TileScoreDataset
 from mitokit.models.classifier.model import build_scorer
-from mitokit.models.tile_source import (
-    _ImageOpener,
-    event_tile_training_set,
-    grid_tiles,
-    read_tile_source,
-    split_images,
-)
-from mitokit.types import MITOSIS
+from mitokit.models.tile_source import event_tile_section, event_tile_settings, split_event_tiles
 
 TILE_CLASSIFIER = "tile_classifier"
 TILE_REGRESSOR = "tile_regressor"
@@ -100,68 +91,23 @@ class _TileTask:
         """
         from mitokit.data.datasets import TileDataset
 
-        cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
-        if cfg["labels"] is None:
-            raise MitokitError("data.labels is required (box labels with agreement)")
-        tile_size = check_int(cfg["tile_size"], "data.tile_size", minimum=16)
-        stride = check_int(cfg["stride"], "data.stride", minimum=1)
-        ratio = check_int(cfg["negative_ratio"], "data.negative_ratio", minimum=0)
-        if self.target == "tile_label" and ratio == 0:
+        cfg = event_tile_section(
+            self.data_defaults, data_cfg, task=self.name, labels="box labels with agreement"
+        )
+        s = event_tile_settings(cfg)
+        if self.target == "tile_label" and s.ratio == 0:
             raise MitokitError(f"task {self.name!r} needs data.negative_ratio >= 1 (BC uses 1)")
-        split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
-        n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
-        epoch_length = check_int(
-            cfg["epoch_length"], "data.epoch_length", minimum=1, allow_none=True
-        )
-        val_fraction = check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9)
-        point_box = float(cfg["point_box_size"])
-
-        source = read_tile_source(cfg["labels"], images=cfg["images"])
-        ids = source.image_ids[:n_max] if n_max else source.image_ids
-        train_ids, val_ids = split_images(
-            ids, val_fraction=val_fraction, val_images=cfg["val_images"], seed=split_seed
-        )
-        opener = _ImageOpener(source.paths)
-        common = {
-            "point_box_size": point_box,
-            "label": MITOSIS,
-            "default_agreement": float(cfg["default_agreement"]),
-        }
-        train_base, sampler, draws = event_tile_training_set(
-            source,
-            train_ids,
-            opener,
-            common,
-            tile_size=tile_size,
-            stride=stride,
-            cfg=cfg,
-            ratio=ratio,
-            epoch_length=epoch_length,
-            seed=seed,
-        )
+        split = split_event_tiles(cfg, s, point_box_size=float(cfg["point_box_size"]), seed=seed)
         train = TileScoreDataset(
-            train_base, target=self.target, flips=bool(cfg["augment"]), draws=draws
+            split.train_base, target=self.target, flips=bool(cfg["augment"]), draws=split.draws
         )
         val = None
-        val_tiles = grid_tiles(source, val_ids, tile_size=tile_size, stride=stride)
-        if val_tiles:
-            val = TileScoreDataset(
-                TileDataset(val_tiles, opener, source.annotations, **common), target=self.target
+        if split.val_tiles:
+            tiles = TileDataset(
+                split.val_tiles, split.opener, split.source.annotations, **split.common
             )
-        info = {
-            "labels": str(source.labels),
-            "negative_ratio": ratio,
-            "tile_size": tile_size,
-            "stride": stride,
-            "train_images": train_ids,
-            "val_images": val_ids,
-            "n_train_tiles": len(train_base.tiles),
-            "n_val_tiles": len(val_tiles),
-            "n_events": int(sampler.n_events),
-            "n_negative_tiles": int(len(sampler.negative_tiles)),
-            "epoch_length": int(sampler.epoch_length),
-        }
-        return TaskData(train=train, val=val, train_sampler=sampler, info=info)
+            val = TileScoreDataset(tiles, target=self.target)
+        return TaskData(train=train, val=val, train_sampler=split.sampler, info=split.summary(s))
 
     def _loss_of(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if self.output == "logit":

@@ -9,7 +9,7 @@ truth of the validation F1; batches are put together by
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,14 +17,10 @@ from torch.utils.data import Dataset
 
 from mitokit.io.annotations import AnnotationSet
 from mitokit.models._common import WorkerDraws, apply_dihedral, dihedral_boxes, draw_dihedral
-from mitokit.models.tile_source import (
-    TileSource,
-    _ImageOpener,
-    event_tile_training_set,
-    grid_tiles,
-    read_tile_source,
-    split_images,
-)
+
+# Re-exported: the split moved to tile_source (shared with the tile models).
+from mitokit.models.tile_source import EventTileSplit as EventTileSplit
+from mitokit.models.tile_source import split_event_tiles as split_event_tiles
 from mitokit.types import MITOSIS
 
 
@@ -125,86 +121,3 @@ def _targets_to(targets: Sequence[Mapping[str, Any]], device: torch.device) -> l
             }
         )
     return out
-
-
-class EventTileSplit(NamedTuple):
-    """A tile source split by image: training tiles drawn events-first, validation tiles.
-
-    Attributes:
-        source: The images and their labels.
-        train_ids: The training images.
-        val_ids: The validation images.
-        opener: Reads an image by id (shared by both sets).
-        common: The :class:`~mitokit.data.datasets.TileDataset` settings of both sets.
-        train_base: The training tiles (a ``TileDataset``, colour-jittered when ``augment``).
-        sampler: Their :class:`~mitokit.data.sampling.EventTileSampler`.
-        draws: The per-worker random draws of the training augmentation.
-        val_tiles: Every tile of the validation images (level-0 boxes).
-    """
-
-    source: TileSource
-    train_ids: list[str]
-    val_ids: list[str]
-    opener: _ImageOpener
-    common: dict[str, Any]
-    train_base: Any
-    sampler: Any
-    draws: WorkerDraws
-    val_tiles: list
-
-
-def split_event_tiles(
-    cfg: Mapping[str, Any],
-    *,
-    tile_size: int,
-    stride: int,
-    ratio: int,
-    split_seed: int,
-    n_max: int | None,
-    epoch_length: int | None,
-    val_fraction: float,
-    point_box_size: float,
-    seed: int,
-    **tile_settings: Any,
-) -> EventTileSplit:
-    """Read the labels and images of a ``data`` section, split them by image and cut tiles.
-
-    The first ``n_max`` images (all when None) are split into training and validation images
-    (:func:`~mitokit.models.tile_source.split_images`); the training tiles are drawn
-    events-first with ``ratio`` negative tiles per positive draw
-    (:func:`~mitokit.models.tile_source.event_tile_training_set`). ``cfg`` gives ``labels``,
-    ``images``, ``val_images``, ``default_agreement`` and the augmentation keys;
-    ``tile_settings`` are further ``TileDataset`` settings (e.g. ``min_box_fraction``).
-
-    Raises:
-        MitokitError: Missing labels or images, no tile in the training images, or no event
-            (or, with negatives asked for, no negative tile) among the training tiles.
-    """
-    source = read_tile_source(cfg["labels"], images=cfg["images"])
-    ids = source.image_ids[:n_max] if n_max else source.image_ids
-    train_ids, val_ids = split_images(
-        ids, val_fraction=val_fraction, val_images=cfg["val_images"], seed=split_seed
-    )
-    opener = _ImageOpener(source.paths)
-    common = {
-        "point_box_size": point_box_size,
-        "label": MITOSIS,
-        "default_agreement": float(cfg["default_agreement"]),
-        **tile_settings,
-    }
-    train_base, sampler, draws = event_tile_training_set(
-        source,
-        train_ids,
-        opener,
-        common,
-        tile_size=tile_size,
-        stride=stride,
-        cfg=cfg,
-        ratio=ratio,
-        epoch_length=epoch_length,
-        seed=seed,
-    )
-    val_tiles = grid_tiles(source, val_ids, tile_size=tile_size, stride=stride)
-    return EventTileSplit(
-        source, train_ids, val_ids, opener, common, train_base, sampler, draws, val_tiles
-    )

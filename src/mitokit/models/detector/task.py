@@ -6,10 +6,11 @@ Importing this module registers :class:`DetectorTask` with the engine under ``DE
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,17 +19,18 @@ from torch import nn
 from mitokit.engines.task import TaskData, register_task
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import read_annotations
-from mitokit.models._common import check_fraction, check_int, merge_section
-from mitokit.models.detector.data import (
-    DetectionTileDataset,
-    EventTileSplit,
-    _targets_to,
-    split_event_tiles,
-    truth_centres,
-)
+from mitokit.models._common import check_fraction, merge_section
+from mitokit.models.detector.data import DetectionTileDataset, _targets_to, truth_centres
 from mitokit.models.detector.model import LOSS_KEYS, build_detector
 from mitokit.models.detector.postprocess import detect, point_scores
-from mitokit.models.tile_source import resolve_labels
+from mitokit.models.tile_source import (
+    EventTileSettings,
+    EventTileSplit,
+    event_tile_section,
+    event_tile_settings,
+    resolve_labels,
+    split_event_tiles,
+)
 
 DETECTOR = "detector"
 
@@ -83,51 +85,35 @@ class DetectorTask:
         return build_detector(**cfg)
 
     def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
-        """Tiles of the training images drawn events-first; every tile of the validation images.
+        """Training tiles with boxes, drawn events-first; every tile of the validation images,
+        with the truth centres of the validation F1.
 
         Raises:
-            MitokitError: Missing labels or images, bad settings, or no event (or, with
-                negatives asked for, no negative tile) among the training tiles.
+            MitokitError: Missing labels, validation labels or images, bad settings, or no
+                event (or, with negatives asked for, no negative tile) among the training tiles.
         """
         from mitokit.data.datasets import collate_detection
 
-        cfg = merge_section(self.data_defaults, data_cfg, section="data", task=self.name)
-        if cfg["labels"] is None:
-            raise MitokitError("data.labels is required (boxes or points, optionally agreement)")
+        cfg = event_tile_section(
+            self.data_defaults,
+            data_cfg,
+            task=self.name,
+            labels="boxes or points, optionally agreement",
+        )
         s = _data_settings(cfg)
         split = split_event_tiles(
-            cfg,
-            tile_size=s.tile_size,
-            stride=s.stride,
-            ratio=s.ratio,
-            split_seed=s.split_seed,
-            n_max=s.n_max,
-            epoch_length=s.epoch_length,
-            val_fraction=s.val_fraction,
-            point_box_size=s.point_box,
-            seed=seed,
-            min_box_fraction=s.min_fraction,
+            cfg, s, point_box_size=s.point_box, seed=seed, min_box_fraction=s.min_fraction
         )
         train = DetectionTileDataset(
             split.train_base, flips=bool(cfg["augment"]), draws=split.draws
         )
         val, truth_source = _validation_set(cfg, split, s)
         info = {
-            "labels": str(split.source.labels),
+            **split.summary(s),
             "val_truth": str(truth_source),
-            "negative_ratio": s.ratio,
-            "tile_size": s.tile_size,
-            "stride": s.stride,
             "mpp": s.mpp,
             "point_box_px": s.point_box,
             "match_radius_px": s.radius,
-            "train_images": split.train_ids,
-            "val_images": split.val_ids,
-            "n_train_tiles": len(split.train_base.tiles),
-            "n_val_tiles": len(split.val_tiles),
-            "n_events": int(split.sampler.n_events),
-            "n_negative_tiles": int(len(split.sampler.negative_tiles)),
-            "epoch_length": int(split.sampler.epoch_length),
         }
         return TaskData(
             train=train, val=val, train_sampler=split.sampler, collate=collate_detection, info=info
@@ -180,16 +166,10 @@ class DetectorTask:
         return out
 
 
-class _DataSettings(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class _DataSettings(EventTileSettings):
     """The checked numbers of a ``data`` section (lengths in pixels; see the package docstring)."""
 
-    tile_size: int
-    stride: int
-    ratio: int
-    split_seed: int
-    n_max: int | None
-    epoch_length: int | None
-    val_fraction: float
     mpp: float
     point_box: float
     radius: float
@@ -206,13 +186,7 @@ def _data_settings(cfg: Mapping[str, Any]) -> _DataSettings:
     """
     from mitokit.metrics.detection import radius_to_px
 
-    tile_size = check_int(cfg["tile_size"], "data.tile_size", minimum=16)
-    stride = check_int(cfg["stride"], "data.stride", minimum=1)
-    ratio = check_int(cfg["negative_ratio"], "data.negative_ratio", minimum=0)
-    split_seed = check_int(cfg["split_seed"], "data.split_seed", minimum=0)
-    n_max = check_int(cfg["n_max"], "data.n_max", minimum=1, allow_none=True)
-    epoch_length = check_int(cfg["epoch_length"], "data.epoch_length", minimum=1, allow_none=True)
-    val_fraction = check_fraction(cfg["val_fraction"], "data.val_fraction", high=0.9)
+    tiles = event_tile_settings(cfg)
     mpp = _positive(cfg["mpp"], "data.mpp")
     point_box = _positive(cfg["point_box_um"], "data.point_box_um") / mpp
     radius = radius_to_px(_positive(cfg["match_radius_um"], "data.match_radius_um"), mpp=mpp)
@@ -220,13 +194,7 @@ def _data_settings(cfg: Mapping[str, Any]) -> _DataSettings:
     f1_threshold = check_fraction(cfg["f1_threshold"], "data.f1_threshold")
     min_agreement = check_fraction(cfg["val_min_agreement"], "data.val_min_agreement")
     return _DataSettings(
-        tile_size=tile_size,
-        stride=stride,
-        ratio=ratio,
-        split_seed=split_seed,
-        n_max=n_max,
-        epoch_length=epoch_length,
-        val_fraction=val_fraction,
+        **dataclasses.asdict(tiles),
         mpp=mpp,
         point_box=point_box,
         radius=radius,
