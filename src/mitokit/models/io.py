@@ -4,30 +4,5 @@ Kept so existing imports work; new code imports :mod:`mitokit.models.checkpoint`
 avoids confusion with :mod:`mitokit.io` (slides and annotation files).
 """
 
-from mitokit.models.checkpoint import (
-    CONFIG,
-    FORMAT,
-    VERSION,
-    WEIGHTS,
-    expand_checkpoints,
-    load_model,
-    load_state,
-    load_weights,
-    model_folder,
-    read_model_config,
-    save_model,
-)
-
-__all__ = [
-    "CONFIG",
-    "FORMAT",
-    "VERSION",
-    "WEIGHTS",
-    "expand_checkpoints",
-    "load_model",
-    "load_state",
-    "load_weights",
-    "model_folder",
-    "read_model_config",
-    "save_model",
-]
+from mitokit.models.checkpoint import *  # noqa: F403
+from mitokit.models.checkpoint import __all__  # noqa: F401

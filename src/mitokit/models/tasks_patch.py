@@ -4,29 +4,9 @@ Kept so existing imports work: the task is in :mod:`mitokit.models.classifier.pa
 data (label tables, splits, transforms) in :mod:`mitokit.models.classifier.data`.
 """
 
-from mitokit.models.classifier.data import (
-    NEGATIVE_NAMES,
-    PatchTable,
-    PatchTransform,
-    center_crop,
-    fold_split,
-    patch_path,
-    read_patch_table,
-    read_split_ids,
-    split_pool,
-)
-from mitokit.models.classifier.patch_task import TASK, PatchClassifierTask
+from mitokit.models.classifier import data as _data
+from mitokit.models.classifier import patch_task as _patch_task
+from mitokit.models.classifier.data import *  # noqa: F403
+from mitokit.models.classifier.patch_task import *  # noqa: F403
 
-__all__ = [
-    "NEGATIVE_NAMES",
-    "TASK",
-    "PatchClassifierTask",
-    "PatchTable",
-    "PatchTransform",
-    "center_crop",
-    "fold_split",
-    "patch_path",
-    "read_patch_table",
-    "read_split_ids",
-    "split_pool",
-]
+__all__ = sorted({*_data.__all__, *_patch_task.__all__})

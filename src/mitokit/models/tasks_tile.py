@@ -6,42 +6,11 @@ their box labels (shared with the detector and the weak localiser) in
 :mod:`mitokit.models.tile_source`.
 """
 
-from mitokit.models.classifier.data import TileScoreDataset
-from mitokit.models.classifier.tile_task import (
-    TILE_CLASSIFIER,
-    TILE_REGRESSOR,
-    TileClassifierTask,
-    TileRegressorTask,
-)
-from mitokit.models.tile_source import (
-    IMAGE_SUFFIXES,
-    TILES_FOLDER_LABELS,
-    TileSource,
-    _ImageOpener,
-    event_tile_training_set,
-    grid_tiles,
-    image_files,
-    image_size,
-    read_tile_source,
-    resolve_labels,
-    split_images,
-)
+from mitokit.models import tile_source as _tile_source
+from mitokit.models.classifier import tile_task as _tile_task
+from mitokit.models.classifier.data import TileScoreDataset as TileScoreDataset
+from mitokit.models.classifier.tile_task import *  # noqa: F403
+from mitokit.models.tile_source import *  # noqa: F403
+from mitokit.models.tile_source import _ImageOpener as _ImageOpener
 
-__all__ = [
-    "IMAGE_SUFFIXES",
-    "TILES_FOLDER_LABELS",
-    "TILE_CLASSIFIER",
-    "TILE_REGRESSOR",
-    "TileClassifierTask",
-    "TileRegressorTask",
-    "TileScoreDataset",
-    "TileSource",
-    "_ImageOpener",
-    "event_tile_training_set",
-    "grid_tiles",
-    "image_files",
-    "image_size",
-    "read_tile_source",
-    "resolve_labels",
-    "split_images",
-]
+__all__ = sorted({"TileScoreDataset", "_ImageOpener", *_tile_task.__all__, *_tile_source.__all__})
