@@ -217,6 +217,40 @@ def _strip_prefix(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return state
 
 
+def describe_mismatch(
+    own: Mapping[str, torch.Tensor],
+    state: Mapping[str, torch.Tensor],
+    what: str,
+    *,
+    ignore_batch_counts: bool = False,
+) -> str | None:
+    """``None`` when ``state`` fits ``own``; otherwise the first problems, in words.
+
+    A key of ``own`` ending in ``num_batches_tracked`` may be missing from ``state``; with
+    ``ignore_batch_counts`` such a key of ``state`` may also be absent from ``own``. The message
+    reads ``weights do not fit <what>: ...``.
+    """
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [
+        k
+        for k in state
+        if k not in own and not (ignore_batch_counts and k.endswith("num_batches_tracked"))
+    ]
+    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys (first {missing[0]!r})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys (first {unexpected[0]!r})")
+    if wrong:
+        k = wrong[0]
+        parts.append(
+            f"{len(wrong)} keys of the wrong shape (first {k!r}: "
+            f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})"
+        )
+    return f"weights do not fit {what}: {'; '.join(parts)}" if parts else None
+
+
 def load_init_weights(model: ResNetScorer, path: str | os.PathLike) -> dict[str, Any]:
     """Load a local ResNet state dict into ``model`` as its initial weights.
 
@@ -243,22 +277,9 @@ def load_init_weights(model: ResNetScorer, path: str | os.PathLike) -> dict[str,
                 state[key] = state.pop(f"top:{key}")
     head = {k: state.pop(k) for k in _HEAD_KEYS if k in state}
     own = model.features.state_dict()
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing keys (first {missing[0]!r})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys (first {unexpected[0]!r})")
-        if wrong:
-            k = wrong[0]
-            parts.append(
-                f"{len(wrong)} keys of the wrong shape (first {k!r}: "
-                f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})"
-            )
-        raise input_error(path, f"weights do not fit a {model.arch} backbone: {'; '.join(parts)}")
+    problem = describe_mismatch(own, state, f"a {model.arch} backbone")
+    if problem:
+        raise input_error(path, problem)
     with torch.no_grad():
         model.features.load_state_dict(
             {k: v.to(own[k].dtype) for k, v in state.items()}, strict=False
@@ -279,6 +300,7 @@ __all__ = [
     "ARCHS",
     "ResNetScorer",
     "build_resnet",
+    "describe_mismatch",
     "load_init_weights",
     "read_state_dict",
 ]

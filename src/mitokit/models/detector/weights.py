@@ -5,7 +5,6 @@ Read without running code (:func:`~mitokit.models.backbones.read_state_dict`); n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -13,31 +12,10 @@ import torch
 from torch import nn
 
 from mitokit.errors import input_error
-from mitokit.models.backbones import read_state_dict
+from mitokit.models.backbones import describe_mismatch, read_state_dict
 
 if TYPE_CHECKING:
     from mitokit.models.detector.model import MitosisDetector
-
-
-def _describe_mismatch(
-    own: Mapping[str, torch.Tensor], state: Mapping[str, torch.Tensor], what: str
-) -> str | None:
-    """``None`` when ``state`` fits ``own``; otherwise the first problems, in words."""
-    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state if k not in own and not k.endswith("num_batches_tracked")]
-    wrong = [k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (first {missing[0]!r})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (first {unexpected[0]!r})")
-    if wrong:
-        k = wrong[0]
-        parts.append(
-            f"{len(wrong)} keys of the wrong shape (first {k!r}: "
-            f"{tuple(state[k].shape)} vs {tuple(own[k].shape)})"
-        )
-    return f"weights do not fit {what}: {'; '.join(parts)}" if parts else None
 
 
 def load_detector_weights(model: MitosisDetector, path: str | Path) -> dict[str, Any]:
@@ -73,7 +51,9 @@ def load_detector_weights(model: MitosisDetector, path: str | Path) -> dict[str,
         ]
         state = {k: v for k, v in state.items() if k not in skipped}
         own_check = {k: v for k, v in own.items() if k not in skipped}
-        problem = _describe_mismatch(own_check, state, f"a {model.arch} Faster R-CNN")
+        problem = describe_mismatch(
+            own_check, state, f"a {model.arch} Faster R-CNN", ignore_batch_counts=True
+        )
         target: nn.Module = model
         kind = "detector"
     else:
@@ -88,7 +68,9 @@ def load_detector_weights(model: MitosisDetector, path: str | Path) -> dict[str,
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         target = model.backbone.body
         own = target.state_dict()
-        problem = _describe_mismatch(own, state, f"a {model.arch} backbone")
+        problem = describe_mismatch(
+            own, state, f"a {model.arch} backbone", ignore_batch_counts=True
+        )
         kind = "backbone"
     if problem:
         raise input_error(path, problem)
