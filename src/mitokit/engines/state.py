@@ -244,16 +244,13 @@ def load_state(folder: str | os.PathLike) -> LoadedState:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from mitokit.models.checkpoint import read_json_document
+
     folder = Path(folder)
     path = folder / STATE_JSON
     if not path.is_file():
         raise input_error(folder, f"no training state here (no {STATE_JSON}); nothing to resume")
-    try:
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise input_error(path, f"unreadable training state: {exc}") from None
-    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
-        raise input_error(path, "not a mitokit training state")
+    doc = read_json_document(path, fmt=FORMAT, what="training state")
     if doc.get("version") != VERSION:
         raise input_error(path, f"training state version {doc.get('version')} is not supported")
     files = {}

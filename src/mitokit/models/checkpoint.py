@@ -68,18 +68,41 @@ def save_model(
     return folder
 
 
+def read_json_document(path: Path, *, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object in ``path`` whose ``format`` is ``fmt`` (model config, training state).
+
+    Raises:
+        MitokitError: An unreadable file (``unreadable <what>: ...``) or another document
+            (``not a mitokit <what>``), naming ``path``.
+    """
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise input_error(path, f"unreadable {what}: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != fmt:
+        raise input_error(path, f"not a mitokit {what}")
+    return doc
+
+
+def load_state_into(
+    model: torch.nn.Module, state: Mapping[str, torch.Tensor], *, source: str | os.PathLike
+) -> None:
+    """``model.load_state_dict(state)`` (strict); weights that do not fit are an error naming
+    ``source`` (the folder or file they came from) and the first problem."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise input_error(source, f"weights do not fit the model config: {first}") from None
+
+
 def read_model_config(folder: str | os.PathLike) -> dict[str, Any]:
     """The JSON config of a saved model; a clear error for anything else."""
     folder = Path(folder)
     path = folder / CONFIG if folder.is_dir() else folder
     if not path.is_file():
         raise input_error(folder, f"not a mitokit model folder (no {CONFIG})")
-    try:
-        cfg = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise input_error(path, f"unreadable model config: {exc}") from None
-    if not isinstance(cfg, dict) or cfg.get("format") != FORMAT:
-        raise input_error(path, "not a mitokit model config")
+    cfg = read_json_document(path, fmt=FORMAT, what="model config")
     if not isinstance(cfg.get("task"), str) or not isinstance(cfg.get("model"), dict):
         raise input_error(path, "model config lacks 'task' or 'model'")
     return cfg
@@ -190,12 +213,7 @@ def load_model(
                 f"is a {cfg['task']!r} model, expected {' or '.join(repr(a) for a in allowed)}",
             )
     model = get_task(cfg["task"]).build_model({**cfg["model"], "weights": None})
-    state = load_state(folder)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise input_error(folder, f"weights do not fit the model config: {first}") from None
+    load_state_into(model, load_state(folder), source=folder)
     model = model.to(map_location).eval()
     if fold_bn:
         from mitokit.models.inference import fold_batchnorm
@@ -212,8 +230,10 @@ __all__ = [
     "expand_checkpoints",
     "load_model",
     "load_state",
+    "load_state_into",
     "load_weights",
     "model_folder",
+    "read_json_document",
     "read_model_config",
     "save_model",
 ]

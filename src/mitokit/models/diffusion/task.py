@@ -73,15 +73,10 @@ class DiffusionTask:
         check_model_config(cfg)
         model = DiffusionModel(cfg)
         if cfg["weights"]:
-            from mitokit.models.checkpoint import load_weights
+            from mitokit.models.checkpoint import load_state_into, load_weights
 
             path = Path(cfg["weights"])
-            state = load_weights(path)
-            try:
-                model.load_state_dict(state)
-            except RuntimeError as exc:
-                first = str(exc).splitlines()[0]
-                raise input_error(path, f"weights do not fit the model config: {first}") from None
+            load_state_into(model, load_weights(path), source=path)
         return model
 
     def build_data(self, data_cfg: Mapping[str, Any], *, seed: int) -> TaskData:
