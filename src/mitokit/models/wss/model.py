@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections import OrderedDict
+from typing import Any
 
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -212,40 +213,20 @@ class WeakLocaliser(nn.Module):
         return self.peak_distance_um / float(mpp)
 
 
-def build_weak_localiser(
-    *,
-    aggregation: str = "max",
-    attention: str = "gated",
-    attention_dim: int = 128,
-    weights: str | None = None,
-    threshold: float = 0.5,
-    threshold_rule: str = "roc",
-    offset_rule: str = "rot180",
-    tta: str = "none",
-    points_rule: str = "components",
-    peak_distance_um: float = 4.0,
-) -> WeakLocaliser:
+def build_weak_localiser(*, weights: str | None = None, **settings: Any) -> WeakLocaliser:
     """A :class:`WeakLocaliser`, random or with its trunk from a local ResNet-18 file.
 
-    The file is checked and read by :func:`~mitokit.models.backbones.load_init_weights` into a
-    full ResNet-18, whose ``conv1`` ... ``layer3`` are then copied (``layer4`` and ``fc`` are not
-    used). Never downloaded.
+    ``settings`` are the keyword arguments of :class:`WeakLocaliser` (``aggregation``,
+    ``attention``, ``threshold`` ...), with its defaults. The weights file is checked and read
+    by :func:`~mitokit.models.backbones.load_init_weights` into a full ResNet-18, whose
+    ``conv1`` ... ``layer3`` are then copied (``layer4`` and ``fc`` are not used). Never
+    downloaded.
 
     Raises:
         MitokitError: Bad settings, or a weights file that is missing, unreadable or not a
             ResNet-18 (the message names the file).
     """
-    model = WeakLocaliser(
-        aggregation=aggregation,
-        attention=attention,
-        attention_dim=attention_dim,
-        threshold=threshold,
-        threshold_rule=threshold_rule,
-        offset_rule=offset_rule,
-        tta=tta,
-        points_rule=points_rule,
-        peak_distance_um=peak_distance_um,
-    )
+    model = WeakLocaliser(**settings)
     if weights is not None:
         from mitokit.models.backbones import build_resnet
 
