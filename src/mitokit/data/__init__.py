@@ -5,6 +5,7 @@ Every function takes a slide (an object with ``read_region`` and ``dimensions``,
 :class:`ArraySlide` wraps. Coordinates are level-0 pixels, x = column, boxes ``[x1, y1, x2, y2]``.
 """
 
+from mitokit._lazy import lazy_getattr
 from mitokit.data.arrays import ArraySlide, SlideLike, as_slide, read_rgb
 from mitokit.data.patches import extract_patches, patches_from_annotations
 from mitokit.data.stain import HEDJitter, MacenkoNormalizer, hed_jitter
@@ -23,15 +24,7 @@ _LAZY = {
     "negatives_at_ratio": "mitokit.data.sampling",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mitokit.data' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = [

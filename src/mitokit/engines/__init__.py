@@ -8,6 +8,8 @@ setting (``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``) into a :class:`torch.
 (:mod:`mitokit.engines.device`).
 """
 
+from mitokit._lazy import lazy_getattr
+
 # ``train`` is both a submodule and its main function: importing the function here binds the
 # package attribute to the function for good (a later ``import mitokit.engines.train`` does not
 # rebind it), so ``from mitokit.engines import train`` is always the function.
@@ -26,15 +28,7 @@ _LAZY = {
     "resolve_device": "mitokit.engines.device",
 }
 
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'mitokit.engines' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY, globals())
 
 
 __all__ = sorted([*_LAZY, "TrainResult", "train"])
