@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import math
 import numbers
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -177,3 +177,24 @@ def collect_outputs(
     if not outs:
         return None
     return torch.cat(outs), torch.cat(targets), torch.cat(labels)
+
+
+def scorer_figures(
+    collected: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None,
+    *,
+    loss_of: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    scores_of: Callable[[torch.Tensor], torch.Tensor],
+    soft: bool = False,
+) -> dict[str, float]:
+    """Mean loss, :func:`binary_metrics` at 0.5 and ``n`` of a one-output model's validation.
+
+    ``collected`` is what :func:`collect_outputs` returns (NaN figures when None); ``loss_of``
+    gives the loss of (outputs, targets), ``scores_of`` the scores of the outputs; with ``soft``
+    the targets are the soft labels of the calibration error.
+    """
+    if collected is None:
+        return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
+    z, t, y = collected
+    scores = scores_of(z).numpy().astype(np.float64)
+    figures = binary_metrics(y.numpy(), scores, soft=t.numpy() if soft else None, threshold=0.5)
+    return {"loss": float(loss_of(z, t)), **figures, "n": int(len(y))}

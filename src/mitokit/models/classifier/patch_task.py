@@ -56,7 +56,6 @@ before any training starts.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -66,7 +65,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from mitokit.engines.task import TaskData, register_task
 from mitokit.errors import MitokitError
-from mitokit.models._common import binary_metrics, check_int, collect_outputs, merge_section
+from mitokit.models._common import check_int, collect_outputs, merge_section, scorer_figures
 from mitokit.models.classifier.data import (
     PatchTable,
     PatchTransform,
@@ -234,13 +233,12 @@ class PatchClassifierTask:
     ) -> dict[str, float]:
         """Mean BCE, AUC, balanced accuracy at 0.5, ECE (against the soft or hard target)."""
         collected = collect_outputs(model, loader, device=device, label_key="label")
-        if collected is None:
-            return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
-        z, t, y = collected
-        loss = float(F.binary_cross_entropy_with_logits(z, t))
-        probs = torch.sigmoid(z).numpy().astype(np.float64)
-        figures = binary_metrics(y.numpy(), probs, soft=t.numpy(), threshold=0.5)
-        return {"loss": loss, **figures, "n": int(len(y))}
+        return scorer_figures(
+            collected,
+            loss_of=F.binary_cross_entropy_with_logits,
+            scores_of=torch.sigmoid,
+            soft=True,
+        )
 
 
 __all__ = ["PATCH_CLASSIFIER", "TASK", "PatchClassifierTask"]

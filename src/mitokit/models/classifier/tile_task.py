@@ -39,20 +39,18 @@ Data layout (``data`` section):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from mitokit.engines.task import TaskData, register_task
 from mitokit.errors import MitokitError
 from mitokit.models._common import (
-    binary_metrics,
     collect_outputs,
     merge_section,
+    scorer_figures,
 )
 from mitokit.models.classifier.data import TileScoreDataset
 from mitokit.models.classifier.model import build_scorer
@@ -132,14 +130,12 @@ class _TileTask:
     ) -> dict[str, float]:
         """Mean loss; tile AUC; TPR, FPR and balanced accuracy at 0.5; ECE of clipped scores."""
         collected = collect_outputs(model, loader, device=device, label_key="tile_label")
-        if collected is None:
-            return {"loss": math.nan, "auc": math.nan, "balanced_accuracy": math.nan}
-        z, t, y = collected
-        loss = float(self._loss_of(z, t))
-        scores = torch.sigmoid(z) if self.output == "logit" else z
-        figures = binary_metrics(y.numpy(), scores.numpy().astype(np.float64), threshold=0.5)
-        out = {"loss": loss, **figures, "n": int(len(y))}
-        if self.output == "value":
+        logit = self.output == "logit"
+        out = scorer_figures(
+            collected, loss_of=self._loss_of, scores_of=torch.sigmoid if logit else torch.clone
+        )
+        if collected is not None and not logit:
+            z, t, _ = collected
             out["mae"] = float((z - t).abs().mean())
         return out
 
