@@ -150,6 +150,34 @@ def make_annotation(path: PathLike, where: str, **fields: Any) -> Annotation:
         raise input_error(path, f"{where}: {err}") from None
 
 
+def shape_annotations(
+    path: PathLike,
+    where: str,
+    shapes: Sequence[tuple[Any, Any]],
+    *,
+    id: str,  # noqa: A002 - the Annotation field
+    extra: dict[str, Any],
+    **fields: Any,
+) -> list[Annotation]:
+    """One annotation per ``(point, box)`` of a multi-part object (a point set, a MultiPoint).
+
+    A single shape keeps ``id``; several are ``<id>_1``, ``<id>_2`` ... Each gets its own copy
+    of ``extra``.
+    """
+    return [
+        make_annotation(
+            path,
+            where,
+            id=id if len(shapes) == 1 else f"{id}_{n}",
+            point=point,
+            box=box,
+            extra=dict(extra),
+            **fields,
+        )
+        for n, (point, box) in enumerate(shapes, start=1)
+    ]
+
+
 def make_vote(rater: Any, value: Any, what: str, path: PathLike, *, text: bool = False) -> Vote:
     """A :class:`Vote` with a value checked to lie in [0, 1]."""
     v = number(value, f"{what} value", path, text=text)
@@ -305,6 +333,33 @@ def unique_names(names: Sequence[str], alternatives: Sequence[Sequence[str]]) ->
             out[i] = f"{name}#{i + 1}"
         seen.add(out[i])
     return out
+
+
+def csv_header_columns(
+    header: Sequence[str], required: Iterable[str], lineno: int, path: PathLike, *, lacks: str
+) -> dict[str, int]:
+    """Column index by name of a CSV header that must hold every ``required`` name.
+
+    Raises:
+        MitokitError: ``line <lineno>: <lacks> <missing names>``.
+    """
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise input_error(path, f"line {lineno}: {lacks} {', '.join(missing)}")
+    return {name: header.index(name) for name in header}
+
+
+def csv_data_row(row: Sequence[str], header: Sequence[str], lineno: int, path: PathLike) -> bool:
+    """Whether a CSV row holds data: False for a blank row, True for one as wide as the header.
+
+    Raises:
+        MitokitError: A non-blank row with another number of fields than the header.
+    """
+    if not any(cell.strip() for cell in row):
+        return False
+    if len(row) != len(header):
+        raise input_error(path, f"line {lineno}: {len(row)} fields, the header has {len(header)}")
+    return True
 
 
 def png_size(path: Path) -> tuple[int, int] | None:

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET  # noqa: N817 - the usual name
 from pathlib import Path
 
 from mitokit.errors import input_error
-from mitokit.io.formats._common import PathLike, number, read_bytes
+from mitokit.io.formats._common import PathLike, number, read_bytes, short
 
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
@@ -37,6 +37,24 @@ def parse_xml(path: PathLike) -> ET.Element:
         return ET.fromstring(data)
     except (ET.ParseError, ValueError, LookupError, RecursionError) as err:
         raise _parse_error(path, err) from None
+
+
+def xml_root(path: PathLike, tag: str, title: str) -> ET.Element:
+    """The root element of an XML file, which must be ``<tag>``.
+
+    Raises:
+        MitokitError: Unreadable file, malformed XML or another root element (``title`` names
+            the format expected).
+    """
+    root = parse_xml(path)
+    if root.tag != tag:
+        raise input_error(path, f"not an {title} file (root element <{short(root.tag)}>)")
+    return root
+
+
+def xml_xy(elem: ET.Element, where: str, path: PathLike) -> tuple[float, float]:
+    """The ``(X, Y)`` attributes of a coordinate or vertex element (see :func:`xml_number`)."""
+    return xml_number(elem, "X", where, path), xml_number(elem, "Y", where, path)
 
 
 def leading_tags(path: Path, limit: int = 64) -> list[str]:

@@ -22,7 +22,14 @@ from typing import Any
 
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, Vote
-from mitokit.io.formats._common import make_annotation, number, read_text, short
+from mitokit.io.formats._common import (
+    csv_data_row,
+    csv_header_columns,
+    make_annotation,
+    number,
+    read_text,
+    short,
+)
 from mitokit.types import MITOSIS
 
 FORMAT = "amibr"
@@ -71,19 +78,12 @@ def read_amibr(path: Path) -> AnnotationSet:
                     continue
                 header = [h.strip() for h in row]
                 lower = [h.lower() for h in header]
-                missing = [c for c in _REQUIRED if c not in lower]
-                if missing:
-                    raise input_error(
-                        path, f"line {lineno}: AMi-Br header lacks {', '.join(missing)}"
-                    )
-                col = {name: lower.index(name) for name in lower}
-                continue
-            if not any(c.strip() for c in row):
-                continue
-            if len(row) != len(header):
-                raise input_error(
-                    path, f"line {lineno}: {len(row)} fields, the header has {len(header)}"
+                col = csv_header_columns(
+                    lower, _REQUIRED, lineno, path, lacks="AMi-Br header lacks"
                 )
+                continue
+            if not csv_data_row(row, header, lineno, path):
+                continue
             ann = _row(row, header, col, lineno, path)
             images.setdefault(ann.image, ImageInfo(ann.image, ann.image))
             annotations.append(ann)

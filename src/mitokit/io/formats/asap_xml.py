@@ -31,8 +31,8 @@ from pathlib import Path
 
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
-from mitokit.io.formats._common import make_annotation, short
-from mitokit.io.formats._xml import bounds, children, first_unique, parse_xml, xml_number
+from mitokit.io.formats._common import shape_annotations, short
+from mitokit.io.formats._xml import bounds, children, first_unique, xml_number, xml_root, xml_xy
 from mitokit.types import MITOSIS
 
 FORMAT = "asap_xml"
@@ -55,9 +55,7 @@ def read_asap_xml(
             a bad coordinate (the annotation and coordinate are named).
     """
     path = Path(path)
-    root = parse_xml(path)
-    if root.tag != ROOT:
-        raise input_error(path, f"not an ASAP XML file (root element <{short(root.tag)}>)")
+    root = xml_root(path, ROOT, "ASAP XML")
     image_id = path.stem if image is None else str(image)
     default_label = canonical_class(default_label)
     elems = children(root.find("Annotations"), "Annotation")
@@ -80,19 +78,9 @@ def read_asap_xml(
             shapes = [(xy[0], None)]
         else:
             shapes = [(None, bounds(xy))]
-        for n, (point, box) in enumerate(shapes, start=1):
-            annotations.append(
-                make_annotation(
-                    path,
-                    where,
-                    id=name if len(shapes) == 1 else f"{name}_{n}",
-                    image=image_id,
-                    point=point,
-                    box=box,
-                    label=label,
-                    extra=dict(extra),
-                )
-            )
+        annotations += shape_annotations(
+            path, where, shapes, id=name, image=image_id, label=label, extra=extra
+        )
     return AnnotationSet(annotations, {image_id: ImageInfo(image_id)}, [], str(path), FORMAT)
 
 
@@ -106,5 +94,5 @@ def _coordinates(elem, where: str, path: Path) -> list[tuple[float, float]]:
         at = f"{where} coordinate #{j + 1}"
         order = c.get("Order")
         key = xml_number(c, "Order", at, path) if order is not None and order.strip() else j
-        keyed.append((key, j, (xml_number(c, "X", at, path), xml_number(c, "Y", at, path))))
+        keyed.append((key, j, xml_xy(c, at, path)))
     return [p for _, _, p in sorted(keyed)]

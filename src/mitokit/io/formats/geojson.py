@@ -55,9 +55,9 @@ from mitokit.io.formats._common import (
     image_to_json,
     jsonable,
     load_json,
-    make_annotation,
     number,
     point_of,
+    shape_annotations,
     short,
     text_value,
     votes_from_json,
@@ -199,24 +199,18 @@ def _feature(
     if props.get("point") is not None:
         own_point = point_of(props["point"], f"{where} point", path)
     shapes = _shapes(feature.get("geometry"), own_point, where, path)
-    out = []
-    for n, (point, box) in enumerate(shapes, start=1):
-        out.append(
-            make_annotation(
-                path,
-                where,
-                id=ann_id if len(shapes) == 1 else f"{ann_id}_{n}",
-                image=image,
-                point=point,
-                box=box,
-                label=label,
-                votes=votes,
-                agreement=agreement,
-                score=score,
-                extra=dict(extra),
-            )
-        )
-    return out
+    return shape_annotations(
+        path,
+        where,
+        shapes,
+        id=ann_id,
+        image=image,
+        label=label,
+        votes=votes,
+        agreement=agreement,
+        score=score,
+        extra=extra,
+    )
 
 
 def _properties(feature: Any, where: str, path: Path) -> tuple[dict, dict]:

@@ -41,7 +41,7 @@ from pathlib import Path
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
 from mitokit.io.formats._common import make_annotation, short
-from mitokit.io.formats._xml import bounds, children, first_unique, parse_xml, xml_number
+from mitokit.io.formats._xml import bounds, children, first_unique, xml_number, xml_root, xml_xy
 from mitokit.types import MITOSIS
 
 FORMAT = "imagescope_xml"
@@ -63,9 +63,7 @@ def read_imagescope_xml(
             vertex or ``MicronsPerPixel`` (the layer and region are named).
     """
     path = Path(path)
-    root = parse_xml(path)
-    if root.tag != ROOT:
-        raise input_error(path, f"not an ImageScope XML file (root element <{short(root.tag)}>)")
+    root = xml_root(path, ROOT, "ImageScope XML")
     image_id = path.stem if image is None else str(image)
     default_label = canonical_class(default_label)
     mpp = _mpp(root, path)
@@ -113,5 +111,5 @@ def _vertices(region, where: str, path: Path) -> list[tuple[float, float]]:
     out = []
     for n, v in enumerate(vertices):
         at = f"{where} vertex #{n + 1}"
-        out.append((xml_number(v, "X", at, path), xml_number(v, "Y", at, path)))
+        out.append(xml_xy(v, at, path))
     return out

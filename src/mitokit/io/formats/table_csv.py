@@ -30,6 +30,8 @@ from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonic
 from mitokit.io.atomic import write_text_atomic
 from mitokit.io.formats._common import (
     add_annotated_images,
+    csv_data_row,
+    csv_header_columns,
     fmt_number,
     image_from_json,
     image_to_json,
@@ -144,20 +146,13 @@ def read_table_csv(path: Path) -> AnnotationSet:
             lineno = preamble + reader.line_num
             if header is None:
                 header = [h.strip().lower() for h in row]
-                missing = [c for c in COLUMNS if c not in header]
-                if missing:
-                    raise input_error(
-                        path, f"line {lineno}: header lacks column(s) {', '.join(missing)}"
-                    )
-                col = {name: header.index(name) for name in header}
+                col = csv_header_columns(
+                    header, COLUMNS, lineno, path, lacks="header lacks column(s)"
+                )
                 others = [n for n in header if n not in COLUMNS and n != "extra" and n]
                 continue
-            if not any(cell.strip() for cell in row):
+            if not csv_data_row(row, header, lineno, path):
                 continue
-            if len(row) != len(header):
-                raise input_error(
-                    path, f"line {lineno}: {len(row)} fields, the header has {len(header)}"
-                )
             annotations.append(_row(row, col, others, lineno, path))
     except csv.Error as err:
         raise input_error(path, f"malformed CSV ({err})") from None
