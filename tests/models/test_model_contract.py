@@ -235,7 +235,7 @@ def case(request) -> Case:
 
 
 def test_the_registry_covers_every_registered_task():
-    assert set(CASES) == set(known_tasks()) - {"toy"}
+    assert set(CASES) == {t for t in known_tasks() if not t.startswith("toy")}  # test plugins
 
 
 def test_inference_output_has_the_expected_shape(case):

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, Vote
-from mitokit.io.formats import BORDER_TOLERANCE_PX, READERS, read, write
+from mitokit.io.formats import BORDER_TOLERANCE_PX, read, write
 
 FUZZ = settings(
     max_examples=100,

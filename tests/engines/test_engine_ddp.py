@@ -12,7 +12,7 @@ from pathlib import Path
 import _toy_task  # noqa: F401 - registers the toy task here too (for load_model)
 import pytest
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 
 

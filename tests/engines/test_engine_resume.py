@@ -23,7 +23,7 @@ from mitokit.engines import train
 from mitokit.engines.state import has_state, load_state
 from mitokit.models._common import WorkerDraws
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def _cfg(epochs: int = 3, workers: int = 0) -> dict:
