@@ -246,19 +246,15 @@ def _run_chains(
     progress: bool,
 ) -> Counterfactuals:
     """Run the counterfactual chains of every cell, batch by batch."""
-    from tqdm import tqdm
-
     n, size = x_all.shape[0], chains.model.sample_size
     out = np.empty((n, len(chains.t_grid), size, size, 3), dtype=np.uint8)
     bs = max(1, int(batch_size))
     sched = smp.make_scheduler(chains.model, chains.kind)
     t0 = time.perf_counter()
-    with tqdm(
+    with smp.progress_bar(
         total=math.ceil(n / bs) * chains.network_calls(),
         desc=f"counterfactuals ({chains.mode}, {chains.kind})",
-        disable=not progress,
-        leave=False,
-        dynamic_ncols=True,
+        enabled=progress,
     ) as bar:
         for start in range(0, n, bs):
             idx = np.arange(start, min(start + bs, n))

@@ -111,6 +111,27 @@ def check_out(out: PathLike, overwrite: bool) -> None:
         raise input_error(p, "folder exists and is not empty (pass --overwrite to replace it)")
 
 
+def _prepare(
+    model_path: PathLike,
+    classifiers: Sequence[PathLike],
+    out: PathLike,
+    overwrite: bool,
+    sampling: dict[str, Any],
+) -> tuple[Models, dict[str, Any]]:
+    """Check ``out`` and load the models; also the scoring options (``tta`` leaves ``sampling``)."""
+    check_out(out, overwrite)
+    tta = sampling.pop("tta", False)
+    device = sampling.get("device", "auto")
+    models = load_models(model_path, classifiers, device=device)
+    score_kw = {
+        "batch_size": sampling.get("batch_size", 64),
+        "tta": tta,
+        "crop": models.crop,
+        "device": device,
+    }
+    return models, score_kw
+
+
 def _meta(model_path: PathLike, classifiers: Sequence[PathLike], sampling: dict) -> dict:
     return {
         "model": str(model_path),
@@ -158,24 +179,14 @@ def run_transitions(
     )
     from mitokit.io.atomic import atomic_dir
 
-    check_out(out, overwrite)
-    tta = sampling.pop("tta", False)
-    device = sampling.get("device", "auto")
-    models = load_models(model_path, classifiers, device=device)
+    models, score_kw = _prepare(model_path, classifiers, out, overwrite, sampling)
     sampling.setdefault("scheduler", "ddpm")
     sampling["scheduler"] = sampling["scheduler"] or "ddpm"
     result = generate_transitions(models.model, n_sets, grid, **sampling)
     scores = None
     if models.scorer is not None:
-        scores = score_transitions(
-            result,
-            models.scorer,
-            batch_size=sampling.get("batch_size", 64),
-            tta=tta,
-            crop=models.crop,
-            device=device,
-        )
-    meta = _meta(model_path, classifiers, {**sampling, "tta": tta})
+        scores = score_transitions(result, models.scorer, **score_kw)
+    meta = _meta(model_path, classifiers, {**sampling, "tta": score_kw["tta"]})
     with atomic_dir(out, overwrite=overwrite) as tmp:
         summary = write_transitions(
             tmp,
@@ -225,23 +236,13 @@ def run_counterfactuals(
     from mitokit.interpret.transitions import score_images
     from mitokit.io.atomic import atomic_dir
 
-    check_out(out, overwrite)
-    tta = sampling.pop("tta", False)
-    device = sampling.get("device", "auto")
-    models = load_models(model_path, classifiers, device=device)
+    models, score_kw = _prepare(model_path, classifiers, out, overwrite, sampling)
     arrays = [read_rgb(c.path) for c in cells]
     result = counterfactual(models.model, arrays, grid, **sampling)
     scores = None
     if models.scorer is not None:
-        scores = score_images(
-            models.scorer,
-            result.images,
-            batch_size=sampling.get("batch_size", 64),
-            tta=tta,
-            crop=models.crop,
-            device=device,
-        )
-    meta = _meta(model_path, classifiers, {**sampling, "tta": tta})
+        scores = score_images(models.scorer, result.images, **score_kw)
+    meta = _meta(model_path, classifiers, {**sampling, "tta": score_kw["tta"]})
     meta["images"] = [str(c.path) for c in cells]
     with atomic_dir(out, overwrite=overwrite) as tmp:
         summary = write_counterfactuals(

@@ -369,6 +369,13 @@ def resolve_device(device: str | torch.device | None) -> torch.device:
     return dev
 
 
+def progress_bar(*, total: int, desc: str, enabled: bool) -> Any:
+    """The tqdm bar of a sampling run (network calls done); silent unless ``enabled``."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
+
+
 __all__ = [
     "DEFAULT_STEPS",
     "PRECISIONS",
@@ -378,6 +385,7 @@ __all__ = [
     "ddim_invert",
     "denoise",
     "guided_prediction",
+    "progress_bar",
     "interval_noise",
     "interval_noise_weights",
     "make_scheduler",

@@ -144,8 +144,6 @@ def _generate(
     progress: bool,
 ) -> Transitions:
     """Denoise every set at every condition, ``batch_size // len(cond)`` sets per batch."""
-    from tqdm import tqdm
-
     from mitokit.models.diffusion import from_model_scale
 
     T = model.num_train_timesteps
@@ -157,12 +155,10 @@ def _generate(
     images = np.empty((n_sets, k, size, size, 3), dtype=np.uint8)
     sched = smp.make_scheduler(model, name)
     t0 = time.perf_counter()
-    with tqdm(
+    with smp.progress_bar(
         total=math.ceil(n_sets / per_batch) * len(timesteps),
         desc=f"transitions ({name}, {len(timesteps)} steps)",
-        disable=not progress,
-        leave=False,
-        dynamic_ncols=True,
+        enabled=progress,
     ) as bar:
         for start in range(0, n_sets, per_batch):
             ids = set_ids[start : start + per_batch]
