@@ -198,7 +198,7 @@ main(sys.argv[1:])
 
 
 def _start(slides: list[Path], out: Path, model: Path) -> subprocess.Popen:
-    code = _RUNNER.format(tests=str(Path(__file__).parents[1]))
+    code = _RUNNER.format(tests=str(Path(__file__).parent))
     args = ["detect", *map(str, slides), "--model", str(model), "--out", str(out), "--json"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
