@@ -28,6 +28,13 @@ def _check(ok: bool, message: str) -> None:
         raise ValueError(message)
 
 
+def _check_positive_int(value: object, name: str) -> None:
+    _check(
+        isinstance(value, (int, np.integer)) and value >= 1,
+        f"{name} must be a positive integer, not {value!r}",
+    )
+
+
 def _as_flags(values: np.ndarray, n: int, name: str) -> np.ndarray:
     arr = np.asarray(values).reshape(-1)
     _check(len(arr) == n, f"{name} has {len(arr)} entries for {n} cells")

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mitokit.data.synthetic._draws import Seed, _check, _rng
+from mitokit.data.synthetic._draws import Seed, _check, _check_positive_int, _rng
 from mitokit.data.synthetic.cells import CellTable
 from mitokit.types import BoxXYXY
 
@@ -56,10 +56,7 @@ class CrowdPanel:
     min_raters: int = 2
 
     def __post_init__(self) -> None:
-        _check(
-            isinstance(self.n_crowd, (int, np.integer)) and self.n_crowd >= 1,
-            f"n_crowd must be a positive integer, not {self.n_crowd!r}",
-        )
+        _check_positive_int(self.n_crowd, "n_crowd")
         _check(
             0.0 <= self.sensitivity <= 1.0,
             f"sensitivity must be in [0, 1], not {self.sensitivity}",
@@ -77,10 +74,7 @@ class CrowdPanel:
             f"fp_box_size must be > 0, not {self.fp_box_size}",
         )
         _check(0.0 < self.min_iou <= 1.0, f"min_iou must be in (0, 1], not {self.min_iou}")
-        _check(
-            isinstance(self.min_raters, (int, np.integer)) and self.min_raters >= 1,
-            f"min_raters must be a positive integer, not {self.min_raters!r}",
-        )
+        _check_positive_int(self.min_raters, "min_raters")
 
     @property
     def rater_ids(self) -> tuple[str, ...]:

@@ -13,7 +13,7 @@ from typing import Literal
 
 import numpy as np
 
-from mitokit.data.synthetic._draws import Seed, _check, _rng
+from mitokit.data.synthetic._draws import Seed, _check, _check_positive_int, _rng
 from mitokit.data.synthetic.cells import CellTable
 from mitokit.io.annotations import Vote
 
@@ -65,10 +65,7 @@ class RaterPanel:
     intra_share: float = 0.5
 
     def __post_init__(self) -> None:
-        _check(
-            isinstance(self.n_raters, (int, np.integer)) and self.n_raters >= 1,
-            f"n_raters must be a positive integer, not {self.n_raters!r}",
-        )
+        _check_positive_int(self.n_raters, "n_raters")
         _check(np.isfinite(self.noise) and self.noise >= 0, f"noise must be >= 0, not {self.noise}")
         _check(
             np.isfinite(self.bias_sd) and self.bias_sd >= 0,
@@ -92,10 +89,7 @@ class RaterPanel:
             0.0 <= self.repeat_fraction <= 1.0,
             f"repeat_fraction must be in [0, 1], not {self.repeat_fraction}",
         )
-        _check(
-            isinstance(self.max_repeats, (int, np.integer)) and self.max_repeats >= 1,
-            f"max_repeats must be a positive integer, not {self.max_repeats!r}",
-        )
+        _check_positive_int(self.max_repeats, "max_repeats")
         _check(
             self.repeat_fraction == 0 or self.max_repeats >= 2,
             "repeat_fraction > 0 needs max_repeats >= 2",
