@@ -119,8 +119,6 @@ def points(
         matching=matching,
         overlay_dir=overlay_dir,
     )
-    for note in report.notes:
-        click.echo(f"mitokit: note: {note}", err=True)  # as the library's notes
     if as_json:
         echo_json(report.to_dict(overlays=overlay_dir is not None))
         return

@@ -126,16 +126,6 @@ def strict_option(func: Callable) -> Callable:
 
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON on stdout."""
-    click.echo(json.dumps(data, indent=2, sort_keys=False, default=_json_default))
+    from mitokit.io.json_values import json_default
 
-
-def _json_default(obj: Any) -> Any:
-    import numpy as np
-
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    click.echo(json.dumps(data, indent=2, sort_keys=False, default=json_default))

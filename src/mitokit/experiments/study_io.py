@@ -79,8 +79,9 @@ def sha1(path: Path) -> str:
 def write_json(path: Path, data: Any) -> None:
     """``data`` as indented JSON (numpy numbers and paths converted), written atomically."""
     from mitokit.io.atomic import write_text_atomic
+    from mitokit.io.json_values import json_default
 
-    write_text_atomic(path, json.dumps(data, indent=2, default=_plain) + "\n")
+    write_text_atomic(path, json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -93,18 +94,6 @@ def write_csv(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(rows)
     write_text_atomic(path, buf.getvalue())
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 def say(callback: Say, text: str) -> None:

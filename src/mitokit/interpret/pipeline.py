@@ -180,8 +180,7 @@ def run_transitions(
     from mitokit.io.atomic import atomic_dir
 
     models, score_kw = _prepare(model_path, classifiers, out, overwrite, sampling)
-    sampling.setdefault("scheduler", "ddpm")
-    sampling["scheduler"] = sampling["scheduler"] or "ddpm"
+    sampling["scheduler"] = sampling.get("scheduler") or "ddpm"
     result = generate_transitions(models.model, n_sets, grid, **sampling)
     scores = None
     if models.scorer is not None:

@@ -10,6 +10,7 @@ finds beside the truth. The pieces are public too: :func:`read_predictions`, :fu
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -220,6 +221,9 @@ def evaluate_point_files(
     see :func:`~mitokit.metrics.evaluate_points` for the counting conventions and
     :func:`~mitokit.metrics.align_images` for how image ids are matched.
 
+    Its notes (renamed or one-sided images, figures not computed) are logged on the
+    ``mitokit`` logger, as the readers' adjustments are, and kept in ``PointReport.notes``.
+
     Raises:
         MitokitError: Both radii given, a non-finite threshold, no mpp where the radius is in
             micrometres, images that cannot be aligned, an unknown label, unreadable files.
@@ -254,9 +258,12 @@ def evaluate_point_files(
     if overlay_dir is not None:
         at = swept.best_threshold if swept is not None else threshold
         overlays = write_point_overlays(overlay_dir, pred, truth, truth_path, threshold=at, **kw)
-    return PointReport(
+    report = PointReport(
         result, swept, best, ranking, why_not, aligned, overlays, str(pred_path), str(truth_path)
     )
+    for note in report.notes:  # as the readers' notes: the CLI prints them on stderr
+        logging.getLogger("mitokit").warning(note)
+    return report
 
 
 __all__ = [
