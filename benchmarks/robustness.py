@@ -46,7 +46,6 @@ import os
 import random
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -56,6 +55,10 @@ from pathlib import Path
 from unittest import mock
 
 from mitokit.errors import MitokitError
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from _samples import sliderunner_bytes  # noqa: E402 - the fuzz tests' sample database
+
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, Vote
 from mitokit.io.formats import BORDER_TOLERANCE_PX, READERS, WRITERS, read, write
 
@@ -141,39 +144,6 @@ def valid_files(work: Path) -> dict[str, tuple[str, bytes]]:
     )
     out["sliderunner"] = ("db.sqlite", sliderunner_bytes(work / "valid.sqlite"))
     return {fmt: v for fmt, v in out.items() if fmt in READERS}
-
-
-def sliderunner_bytes(path: Path) -> bytes:
-    con = sqlite3.connect(path)
-    con.executescript(
-        """
-        CREATE TABLE Slides (uid INTEGER PRIMARY KEY, filename TEXT, width INTEGER,
-                             height INTEGER, directory TEXT);
-        CREATE TABLE Classes (uid INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE Persons (uid INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE Annotations (uid INTEGER PRIMARY KEY, slide INTEGER, type INTEGER,
-                                  agreedClass INTEGER, deleted INTEGER);
-        CREATE TABLE Annotations_label (uid INTEGER PRIMARY KEY, person INTEGER, class INTEGER,
-                                        annoId INTEGER);
-        CREATE TABLE Annotations_coordinates (uid INTEGER PRIMARY KEY, coordinateX INTEGER,
-                                              coordinateY INTEGER, slide INTEGER,
-                                              annoId INTEGER, orderIdx INTEGER);
-        INSERT INTO Slides VALUES (1, 's.svs', 5000, 5000, NULL);
-        INSERT INTO Classes VALUES (1, 'Mitosis'), (2, 'Nonmitosis');
-        INSERT INTO Persons VALUES (1, 'p1'), (2, 'p2');
-        """
-    )
-    for uid in range(1, 11):
-        con.execute("INSERT INTO Annotations VALUES (?,1,1,?,0)", (uid, 1 + uid % 2))
-        con.execute(
-            "INSERT INTO Annotations_coordinates (coordinateX, coordinateY, slide, annoId, "
-            "orderIdx) VALUES (?,?,1,?,0)",
-            (uid * 10, uid * 20, uid),
-        )
-        con.execute("INSERT INTO Annotations_label (person, class, annoId) VALUES (1,1,?)", (uid,))
-    con.commit()
-    con.close()
-    return path.read_bytes()
 
 
 def mutate_bytes(data: bytes, rng: random.Random) -> bytes:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from _samples import sliderunner_bytes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -110,51 +111,8 @@ def valid_files() -> dict[str, bytes]:
         b"expert3_atypical,majority_atypical\n0,002.tiff,MIDOG21,6,4422,216,NMF a,NMF b,False,"
         b"True,False,False\n"
     )
-    out["sliderunner"] = sliderunner_bytes()
+    out["sliderunner"] = sliderunner_bytes(_DIR / "valid.sqlite")
     return out
-
-
-def sliderunner_bytes() -> bytes:
-    path = _DIR / "valid.sqlite"
-    if path.exists():
-        path.unlink()
-    con = sqlite3.connect(path)
-    con.executescript(
-        """
-        CREATE TABLE Slides (uid INTEGER PRIMARY KEY, filename TEXT, width INTEGER,
-                             height INTEGER, directory TEXT);
-        CREATE TABLE Classes (uid INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE Persons (uid INTEGER PRIMARY KEY, name TEXT);
-        CREATE TABLE Annotations (uid INTEGER PRIMARY KEY, slide INTEGER, type INTEGER,
-                                  agreedClass INTEGER, deleted INTEGER);
-        CREATE TABLE Annotations_label (uid INTEGER PRIMARY KEY, person INTEGER, class INTEGER,
-                                        annoId INTEGER);
-        CREATE TABLE Annotations_coordinates (uid INTEGER PRIMARY KEY, coordinateX INTEGER,
-                                              coordinateY INTEGER, slide INTEGER,
-                                              annoId INTEGER, orderIdx INTEGER);
-        INSERT INTO Slides VALUES (1, 's.svs', 5000, 5000, NULL);
-        INSERT INTO Classes VALUES (1, 'Mitosis'), (2, 'Nonmitosis');
-        INSERT INTO Persons VALUES (1, 'p1'), (2, 'p2');
-        """
-    )
-    for uid in range(1, 41):
-        kind = (1, 2, 3, 5)[uid % 4]
-        con.execute("INSERT INTO Annotations VALUES (?,1,?,?,0)", (uid, kind, 1 + uid % 2))
-        for k in range(1 if kind == 1 else 3):
-            con.execute(
-                "INSERT INTO Annotations_coordinates (coordinateX, coordinateY, slide, annoId,"
-                " orderIdx) VALUES (?,?,1,?,?)",
-                (uid * 10 + k * 7, uid * 20 + k * 3, uid, k),
-            )
-        con.execute(
-            "INSERT INTO Annotations_label (person, class, annoId) VALUES (1, 1, ?)", (uid,)
-        )
-        con.execute(
-            "INSERT INTO Annotations_label (person, class, annoId) VALUES (2, 2, ?)", (uid,)
-        )
-    con.commit()
-    con.close()
-    return path.read_bytes()
 
 
 VALID = valid_files()
