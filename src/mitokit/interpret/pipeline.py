@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mitokit.engines.predict import Patch, find_patches
+from mitokit.engines.predict import Patch, find_patches, trained_setting
 from mitokit.errors import input_error
 
 PathLike = str | os.PathLike
@@ -60,11 +60,8 @@ def load_models(
     from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble
 
     scorer, cfgs = load_ensemble(classifiers, expect_task=PATCH_CLASSIFIER, map_location=dev)
-    crop = None
-    for cfg in cfgs:  # the members' centre crop, as `mitokit predict patches` applies it
-        data = cfg.get("extra", {}).get("data") or {}
-        if isinstance(data, dict) and data.get("crop"):
-            crop = int(data["crop"])
+    crop = trained_setting(cfgs, "crop")  # as `mitokit predict patches` applies it
+    crop = None if crop is None else int(crop)
     return Models(model, scorer, crop)
 
 
