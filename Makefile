@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,docs]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev,docs,onnx]"
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -182,8 +182,10 @@ class SlidePredictor:
         ):
             raise input_error(None, f"tissue margin must be >= 0 um, got {tissue_margin_um}")
         self.tissue_margin_um = tissue_margin_um
-        if channels_last is None:
-            channels_last = torch.device(predictor.device).type == "cpu"
+        if channels_last is None:  # PyTorch on the CPU; an ONNX graph reads contiguous input
+            channels_last = torch.device(predictor.device).type == "cpu" and (
+                getattr(predictor, "backend", "torch") == "torch"
+            )
         self.channels_last = bool(channels_last)
         self.progress = progress
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))

@@ -99,6 +99,11 @@ class ResNetScorer(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """Resize to ``input_size`` and normalise; ``x`` is float ``Bx3xHxW`` in [0, 1]."""
+        return (self.resize_input(x) - self.mean) / self.std
+
+    def resize_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (float ``Bx3xHxW`` in [0, 1]) resized to ``input_size`` where it has another
+        size (antialiased when shrinking); as it is when ``input_size`` is None."""
         if x.ndim != 4 or x.shape[1] != 3:
             raise MitokitError(f"expected a Bx3xHxW batch, got shape {tuple(x.shape)}")
         x = x.float()
@@ -114,7 +119,7 @@ class ResNetScorer(nn.Module):
                 align_corners=False,
                 antialias=shrink,
             )
-        return (x - self.mean) / self.std
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Raw outputs (logits or values): ``(B,)`` for one output, ``(B, K)`` otherwise."""

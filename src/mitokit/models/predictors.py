@@ -77,17 +77,24 @@ def register_predictor(task: str) -> Callable[[PredictorFactory], PredictorFacto
 
 
 def load_predictor(
-    folder: str | os.PathLike, *, device: str | torch.device = "cpu", fold_bn: bool = True
+    folder: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    fold_bn: bool = True,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> Predictor:
     """The predictor of a saved model folder (written by the training engine).
 
     ``fold_bn`` folds the model's batch-norm layers into its convolutions
     (:func:`mitokit.models.inference.fold_batchnorm`): the same predictions up to float
-    rounding, faster.
+    rounding, faster. ``backend`` runs the model in PyTorch (``torch``) or as an ONNX graph on
+    the CPU (``onnx``, ``onnx-int8``: :func:`mitokit.models.backend.use_backend`, with
+    ``threads`` intra-op threads); the predictor's ``backend`` attribute says which.
 
     Raises:
-        MitokitError: A model whose task cannot read slides (e.g. a patch classifier), or a
-            broken folder.
+        MitokitError: A model whose task cannot read slides (e.g. a patch classifier), a
+            backend the model has not (the detector runs in torch only), or a broken folder.
     """
     from mitokit.engines.task import get_task
     from mitokit.models.checkpoint import load_model, read_model_config
@@ -99,7 +106,13 @@ def load_predictor(
         raise input_error(folder, f"a {task!r} model cannot read slides (models that can: {known})")
     dev = torch.device(device)
     model, cfg = load_model(folder, map_location=dev, fold_bn=fold_bn)
-    return _FACTORIES[task](model, cfg, dev)
+    if backend != "torch":
+        from mitokit.models.backend import use_backend
+
+        model = use_backend(model, folder, cfg, backend, threads=threads)
+    predictor = _FACTORIES[task](model, cfg, dev)
+    predictor.backend = backend
+    return predictor
 
 
 def model_mpp(cfg: dict[str, Any]) -> float | None:

@@ -63,6 +63,8 @@ def load_ensemble(
     expect_task: str | tuple[str, ...] | None = PATCH_CLASSIFIER,
     map_location: str | torch.device = "cpu",
     fold_bn: bool = True,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> tuple[PatchEnsemble, list[dict[str, Any]]]:
     """Load saved models (folders, or folders of seed folders) as one ensemble.
 
@@ -73,6 +75,9 @@ def load_ensemble(
         fold_bn: Fold each member's batch norm into its convolutions
             (:func:`mitokit.models.inference.fold_batchnorm`): the same scores up to float
             rounding, faster. Off for a model that is to be trained further.
+        backend: ``torch``, or ``onnx`` / ``onnx-int8``: each member runs its own graph in
+            ONNX Runtime on the CPU (:func:`mitokit.models.backend.use_backend`, ``threads``
+            intra-op threads), cached in its folder.
 
     Returns:
         (the ensemble in eval mode, the members' configs).
@@ -90,6 +95,10 @@ def load_ensemble(
             raise input_error(
                 folder, f"is a {cfg['task']!r} model; the first model is {cfgs[0]['task']!r}"
             )
+        if backend != "torch":
+            from mitokit.models.backend import use_backend
+
+            model = use_backend(model, folder, cfg, backend, threads=threads)
         models.append(model)
         cfgs.append(cfg)
     return PatchEnsemble(models).eval(), cfgs
