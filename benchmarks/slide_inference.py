@@ -43,27 +43,40 @@ import time
 
 TILE = 250
 MODEL_MPP = 0.25
+REAL_SIZE = (100_000, 80_000)
+REAL_TISSUE = 0.40
 
 
-def build_predictor(device: str, fold: bool = True):
-    """A random ResNet-18 tile classifier behind the Predictor contract (the same weights every
-    call), its batch norm folded when ``fold``; returns it and the number of layers folded."""
+def save_random_model(folder: str) -> str:
+    """A random ResNet-18 tile classifier saved as a model folder (the same weights every call)."""
     import torch
 
     from mitokit.engines.task import get_task
-    from mitokit.models.inference import fold_batchnorm
-    from mitokit.models.predictors import TileScorePredictor
+    from mitokit.models.checkpoint import save_model
 
     torch.manual_seed(0)
     model_cfg = {"arch": "resnet18", "input_size": None}
-    model = get_task("tile_classifier").build_model(model_cfg).eval()
-    folded = fold_batchnorm(model) if fold else 0
-    cfg = {
-        "task": "tile_classifier",
-        "model": model_cfg,
-        "extra": {"data": {"tile_size": TILE, "mpp": MODEL_MPP}},
-    }
-    return TileScorePredictor(model, cfg, torch.device(device)), folded
+    model = get_task("tile_classifier").build_model(model_cfg)
+    extra = {"data": {"tile_size": TILE, "mpp": MODEL_MPP}}
+    save_model(model, folder, task="tile_classifier", model_cfg=model_cfg, extra=extra)
+    return folder
+
+
+def build_predictor(
+    device: str, fold: bool = True, *, model: str, backend: str = "torch", threads=None
+):
+    """The model folder's predictor (batch norm folded when ``fold``) through ``backend``;
+    returns it and the number of layers folded."""
+    from mitokit.models.inference import fold_batchnorm
+    from mitokit.models.predictors import load_predictor
+
+    predictor = load_predictor(
+        model, device=device, fold_bn=False, backend="torch", threads=threads
+    )
+    folded = fold_batchnorm(predictor.model) if fold else 0
+    if backend != "torch":
+        predictor = load_predictor(model, device=device, backend=backend, threads=threads)
+    return predictor, folded
 
 
 def _sync(device) -> None:
@@ -153,6 +166,64 @@ def _naive(path: str, predictor, g, origins) -> float:
         return len(origins) / (time.perf_counter() - start)
 
 
+def _grid_tiles(engine, size) -> int:
+    """Tiles of the engine's overlapping grid over a whole slide of ``size`` at the model's mpp."""
+    from mitokit.data.tiling import tile_grid
+
+    stride = TILE - engine._overlap_px(MODEL_MPP)
+    return len(tile_grid(size, tile=TILE, stride=stride, include_partial="shift"))
+
+
+def _compare_backends(args: argparse.Namespace, device: str, tiles) -> dict:
+    """Model-only tiles/s of the folded model in PyTorch eager (channels-last input, as the
+    engine hands it) and of its ONNX graphs (float; int8 where the folder has one), on the
+    same tiles in one process, in turns (A B C A B C) so that a change of machine load hits
+    each alike; with each backend's agreement with PyTorch on these tiles."""
+    import numpy as np
+    import torch
+
+    from mitokit.engines.slide import SlidePredictor
+
+    names = ["torch", "onnx"] + (["onnx-int8"] if args.int8 else [])
+    engines, scores = {}, {}
+    for name in names:
+        predictor, _ = build_predictor(device, model=args.model, backend=name, threads=args.threads)
+        engines[name] = SlidePredictor(predictor, batch_size=args.batch_size, progress=False)
+    runs: dict[str, list[float]] = {name: [] for name in names}
+    with torch.no_grad():
+        for name, engine in engines.items():
+            _model_only(engine, tiles[: args.batch_size], args.batch_size)  # warm up
+            batches = [
+                engine.model_input(torch.from_numpy(tiles[i : i + args.batch_size]))
+                for i in range(0, len(tiles), args.batch_size)
+            ]
+            scores[name] = np.array(
+                [p.tile_score for b in batches for p in engine.predictor.predict(b)]
+            )
+        for _ in range(args.repeats):
+            for name, engine in engines.items():
+                runs[name].append(_model_only(engine, tiles, args.batch_size))
+    best = {name: float(np.median(r)) for name, r in runs.items()}
+    out: dict = {"tiles": len(tiles), "repeats": args.repeats}
+    for name in names:
+        entry = {
+            "model_only_tiles_per_s": round(best[name], 2),
+            "runs": [round(r, 2) for r in runs[name]],
+        }
+        if name != "torch":
+            diff = np.abs(scores[name] - scores["torch"])
+            calls = (scores[name] >= 0.5) != (scores["torch"] >= 0.5)
+            entry.update(
+                {
+                    "over_torch": round(best[name] / best["torch"], 3),
+                    "max_abs_score_diff": float(f"{diff.max():.3g}"),
+                    "tiles_called_differently": int(calls.sum()),
+                }
+            )
+        out[name] = entry
+    return out
+
+
 def child(args: argparse.Namespace) -> dict:
     """One measurement in this (fresh) process."""
     import torch
@@ -162,7 +233,9 @@ def child(args: argparse.Namespace) -> dict:
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    predictor, folded = build_predictor(device, fold=not args.no_fold)
+    predictor, folded = build_predictor(
+        device, fold=not args.no_fold, model=args.model, backend=args.backend, threads=args.threads
+    )
     engine = SlidePredictor(
         predictor, batch_size=args.batch_size, workers=args.workers, progress=False
     )
@@ -189,10 +262,12 @@ def child(args: argparse.Namespace) -> dict:
         g, origins, tiles = _tiles_in_memory(args.slide, engine, n)
         with torch.no_grad():
             model_b = _model_only(engine, tiles, args.batch_size, reps)
-        plain, _ = build_predictor(device, fold=False)
+        plain, _ = build_predictor(device, fold=False, model=args.model)
         with torch.no_grad():
             plain.predict(warm)
             model_plain = _model_only(engine, tiles, args.batch_size, reps, predictor=plain)
+        if args.compare_backends:
+            out["backends"] = _compare_backends(args, device, tiles)
         del tiles
         naive_n = origins[: args.naive_tiles]
         naive_same = _naive(args.slide, plain, g, naive_n)
@@ -221,6 +296,28 @@ def child(args: argparse.Namespace) -> dict:
                 "speedup_vs_naive_folded": round(e2e_tps / naive_one_folded, 2),
                 "speedup_vs_naive_same_threads": round(e2e_tps / naive_same, 2),
                 "torch_threads": threads,
+                "backend": args.backend,
+                "workers": engine.workers,
+                "tissue_fraction": round(float(result.tissue.fraction), 3),
+                "grid_tiles": _grid_tiles(engine, result.size),
+                "real_size_grid_tiles": _grid_tiles(engine, REAL_SIZE),
+            }
+        )
+    elif args.mode == "e2e":
+        g, origins, tiles = _tiles_in_memory(args.slide, engine, args.sample_tiles)
+        with torch.no_grad():
+            model_tps = _model_only(engine, tiles, args.batch_size)
+        del tiles
+        start = time.perf_counter()
+        result = engine.predict_slide(args.slide)
+        e2e_tps = len(result.tile_scores) / (time.perf_counter() - start)
+        out.update(
+            {
+                "tiles": len(result.tile_scores),
+                "e2e_tiles_per_s": round(e2e_tps, 2),
+                "model_only_tiles_per_s": round(model_tps, 2),
+                "e2e_over_model": round(e2e_tps / model_tps, 3),
+                "workers": engine.workers,
             }
         )
     else:
@@ -252,8 +349,15 @@ def _run_child(args: argparse.Namespace, slide: str, mode: str) -> dict:
         "--naive-tiles",
         str(args.naive_tiles),
     ]
+    cmd += ["--model", args.model, "--backend", args.backend, "--repeats", str(args.repeats)]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    if args.int8:
+        cmd.append("--int8")
+    if args.compare_backends and mode == "full":
+        cmd.append("--compare-backends")
     if args.no_fold:
         cmd.append("--no-fold")
     done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -270,6 +374,15 @@ def main() -> None:
     p.add_argument("--naive-tiles", type=int, default=96, help="tiles for the naive loop")
     p.add_argument("--keep", default=None, help="folder to write (and reuse) the slides in")
     p.add_argument("--no-fold", action="store_true", help="run the engine's model unfolded")
+    p.add_argument("--model", default=None, help="model folder (default: a random ResNet-18)")
+    p.add_argument("--backend", default="torch", help="engine backend: torch, onnx, onnx-int8")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    p.add_argument("--compare-backends", action="store_true", help="model-only torch vs onnx")
+    p.add_argument("--int8", action="store_true", help="also int8 (calibrated on another slide)")
+    p.add_argument("--repeats", type=int, default=3, help="turns of the backend comparison")
+    p.add_argument(
+        "--sweep", action="store_true", help="e2e over model-only for ONNX threads x readers"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--slide", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -282,6 +395,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = args.keep or tmp
         os.makedirs(folder, exist_ok=True)
+        trained = args.model is not None
+        args.model = args.model or save_random_model(os.path.join(tmp, "model"))
         paths = {}
         gen_s = {}
         for side in (args.size, 2 * args.size):
@@ -291,13 +406,16 @@ def main() -> None:
                 write_synthetic_slide(path, size=(side, side), seed=0)
                 gen_s[side] = round(time.perf_counter() - start, 1)
             paths[side] = path
+        if args.int8 or args.backend == "onnx-int8":
+            _calibrate(args, folder, trained)
         full = _run_child(args, paths[args.size], "full")
         small = _run_child(args, paths[args.size], "memory")
         big = _run_child(args, paths[2 * args.size], "memory")
+        sweep = _sweep(args, paths[args.size]) if args.sweep else None
     result = {
         "size": args.size,
         "tile": TILE,
-        "model": "tile_classifier resnet18 (random init)",
+        "model": args.model if trained else "tile_classifier resnet18 (random init)",
         "batch_size": args.batch_size,
         "cpus": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
@@ -308,12 +426,61 @@ def main() -> None:
             "big_4x_area": {k: big[k] for k in big if k != "device"},
             "rss_ratio_4x_area": round(big["peak_rss_mib"] / small["peak_rss_mib"], 3),
         },
+        "real_size": _real_size(full, big),
     }
+    if sweep is not None:
+        result["threads_sweep"] = sweep
     if "cuda_max_allocated_mib" in big:
         result["memory"]["cuda_ratio_4x_area"] = round(
             big["cuda_max_allocated_mib"] / small["cuda_max_allocated_mib"], 3
         )
     print(json.dumps(result))
+
+
+def _calibrate(args: argparse.Namespace, folder: str, trained: bool) -> None:
+    """int8 graph of the model, calibrated on tiles of another generated slide (seed 1)."""
+    from mitokit.data.synthetic.generate import write_synthetic_slide
+    from mitokit.models.backend import INT8_GRAPH, quantize_model
+
+    if trained and os.path.exists(os.path.join(args.model, INT8_GRAPH)):
+        return  # a trained model's own calibration (mitokit export --int8) is kept
+    path = os.path.join(folder, "calibration_4000.tif")
+    if not os.path.exists(path):
+        write_synthetic_slide(path, size=(4000, 4000), seed=1)
+    quantize_model(args.model, [path], tiles=256, seed=0)
+
+
+def _sweep(args: argparse.Namespace, slide: str) -> list[dict]:
+    """End to end over model-only with the engine's backend for ONNX threads x reader threads."""
+    cores = os.cpu_count() or 1
+    rows = []
+    for threads in sorted({1, cores}):
+        for workers in sorted({1, 2, 4}):
+            sub = argparse.Namespace(**{**vars(args), "threads": threads, "workers": workers})
+            out = _run_child(sub, slide, "e2e")
+            rows.append({"threads": threads, **{k: out[k] for k in out if k != "device"}})
+    return rows
+
+
+def _real_size(full: dict, big: dict) -> dict:
+    """The cost of a 100,000 x 80,000 px slide at 0.25 um/px with 40 % tissue, extrapolated.
+
+    Tiles read: the grid's tiles times the fraction a slide with 40 % tissue would touch (the
+    measured slide's ratio of tiles read to tissue area carried over); time: those tiles at the
+    measured end-to-end rate; memory: the engine's memory does not grow with the slide (the
+    4x-area ratio), so it is the larger measured peak.
+    """
+    read_per_tissue = (full["tiles"] / full["grid_tiles"]) / max(full["tissue_fraction"], 1e-6)
+    tiles = round(full["real_size_grid_tiles"] * min(1.0, REAL_TISSUE * read_per_tissue))
+    seconds = tiles / full["e2e_tiles_per_s"]
+    return {
+        "size": list(REAL_SIZE),
+        "tissue_fraction": REAL_TISSUE,
+        "measured": False,
+        "tiles_estimated": tiles,
+        "minutes_estimated": round(seconds / 60, 1),
+        "peak_rss_mib": big["peak_rss_mib"],
+    }
 
 
 if __name__ == "__main__":

@@ -112,6 +112,7 @@ def _register() -> None:
     from mitokit.cli.evaluate import evaluate
     from mitokit.cli.evaluate_patches import patches as evaluate_patches
     from mitokit.cli.evaluate_tiles import tiles as evaluate_tiles
+    from mitokit.cli.export import export
     from mitokit.cli.generate import generate
     from mitokit.cli.labels import labels
     from mitokit.cli.predict import predict
@@ -128,6 +129,7 @@ def _register() -> None:
     evaluate.add_command(evaluate_patches)
     cli.add_command(predict)
     cli.add_command(detect)
+    cli.add_command(export)
     cli.add_command(train)
     cli.add_command(generate)
     from mitokit.cli.experiment import experiment

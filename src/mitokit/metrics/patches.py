@@ -28,6 +28,8 @@ def evaluate_patch_file(
     threshold: float | str = 0.5,
     batch_size: int = 64,
     positive: str | None = None,
+    backend: str = "torch",
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """AUC, balanced accuracy, ECE of an ensemble on the patches of a label file.
 
@@ -47,6 +49,8 @@ def evaluate_patch_file(
         positive: The positive class folder of a class-folder data set; by default the one the
             models were trained with (``data.positive``), else the folder rule of
             :mod:`mitokit.io.formats.imagefolder`.
+        backend: ``torch``, ``onnx`` or ``onnx-int8`` (:func:`mitokit.models.backend.use_backend`,
+            ``threads`` intra-op threads).
 
     Returns:
         ``n``, ``n_positive``, ``auc``, ``balanced_accuracy``, ``ece`` (against the mean vote),
@@ -59,7 +63,7 @@ def evaluate_patch_file(
 
     if exclude_ids is not None and only_ids is not None:
         raise input_error(None, "give exclude_ids or only_ids, not both")
-    ensemble, cfgs = load_ensemble(models)
+    ensemble, cfgs = load_ensemble(models, backend=backend, threads=threads)
     if positive is None and os.path.isdir(labels):
         positive = _trained_positive(cfgs)
     table = read_patch_table(labels, images=images, positive=positive)
@@ -75,7 +79,8 @@ def evaluate_patch_file(
     )
     figures = patch_figures(table, rows, scores, chosen)
     head = {k: figures[k] for k in ("n", "n_positive", "positive")}
-    return {"labels": str(labels), **head, "members": len(cfgs), "tta": tta, **figures}
+    meta = {"members": len(cfgs), "tta": tta, "backend": backend}
+    return {"labels": str(labels), **head, **meta, **figures}
 
 
 def select_rows(

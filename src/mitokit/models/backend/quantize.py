@@ -62,30 +62,45 @@ def calibration_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
 
 
 def calibration_tiles(
-    files: Sequence[Path], size: int, *, count: int = 256, seed: int = 0
+    files: Sequence[Path], size: int | None, *, count: int = 256, seed: int = 0
 ) -> np.ndarray:
     """``count`` windows of ``size`` px as float32 ``Nx3xHxW`` in [0, 1], spread over ``files``.
 
     Each file gives about ``count / len(files)`` windows at seeded random places (an image
     smaller than the window is padded white, as :func:`~mitokit.models.classifier.predict_tiles`
-    pads).
+    pads). ``size`` None takes each image whole (patches), padded or cut to the first one's size.
     """
     from mitokit.io.slides import open_slide
 
     rng = np.random.default_rng(seed)
     per_file = max(1, math.ceil(count / len(files)))
-    tiles = []
+    tiles: list[np.ndarray] = []
     for path in files:
+        if len(tiles) == count:
+            break
         with open_slide(path) as slide:
             w, h = slide.dimensions
-            for _ in range(per_file):
-                if len(tiles) == count:
-                    break
-                x = int(rng.integers(0, max(1, w - size + 1)))
-                y = int(rng.integers(0, max(1, h - size + 1)))
-                region = np.asarray(slide.read_region((x, y), 0, (size, size)))[:, :, :3]
-                tile = np.full((size, size, 3), 255, np.uint8)
-                tile[: region.shape[0], : region.shape[1]] = region[:size, :size]
+            side = (
+                (size, size)
+                if size
+                else (tiles[0].shape[1], tiles[0].shape[0])
+                if tiles
+                else (w, h)
+            )
+            for _ in range(min(per_file, count - len(tiles))):
+                x = (
+                    int(rng.integers(0, max(1, w - side[0] + 1)))
+                    if size
+                    else max(0, (w - side[0]) // 2)
+                )
+                y = (
+                    int(rng.integers(0, max(1, h - side[1] + 1)))
+                    if size
+                    else max(0, (h - side[1]) // 2)
+                )
+                region = np.asarray(slide.read_region((x, y), 0, side))[:, :, :3]
+                tile = np.full((side[1], side[0], 3), 255, np.uint8)
+                tile[: region.shape[0], : region.shape[1]] = region[: side[1], : side[0]]
                 tiles.append(tile)
     batch = np.stack(tiles).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     return np.ascontiguousarray(batch)
@@ -147,7 +162,7 @@ def quantize_model(
     if resize is not None:
         with torch.no_grad():
             data = np.ascontiguousarray(resize(torch.from_numpy(data)).numpy())
-    log.debug("calibrating %s on %d tiles of %d px", folder, len(data), side)
+    log.debug("calibrating %s on %d tiles of %s px", folder, len(data), side or "whole")
     with tempfile.TemporaryDirectory(prefix="mitokit-int8-") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quantized = Path(tmp) / "int8.onnx"
@@ -178,8 +193,11 @@ def quantize_model(
     return path
 
 
-def _window(model: torch.nn.Module, cfg: dict[str, Any], example: torch.Tensor) -> int:
-    """The side of the tiles the model reads at inference (before any resize of its own)."""
+def _window(model: torch.nn.Module, cfg: dict[str, Any], example: torch.Tensor) -> int | None:
+    """The side of the tiles the model reads at inference, before any resize of its own (None:
+    a patch classifier reads its patches whole)."""
     data = (cfg.get("extra") or {}).get("data") or {}
-    side = data.get("tile_size") or data.get("crop") or data.get("input_size")
+    if cfg["task"] == "patch_classifier":
+        return int(data["crop"]) if data.get("crop") else None
+    side = data.get("tile_size") or data.get("input_size")
     return int(side) if side else int(example.shape[-1])
