@@ -131,6 +131,7 @@ def slide_point_scores(
     floor: float | None = None,
     device: str = "cpu",
     batch_size: int = 16,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """Point precision, recall and F1 of a saved model over generated slides (pooled).
 
@@ -146,6 +147,7 @@ def slide_point_scores(
             not a new thresholding of the map.
         device: ``cpu`` or ``cuda``.
         batch_size: Tiles per model call.
+        backend: ``torch``, ``onnx`` or ``onnx-int8`` (:func:`mitokit.models.backend.use_backend`).
 
     Returns:
         ``threshold``, ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn`` at it,
@@ -163,7 +165,7 @@ def slide_point_scores(
     from mitokit.models.detector import point_scores
     from mitokit.models.predictors import load_predictor
 
-    predictor = load_predictor(model_dir, device=device)
+    predictor = load_predictor(model_dir, device=device, backend=backend)
     own = getattr(predictor, "threshold", None)
     op = float(threshold if threshold is not None else own if own is not None else 0.5)
     low = op if floor is None else min(float(floor), op)
