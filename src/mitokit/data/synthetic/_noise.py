@@ -104,20 +104,37 @@ def fbm(
     spacing: float,
     octaves: int = 3,
     gain: float = 0.5,
+    *,
+    points: bool = False,
 ) -> np.ndarray:
     """Fractal sum of value noise octaves (spacing halves each octave), rescaled to mean ~0.5.
 
     The result has mean 0.5 and a standard deviation of about :func:`fbm_std` ``(octaves, gain)``.
+
+    Args:
+        seed: Which field.
+        xs, ys: The grid's column and row coordinates (1-D, as :func:`value_noise`); with
+            ``points`` the coordinates of scattered points (as :func:`value_noise_points`).
+        spacing: Lattice spacing of the first octave.
+        octaves: Number of octaves.
+        gain: Amplitude ratio of one octave to the one before.
+        points: Evaluate at scattered points instead of on a grid (the same field).
+
+    Returns:
+        float32, ``(h, w)`` on a grid, the points' shape otherwise.
     """
-    total = value_noise(mix_seed(seed, 0), xs, ys, spacing)
+    noise = value_noise_points if points else value_noise
+    total = noise(mix_seed(seed, 0), xs, ys, spacing)
     total -= np.float32(0.5)
     amp, norm = gain, 1.0
     for k in range(1, octaves):
-        layer = value_noise(mix_seed(seed, k), xs, ys, spacing / (2**k))
+        layer = noise(mix_seed(seed, k), xs, ys, spacing / (2**k))
         layer -= np.float32(0.5)
         total += layer * np.float32(amp)
         norm += amp
         amp *= gain
+    if points:  # points divide by the norm, grids multiply by its inverse (fields as first drawn)
+        return total / np.float32(norm) + np.float32(0.5)
     total *= np.float32(1.0 / norm)
     total += np.float32(0.5)
     return total
@@ -150,24 +167,6 @@ def value_noise_points(seed: int, x: np.ndarray, y: np.ndarray, spacing: float) 
     top = v00 + (v10 - v00) * su
     bottom = v01 + (v11 - v01) * su
     return top + (bottom - top) * sv
-
-
-def fbm_points(
-    seed: int,
-    x: np.ndarray,
-    y: np.ndarray,
-    spacing: float,
-    octaves: int = 3,
-    gain: float = 0.5,
-) -> np.ndarray:
-    """:func:`fbm` at scattered points."""
-    total = np.zeros(np.shape(x), np.float32)
-    amp, norm = 1.0, 0.0
-    for k in range(octaves):
-        total += (value_noise_points(mix_seed(seed, k), x, y, spacing / (2**k)) - 0.5) * amp
-        norm += amp
-        amp *= gain
-    return total / np.float32(norm) + np.float32(0.5)
 
 
 def noise_1d(seed: int, t: np.ndarray, spacing: float) -> np.ndarray:

@@ -225,7 +225,9 @@ class TissueField:
 
     def nest_points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         """Nest membership at scattered points."""
-        return self.nest_from_raw(_noise.fbm_points(self._nest_seed, x, y, self._nest_spacing, 3))
+        return self.nest_from_raw(
+            _noise.fbm(self._nest_seed, x, y, self._nest_spacing, 3, points=True)
+        )
 
     # -- fibres -----------------------------------------------------------------------------
     def _warp_grid(self, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
@@ -244,7 +246,9 @@ class TissueField:
         return broad
 
     def _warp_points(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        broad = _noise.fbm_points(_noise.mix_seed(self.seed, 0xAA0), x, y, self._sweep_spacing, 2)
+        broad = _noise.fbm(
+            _noise.mix_seed(self.seed, 0xAA0), x, y, self._sweep_spacing, 2, points=True
+        )
         wavy = _noise.value_noise_points(
             _noise.mix_seed(self.seed, 0xAA1), x, y, self._warp_spacing
         )
@@ -315,7 +319,7 @@ class TissueField:
         y = np.asarray(y, np.float64)
         if not self.has_glass:
             return np.ones(x.shape, np.float32)
-        raw = _noise.fbm_points(self._tissue_seed, x, y, self._tissue_spacing, 8, 0.5)
+        raw = _noise.fbm(self._tissue_seed, x, y, self._tissue_spacing, 8, 0.5, points=True)
         raw = raw - self._falloff(x, y)
         t = self.tissue_threshold
         return _smoothstep(t - self._tissue_band, t + self._tissue_band, raw)
