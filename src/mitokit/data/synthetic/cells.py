@@ -13,6 +13,8 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from mitokit.errors import input_error
+
 # Cell kinds.
 NORMAL = 0
 MITOTIC = 1
@@ -38,6 +40,22 @@ PHASE_NAMES = {
     ANAPHASE: "anaphase",
     TELOPHASE: "telophase",
 }
+MITOTIC_PHASES = (PROPHASE, METAPHASE, ANAPHASE, TELOPHASE)
+
+
+def check_kind_phase(kind: int, phase: int) -> None:
+    """Refuse an unknown cell kind, or a phase that does not go with the kind.
+
+    Raises:
+        MitokitError: The kind is unknown, a mitotic cell has no mitotic phase, or another
+            kind's phase is not INTERPHASE.
+    """
+    if kind not in tuple(KIND_NAMES):
+        raise input_error(None, f"unknown cell kind {kind!r}")
+    if kind == MITOTIC and phase not in MITOTIC_PHASES:
+        raise input_error(None, f"a mitotic cell needs a mitotic phase, got {phase!r}")
+    if kind != MITOTIC and phase != INTERPHASE:
+        raise input_error(None, f"a non-mitotic cell has phase INTERPHASE, got {phase!r}")
 
 
 @dataclass

@@ -33,12 +33,10 @@ import numpy as np
 
 from mitokit.data.synthetic import _noise
 from mitokit.data.synthetic.cells import (
-    APOPTOTIC,
-    HYPERCHROMATIC,
     INTERPHASE,
     KIND_NAMES,
     MITOTIC,
-    NORMAL,
+    MITOTIC_PHASES,
     CellTable,
 )
 from mitokit.data.synthetic.limits import (
@@ -50,7 +48,6 @@ from mitokit.data.synthetic.limits import (
 )
 from mitokit.data.synthetic.region import _near, _region_od, render_region
 from mitokit.data.synthetic.scene import (
-    MITOTIC_PHASES,
     SceneParams,
     TissueField,
     sample_cells,
@@ -80,7 +77,7 @@ DEFAULT_PROPORTIONS: dict[str, float] = {
 }
 """Share of each centre-cell kind in :func:`generate_patches` by default."""
 
-KINDS = tuple(KIND_NAMES[k] for k in (NORMAL, MITOTIC, APOPTOTIC, HYPERCHROMATIC))
+KINDS = tuple(KIND_NAMES.values())
 """Cell-kind names accepted in ``proportions`` (for a CLI's choices and help text)."""
 
 _KIND_BY_NAME = {name: k for k, name in KIND_NAMES.items()}

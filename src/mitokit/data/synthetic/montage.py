@@ -23,18 +23,15 @@ import numpy as np
 
 from mitokit.data.synthetic import _noise
 from mitokit.data.synthetic.cells import (
-    ANAPHASE,
     APOPTOTIC,
     HYPERCHROMATIC,
-    METAPHASE,
     MITOTIC,
+    MITOTIC_PHASES,
     NORMAL,
     PHASE_NAMES,
-    PROPHASE,
-    TELOPHASE,
 )
 from mitokit.data.synthetic.render import render_cell
-from mitokit.data.synthetic.scene import MITOTIC_PHASES, SceneParams, sample_m
+from mitokit.data.synthetic.scene import SceneParams, sample_m
 from mitokit.errors import input_error
 from mitokit.io.atomic import atomic_path
 
@@ -42,7 +39,10 @@ __all__ = ["montage_rows", "synthetic_montage"]
 
 _DPI = 100  # figure dots per inch: sizes below are in display pixels
 
-_ABBREV = {PROPHASE: "pro", METAPHASE: "meta", ANAPHASE: "ana", TELOPHASE: "telo"}
+_ABBREV = {ph: PHASE_NAMES[ph].removesuffix("phase") for ph in MITOTIC_PHASES}  # "pro", "meta"...
+
+_SWEEP_PHASES = MITOTIC_PHASES[1:] + MITOTIC_PHASES[:1]
+"""The phases of the m sweeps, metaphase (the commonest figure) first and prophase last."""
 
 
 def _real_rows(
@@ -112,7 +112,7 @@ def montage_rows(
 
     # one cell per phase morphing with m (same seed)
     sweep = np.linspace(0, 1, n_per_row)
-    for ph in (METAPHASE, ANAPHASE, TELOPHASE, PROPHASE):
+    for ph in _SWEEP_PHASES:
         s = int(rng.integers(0, 2**62))
         imgs = [
             render_cell(float(m), kind=MITOTIC, phase=ph, size=size, seed=s, params=p)

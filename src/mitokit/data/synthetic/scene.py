@@ -34,23 +34,19 @@ from scipy.special import ndtri
 
 from mitokit.data.synthetic import _noise
 from mitokit.data.synthetic.cells import (
-    ANAPHASE,
     APOPTOTIC,
     HYPERCHROMATIC,
     INTERPHASE,
-    METAPHASE,
+    KIND_NAMES,
     MITOTIC,
+    MITOTIC_PHASES,
     NORMAL,
-    PROPHASE,
-    TELOPHASE,
     CellTable,
 )
 from mitokit.data.synthetic.packing import _hard_core, _hard_core_density
 from mitokit.errors import input_error
 
 __all__ = ["MITOTIC_PHASES", "SceneParams", "TissueField", "sample_cells", "sample_m"]
-
-MITOTIC_PHASES = (PROPHASE, METAPHASE, ANAPHASE, TELOPHASE)
 
 
 @dataclass(frozen=True)
@@ -454,13 +450,11 @@ def _shapes(
         rng.uniform(*p.nucleus_radius_um, n),
         rng.uniform(*p.stroma_radius_um, n),
     )
-    radius_um = np.where(kind == APOPTOTIC, radius_um * 0.55, radius_um)
-    radius_um = np.where(kind == HYPERCHROMATIC, radius_um * 1.3, radius_um)
-    radius = (radius_um / p.mpp).astype(np.float32)
     elong_nest = 1.0 + np.minimum(np.abs(rng.normal(0, 0.25, n)), 0.9)
     elong_str = rng.uniform(*p.stroma_elongation, n)
     elongation = np.where(in_nest, elong_nest, elong_str)
-    elongation = np.where(kind == APOPTOTIC, 1.0 + (elongation - 1.0) * 0.2, elongation)
+    radius_um, elongation = _kind_shape(kind, radius_um, elongation)
+    radius = (radius_um / p.mpp).astype(np.float32)
     angle = rng.uniform(0, np.pi, n)
     if tissue is not None and (~in_nest).any():
         s = ~in_nest
@@ -469,14 +463,18 @@ def _shapes(
     return radius, elongation, angle
 
 
+def _kind_shape(kind: Any, radius_um: Any, elongation: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Nuclear radius (um) and elongation as a cell's kind changes them, element-wise: apoptotic
+    bodies shrunken and nearly round, hyperchromatic nuclei enlarged."""
+    radius_um = np.where(kind == APOPTOTIC, radius_um * 0.55, radius_um)
+    radius_um = np.where(kind == HYPERCHROMATIC, radius_um * 1.3, radius_um)
+    elongation = np.where(kind == APOPTOTIC, 1.0 + (elongation - 1.0) * 0.2, elongation)
+    return radius_um, elongation
+
+
 def _sample_m(rng: np.random.Generator, kind: np.ndarray, p: SceneParams) -> np.ndarray:
     m = np.empty(len(kind), np.float32)
-    for k, name in (
-        (NORMAL, "normal"),
-        (MITOTIC, "mitotic"),
-        (APOPTOTIC, "apoptotic"),
-        (HYPERCHROMATIC, "hyperchromatic"),
-    ):
+    for k, name in KIND_NAMES.items():
         sel = kind == k
         m[sel] = _beta(rng, p.m_beta[name], int(sel.sum()))
     return m

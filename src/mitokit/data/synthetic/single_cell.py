@@ -16,19 +16,21 @@ import numpy as np
 
 from mitokit.data.synthetic import _noise
 from mitokit.data.synthetic.cells import (
-    ANAPHASE,
     APOPTOTIC,
-    HYPERCHROMATIC,
     INTERPHASE,
-    METAPHASE,
     MITOTIC,
     NORMAL,
-    PROPHASE,
-    TELOPHASE,
     CellTable,
+    check_kind_phase,
 )
 from mitokit.data.synthetic.region import render_region
-from mitokit.data.synthetic.scene import SceneParams, TissueField, sample_cells, sample_m
+from mitokit.data.synthetic.scene import (
+    SceneParams,
+    TissueField,
+    _kind_shape,
+    sample_cells,
+    sample_m,
+)
 from mitokit.data.synthetic.staining import StainParams
 from mitokit.errors import input_error
 
@@ -71,12 +73,7 @@ def _check_cell(m: float, kind: int, phase: int, size: int) -> None:
     """Refuse an ``m``, kind, phase or patch size :func:`cell_scene` cannot draw."""
     if not 0 <= m <= 1:
         raise input_error(None, f"m must be in [0, 1], got {m!r}")
-    if kind not in (NORMAL, MITOTIC, APOPTOTIC, HYPERCHROMATIC):
-        raise input_error(None, f"unknown cell kind {kind!r}")
-    if kind == MITOTIC and phase not in (PROPHASE, METAPHASE, ANAPHASE, TELOPHASE):
-        raise input_error(None, f"a mitotic cell needs a mitotic phase, got {phase!r}")
-    if kind != MITOTIC and phase != INTERPHASE:
-        raise input_error(None, f"a non-mitotic cell has phase INTERPHASE, got {phase!r}")
+    check_kind_phase(kind, phase)
     if not isinstance(size, (int, np.integer)) or size < 8:
         raise input_error(None, f"size must be an integer >= 8, got {size!r}")
 
@@ -105,13 +102,8 @@ def _centre_cell(
 ) -> tuple[CellTable, float]:
     """The centre cell as a one-row table, and how far it keeps its neighbours (pixels)."""
     radius_um = rng.uniform(*p.nucleus_radius_um)
-    if kind == APOPTOTIC:
-        radius_um *= 0.55
-    elif kind == HYPERCHROMATIC:
-        radius_um *= 1.3
     elong = 1.0 + min(abs(rng.normal(0, 0.22)), 0.8)
-    if kind == APOPTOTIC:
-        elong = 1.0 + (elong - 1.0) * 0.2
+    radius_um, elong = (float(v) for v in _kind_shape(kind, radius_um, elong))
     centre = CellTable(
         id=np.array([0], np.int64),
         x=np.array([cx]),
