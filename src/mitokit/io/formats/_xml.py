@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mitokit.errors import input_error
 from mitokit.io.formats._common import PathLike, number, read_bytes, short
+from mitokit.types import BoxXYXY, PointXY
 
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
@@ -50,6 +51,57 @@ def xml_root(path: PathLike, tag: str, title: str) -> ET.Element:
     if root.tag != tag:
         raise input_error(path, f"not an {title} file (root element <{short(root.tag)}>)")
     return root
+
+
+def one_image_root(path: Path, tag: str, title: str, image: str | None) -> tuple[ET.Element, str]:
+    """The root element (which must be ``<tag>``) of a file that describes one image, and the
+    image's id: ``image``, by default the file's stem.
+
+    Raises:
+        MitokitError: As :func:`xml_root`.
+    """
+    return xml_root(path, tag, title), path.stem if image is None else str(image)
+
+
+def xml_points(
+    elem: ET.Element,
+    container: str,
+    tag: str,
+    where: str,
+    path: PathLike,
+    *,
+    order: str | None = None,
+) -> list[PointXY]:
+    """The ``(X, Y)`` of an annotation's ``<container><tag .../></container>`` points.
+
+    Args:
+        elem: The annotation (or region) element.
+        container: The tag holding the points (``Coordinates``, ``Vertices``).
+        tag: The tag of one point (``Coordinate``, ``Vertex``).
+        where: The annotation, for messages; a point is ``<where> <tag> #<n>``.
+        path: The file, for messages.
+        order: An attribute giving the points' order (``Order``); document order where it is
+            None or a point lacks it.
+
+    Raises:
+        MitokitError: There are no points (``<where> has no <container>``), a bad order or
+            coordinate (see :func:`xml_number`).
+    """
+    points = children(elem.find(container), tag)
+    if not points:
+        raise input_error(path, f"{where} has no {container.lower()}")
+    keyed = []
+    for j, point in enumerate(points):
+        at = f"{where} {tag.lower()} #{j + 1}"
+        raw = None if order is None else point.get(order)
+        key = xml_number(point, order, at, path) if raw is not None and raw.strip() else j
+        keyed.append((key, j, xml_xy(point, at, path)))
+    return [xy for _, _, xy in sorted(keyed)]
+
+
+def point_or_box(xy: list[PointXY]) -> tuple[PointXY | None, BoxXYXY | None]:
+    """``(point, None)`` for one coordinate, ``(None, box)`` around several (:func:`bounds`)."""
+    return (xy[0], None) if len(xy) == 1 else (None, bounds(xy))
 
 
 def xml_xy(elem: ET.Element, where: str, path: PathLike) -> tuple[float, float]:

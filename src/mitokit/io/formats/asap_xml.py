@@ -32,7 +32,7 @@ from pathlib import Path
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
 from mitokit.io.formats._common import shape_annotations, short
-from mitokit.io.formats._xml import bounds, children, first_unique, xml_number, xml_root, xml_xy
+from mitokit.io.formats._xml import children, first_unique, one_image_root, point_or_box, xml_points
 from mitokit.types import MITOSIS
 
 FORMAT = "asap_xml"
@@ -55,8 +55,7 @@ def read_asap_xml(
             a bad coordinate (the annotation and coordinate are named).
     """
     path = Path(path)
-    root = xml_root(path, ROOT, "ASAP XML")
-    image_id = path.stem if image is None else str(image)
+    root, image_id = one_image_root(path, ROOT, "ASAP XML", image)
     default_label = canonical_class(default_label)
     elems = children(root.find("Annotations"), "Annotation")
     names = first_unique([e.get("Name") or f"annotation {k + 1}" for k, e in enumerate(elems)])
@@ -66,33 +65,14 @@ def read_asap_xml(
         kind = (elem.get("Type") or "").strip().lower()
         if kind in SKIPPED_TYPES:
             continue
-        xy = _coordinates(elem, where, path)
+        xy = xml_points(elem, "Coordinates", "Coordinate", where, path, order="Order")
         group = (elem.get("PartOfGroup") or "").strip()
         label = default_label if group in ("", "None") else canonical_class(group)
         extra = {"type": elem.get("Type")} if elem.get("Type") else {}
         if kind == "dot" and len(xy) != 1:
             raise input_error(path, f"{where}: a Dot needs one coordinate, it has {len(xy)}")
-        if kind == "pointset":
-            shapes = [(p, None) for p in xy]
-        elif len(xy) == 1:
-            shapes = [(xy[0], None)]
-        else:
-            shapes = [(None, bounds(xy))]
+        shapes = [(p, None) for p in xy] if kind == "pointset" else [point_or_box(xy)]
         annotations += shape_annotations(
             path, where, shapes, id=name, image=image_id, label=label, extra=extra
         )
     return AnnotationSet(annotations, {image_id: ImageInfo(image_id)}, [], str(path), FORMAT)
-
-
-def _coordinates(elem, where: str, path: Path) -> list[tuple[float, float]]:
-    """The (x, y) of an annotation's coordinates, in ``Order``."""
-    coords = children(elem.find("Coordinates"), "Coordinate")
-    if not coords:
-        raise input_error(path, f"{where} has no coordinates")
-    keyed = []
-    for j, c in enumerate(coords):
-        at = f"{where} coordinate #{j + 1}"
-        order = c.get("Order")
-        key = xml_number(c, "Order", at, path) if order is not None and order.strip() else j
-        keyed.append((key, j, xml_xy(c, at, path)))
-    return [p for _, _, p in sorted(keyed)]

@@ -41,7 +41,14 @@ from pathlib import Path
 from mitokit.errors import input_error
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo, canonical_class
 from mitokit.io.formats._common import make_annotation, short
-from mitokit.io.formats._xml import bounds, children, first_unique, xml_number, xml_root, xml_xy
+from mitokit.io.formats._xml import (
+    children,
+    first_unique,
+    one_image_root,
+    point_or_box,
+    xml_number,
+    xml_points,
+)
 from mitokit.types import MITOSIS
 
 FORMAT = "imagescope_xml"
@@ -63,8 +70,7 @@ def read_imagescope_xml(
             vertex or ``MicronsPerPixel`` (the layer and region are named).
     """
     path = Path(path)
-    root = xml_root(path, ROOT, "ImageScope XML")
-    image_id = path.stem if image is None else str(image)
+    root, image_id = one_image_root(path, ROOT, "ImageScope XML", image)
     default_label = canonical_class(default_label)
     mpp = _mpp(root, path)
     found: list[tuple[str, str, dict]] = []  # (id, where, fields)
@@ -76,14 +82,14 @@ def read_imagescope_xml(
             where = f"annotation {short(layer_id)} region {short(region_id)}"
             if (region.get("NegativeROA") or "").strip() == "1":
                 continue
-            xy = _vertices(region, where, path)
+            xy = xml_points(region, "Vertices", "Vertex", where, path)
             text = (region.get("Text") or "").strip()
             label = canonical_class(text or layer_name) if text or layer_name else default_label
             extra = {"region_type": region.get("Type")} if region.get("Type") else {}
             if text:
                 extra["text"] = text
-            shape = {"point": xy[0]} if len(xy) == 1 else {"box": bounds(xy)}
-            fields = {"label": label, "extra": extra, **shape}
+            point, box = point_or_box(xy)
+            fields = {"label": label, "extra": extra, "point": point, "box": box}
             found.append((f"{layer_id}_{region_id}", where, fields))
     ids = first_unique([f[0] for f in found])
     annotations: list[Annotation] = [
@@ -102,14 +108,3 @@ def _mpp(root, path: Path) -> float | None:
     if value < 0:
         raise input_error(path, f"MicronsPerPixel must not be negative ({value:g})")
     return value or None
-
-
-def _vertices(region, where: str, path: Path) -> list[tuple[float, float]]:
-    vertices = children(region.find("Vertices"), "Vertex")
-    if not vertices:
-        raise input_error(path, f"{where} has no vertices")
-    out = []
-    for n, v in enumerate(vertices):
-        at = f"{where} vertex #{n + 1}"
-        out.append(xml_xy(v, at, path))
-    return out
