@@ -57,8 +57,12 @@ def _params_dict(obj: Any) -> Any:
     return obj
 
 
-def _manifest(kind: str, seed: int, parameters: dict, files: dict, objects: list) -> dict:
-    return {
+def _write_manifest(
+    out: Path, kind: str, seed: int, parameters: dict, files: dict, objects: list
+) -> dict:
+    """Write ``out/manifest.json`` (generator, kind, seed, parameters, files and the truth of
+    every object) and return it."""
+    manifest = {
         "generator": {
             "name": "mitokit.data.synthetic",
             "version": GENERATOR_VERSION,
@@ -70,10 +74,20 @@ def _manifest(kind: str, seed: int, parameters: dict, files: dict, objects: list
         "files": files,
         "objects": objects,
     }
+    write_text_atomic(out / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+    return manifest
 
 
-def _write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=1) + "\n")
+def _labelling_parameters(
+    panel: RaterPanel | None, crowd: CrowdPanel | None, parameters: dict | None, **more: Any
+) -> dict:
+    """The labelling processes (their defaults where None), ``more``, then ``parameters``."""
+    return {
+        "panel": panel or RaterPanel(),
+        "crowd": crowd or CrowdPanel(),
+        **more,
+        **(parameters or {}),
+    }
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -135,15 +149,14 @@ def write_patch_dataset(
             progress(i + 1)
     labels = AnnotationSet(anns, info, list(panel.rater_ids), source=str(out), format="synthetic")
     write_annotations(labels, out / "labels.csv")
-    manifest = _manifest(
+    return _write_manifest(
+        out,
         "patches",
         seed,
         {"panel": panel, **(parameters or {})},
         {"images": "images/", "labels": "labels.csv"},
         objects,
     )
-    _write_json(out / "manifest.json", manifest)
-    return manifest
 
 
 def _write_scene_labels(out: Path, scenes: Sequence[Any], image_labels: dict[str, int]) -> dict:
@@ -217,15 +230,9 @@ def write_tile_dataset(
         if progress is not None:
             progress(i + 1)
     files = {"images": "images/", **_write_scene_labels(out, scenes, image_labels)}
-    manifest = _manifest(
-        "tiles",
-        seed,
-        {"panel": panel or RaterPanel(), "crowd": crowd or CrowdPanel(), **(parameters or {})},
-        files,
-        objects,
+    return _write_manifest(
+        out, "tiles", seed, _labelling_parameters(panel, crowd, parameters), files, objects
     )
-    _write_json(out / "manifest.json", manifest)
-    return manifest
 
 
 def write_slide_labels(
@@ -254,17 +261,11 @@ def write_slide_labels(
         **_write_scene_labels(out, [scene], {slide_name: scene.image_label}),
     }
     objects = [{"image": slide_name, **r} for r in cells.to_records()]
-    manifest = _manifest(
+    return _write_manifest(
+        out,
         "slide",
         seed,
-        {
-            "panel": panel or RaterPanel(),
-            "crowd": crowd or CrowdPanel(),
-            "size": list(size),
-            **(parameters or {}),
-        },
+        _labelling_parameters(panel, crowd, parameters, size=list(size)),
         files,
         objects,
     )
-    _write_json(out / "manifest.json", manifest)
-    return manifest
