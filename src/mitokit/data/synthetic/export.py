@@ -113,12 +113,12 @@ def write_patch_dataset(
         images: (N, S, S, 3) uint8 patches, each centred on one cell.
         cells: The N centre cells (their truth).
         seed: Seed of the raters (the manifest records it).
-        panel: The pathologists.
+        panel: The pathologists (default :class:`RaterPanel` ``()``).
         parameters: Generator parameters to record.
-        progress: Called with the number of patches written so far.
+        progress: Called every 100 patches with the number written so far.
 
     Returns:
-        The manifest.
+        The manifest, as written to ``manifest.json``.
     """
     out = Path(out)
     if len(images) != len(cells):
@@ -201,13 +201,13 @@ def write_tile_dataset(
         tiles: (image HxWx3 uint8, cells on it in tile pixels) per tile; an iterator is
             consumed one tile at a time, so memory does not grow with the number of tiles.
         seed: Seed of the labelling processes (tile ``i`` uses the stream ``(seed, 1, i)``).
-        panel: The pathologists.
-        crowd: The crowd.
-        parameters: Generator parameters to record.
-        progress: Called with the number of tiles written so far.
+        panel, crowd: The pathologists and the crowd boxing mitoses (defaults
+            :class:`RaterPanel` ``()`` and :class:`CrowdPanel` ``()``).
+        parameters: Generator parameters to record in the manifest.
+        progress: Called after each tile with the number of tiles written so far.
 
     Returns:
-        The manifest.
+        The manifest, as written to ``manifest.json``.
     """
     out = Path(out)
     (out / "images").mkdir(parents=True, exist_ok=True)
