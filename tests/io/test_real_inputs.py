@@ -326,3 +326,45 @@ def test_detect_folder_evaluation_skips_temporaries_of_a_killed_run(tmp_path):
     assert result.exit_code == 0, result.output
     body = json.loads(result.stdout)
     assert (body["tp"], body["fp"], body["fn"]) == (1, 0, 0)
+
+
+def _set(points, *, size=(100, 80)):
+    from mitokit.io.annotations import AnnotationSet, ImageInfo
+
+    image = ImageInfo("a", width=size[0], height=size[1]) if size else ImageInfo("a")
+    anns = [Annotation(id=f"p{k}", image="a", point=p) for k, p in enumerate(points)]
+    return AnnotationSet(anns, {"a": image}, source="labels.csv")
+
+
+def test_check_inside_takes_the_readers_border_tolerance():
+    near = _set([(-0.5, 10), (100 + BORDER_TOLERANCE_PX, 40), (50, 40)])
+    near.check_inside()  # within the tolerance, as reading keeps them
+    with pytest.raises(MitokitError, match=r"labels\.csv: annotation p0 .*refused \(--strict\)"):
+        near.check_inside(strict=True)
+    far = _set([(50, 80 + BORDER_TOLERANCE_PX + 0.5)])
+    with pytest.raises(MitokitError, match=r"^x\.csv: .*of size 100x80; more than 25 px outside"):
+        far.check_inside("x.csv")
+    with pytest.raises(MitokitError, match="more than 25 px outside"):
+        _set([(-30, 5)], size=None).check_inside()  # below 0 counts where the size is unknown
+    _set([(1e6, 5)], size=None).check_inside()
+    assert [a.point for a in near] == [(-0.5, 10.0), (125.0, 40.0), (50.0, 40.0)]  # unchanged
+
+
+def test_check_inside_agrees_with_reading_on_random_points():
+    from mitokit.io.formats._validate import validate
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        points = [tuple(map(float, p)) for p in rng.uniform(-40, 140, (3, 2))]
+        for strict in (False, True):
+            try:
+                validate(_set(points), "labels.csv", strict=strict)
+                read_error = None
+            except MitokitError as err:
+                read_error = str(err)
+            try:
+                _set(points).check_inside(strict=strict)
+                check_error = None
+            except MitokitError as err:
+                check_error = str(err)
+            assert check_error == read_error

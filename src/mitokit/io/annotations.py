@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mitokit.errors import input_error
 from mitokit.types import MITOSIS, NON_MITOSIS, BoxXYXY, PointXY
 
 # Category names seen in the field, lower-cased, mapped to the canonical classes.
@@ -237,22 +236,24 @@ class AnnotationSet:
                 out.adjustments[kind] = out.adjustments.get(kind, 0) + n
         return out
 
-    def check_inside(self, path: str | os.PathLike | None = None) -> None:
-        """Raise if an object lies outside the known size of its image.
+    def check_inside(self, path: str | os.PathLike | None = None, *, strict: bool = False) -> None:
+        """Raise if an object's centre lies outside its image further than reading allows.
 
-        Images without a known size are not checked.
+        The rule of the readers (:func:`read_annotations`): a centre on or within
+        :data:`~mitokit.io.formats.BORDER_TOLERANCE_PX` outside its image's border passes, a
+        centre further out (or below 0 where the image's size is unknown) is an error. Nothing
+        is changed: reading clips boxes and counts what it kept, this only checks.
+
+        Args:
+            path: The file named in the message (default: the set's ``source``).
+            strict: Refuse any centre outside the image, as ``read_annotations(strict=True)``.
+
+        Raises:
+            MitokitError: A centre outside beyond the tolerance (any distance under ``strict``).
         """
-        for ann in self.annotations:
-            info = self.images.get(ann.image)
-            if info is None or info.width is None or info.height is None:
-                continue
-            x, y = ann.center
-            if not (0 <= x <= info.width and 0 <= y <= info.height):
-                raise input_error(
-                    path or self.source,
-                    f"annotation {ann.id} at ({x:g}, {y:g}) lies outside image {ann.image!r} "
-                    f"of size {info.width}x{info.height}",
-                )
+        from mitokit.io.formats._validate import check_centres
+
+        check_centres(self, path or self.source, strict=strict)
 
 
 _ADJUSTMENT_TEXT = {

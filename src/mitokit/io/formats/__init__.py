@@ -48,13 +48,8 @@ from mitokit.io.formats import (
     sliderunner,
     table_csv,
 )
-from mitokit.io.formats._common import (
-    BORDER_TOLERANCE_PX,
-    decode_text,
-    parse_json,
-    read_text,
-    validate,
-)
+from mitokit.io.formats._common import decode_text, parse_json, read_text
+from mitokit.io.formats._validate import BORDER_TOLERANCE_PX, validate
 from mitokit.io.formats._xml import leading_tags
 
 READERS: dict[str, Callable[..., AnnotationSet]] = {
@@ -198,7 +193,7 @@ def read(
 
     Returns:
         The set, with ``source = str(path)`` and ``format`` = the format's name, checked and
-        adjusted by :func:`~mitokit.io.formats._common.validate` (its ``adjustments`` count what
+        adjusted by :func:`~mitokit.io.formats._validate.validate` (its ``adjustments`` count what
         was changed, and a note is logged on the ``mitokit`` logger).
 
     Raises:

@@ -2,7 +2,9 @@
 
 Every reader turns whatever a malformed file throws at it (a decode error, a missing key, a value
 of the wrong type) into a :class:`~mitokit.errors.MitokitError` that names the file, the place
-(line, object) and the problem. The helpers here do the checking so each reader stays short.
+(line, object) and the problem. The helpers here do the checking so each reader stays short. The
+rules every reader's output then goes through (border tolerance, unique ids) are in
+:mod:`~mitokit.io.formats._validate`.
 """
 
 from __future__ import annotations
@@ -373,107 +375,6 @@ def png_size(path: Path) -> tuple[int, int] | None:
         return None
     width, height = struct.unpack(">II", head[16:24])
     return (width, height) if width > 0 and height > 0 else None
-
-
-# ----------------------------------------------------------------------------- validation
-
-
-BORDER_TOLERANCE_PX = 25.0
-"""How far outside its image an object's centre may lie and still be kept: half of the 50 px box
-MIDOG draws around a figure (a figure cut by the border has its box centre outside)."""
-
-
-def validate(aset: AnnotationSet, path: PathLike, *, strict: bool = False) -> AnnotationSet:
-    """Checks every reader's output goes through; what real files need is adjusted and counted.
-
-    * A box crossing its image's border (or reaching below 0 where the size is unknown) is
-      clipped to the image; its centre before clipping stays the object's point, so evaluation
-      by centre sees the published position. Counted as ``clipped_boxes``.
-    * An object centre on or just outside the border, at most :data:`BORDER_TOLERANCE_PX`
-      away, is kept as it is (``border_points``, counted where strictly outside).
-    * A box wholly outside its image, a centre further out, duplicate object ids and agreements
-      outside [0, 1] are errors. Non-finite numbers and boxes with x2 < x1 never get this far
-      (:class:`Annotation` refuses them).
-    * With ``strict`` every adjustment, including those a reader made (``adjustments`` already
-      set, e.g. a split MultiPolygon), is an error instead.
-
-    Returns:
-        ``aset``, changed in place: annotations replaced where clipped, ``adjustments`` counted.
-    """
-    counts = dict(aset.adjustments)
-    if strict and counts:
-        kind, n = next(iter(counts.items()))
-        raise input_error(path, f"{n} object(s) would need adjusting ({kind}); refused (--strict)")
-    seen: dict[str, int] = {}
-    out = []
-    for k, ann in enumerate(aset.annotations):
-        if ann.id in seen:
-            raise input_error(
-                path,
-                f"annotation id {short(ann.id)} appears twice (objects #{seen[ann.id] + 1} "
-                f"and #{k + 1}); ids must be unique",
-            )
-        seen[ann.id] = k
-        if ann.agreement is not None and not 0.0 <= ann.agreement <= 1.0:
-            raise input_error(
-                path, f"annotation {ann.id}: agreement {ann.agreement:g} is outside [0, 1]"
-            )
-        info = aset.images.get(ann.image)
-        width = math.inf if info is None or info.width is None else float(info.width)
-        height = math.inf if info is None or info.height is None else float(info.height)
-        where = f"annotation {ann.id} on image {ann.image!r}"
-        size = (
-            ""
-            if math.isinf(width) or math.isinf(height)
-            else f" of size {info.width}x{info.height}"
-        )
-        if ann.box is not None:
-            ann = _clip_box(ann, width, height, where + size, path, strict, counts)
-        x, y = ann.center
-        outside = max(-x, -y, x - width, y - height)
-        if outside > 0:
-            if strict or outside > BORDER_TOLERANCE_PX:
-                reason = (
-                    "refused (--strict)"
-                    if outside <= BORDER_TOLERANCE_PX
-                    else (f"more than {BORDER_TOLERANCE_PX:g} px outside")
-                )
-                raise input_error(
-                    path, f"{where}: centre ({x:g}, {y:g}) lies outside the image{size}; {reason}"
-                )
-            counts["border_points"] = counts.get("border_points", 0) + 1
-        out.append(ann)
-    aset.annotations = out
-    aset.adjustments = {kind: n for kind, n in counts.items() if n}
-    return aset
-
-
-def _clip_box(
-    ann: Annotation,
-    width: float,
-    height: float,
-    where: str,
-    path: PathLike,
-    strict: bool,
-    counts: dict[str, int],
-) -> Annotation:
-    x1, y1, x2, y2 = ann.box  # type: ignore[misc]
-    c1, d1 = max(x1, 0.0), max(y1, 0.0)
-    c2, d2 = min(x2, width), min(y2, height)
-    if c2 < c1 or d2 < d1 or (c2 == c1 and x2 > x1) or (d2 == d1 and y2 > y1):
-        raise input_error(
-            path, f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) lies wholly outside the image"
-        )
-    if (c1, d1, c2, d2) == (x1, y1, x2, y2):
-        return ann
-    if strict:
-        raise input_error(
-            path,
-            f"{where}: box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) crosses the image border; "
-            "refused (--strict)",
-        )
-    counts["clipped_boxes"] = counts.get("clipped_boxes", 0) + 1
-    return ann.with_(point=ann.center, box=(c1, d1, c2, d2))
 
 
 # -------------------------------------------------------------------------------- colours
