@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import click
 
@@ -50,23 +50,88 @@ device_option = click.option(
 )
 
 
-def batch_size_option(default: int, help: str | None = None) -> Callable:  # noqa: A002
-    """``--batch-size``: images (tiles, patches) per network call."""
+def int_option(
+    *decls: str,
+    help: str,  # noqa: A002
+    minimum: int = 1,
+    default: int | None = None,
+) -> Callable:
+    """An option taking a whole number of at least ``minimum``; a default, where there is one,
+    is shown in --help (else the command chooses, as its help says)."""
     return click.option(
-        "--batch-size",
-        type=click.IntRange(min=1),
+        *decls,
+        type=click.IntRange(min=minimum),
         default=default,
-        show_default=True,
-        help=help or "Images per network call.",
+        show_default=default is not None,
+        help=help,
     )
 
 
-workers_option = click.option(
-    "--workers",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Reader threads (default: up to 4, one per CPU core).",
+def batch_size_option(default: int, help: str | None = None) -> Callable:  # noqa: A002
+    """``--batch-size``: images (tiles, patches) per network call."""
+    return int_option("--batch-size", default=default, help=help or "Images per network call.")
+
+
+workers_option = int_option(
+    "--workers", help="Reader threads (default: up to 4, one per CPU core)."
 )
+
+
+def path_option(
+    *decls: str,
+    help: str,  # noqa: A002
+    kind: Literal["file", "folder"] | None = None,
+    exists: bool = False,
+    **kwargs: Any,
+) -> Callable:
+    """An option naming a path; ``kind`` refuses a folder (``"file"``) or a file (``"folder"``)
+    there, ``kwargs`` (``required``, ``multiple``, ``default``...) go to click as they are."""
+    path = click.Path(file_okay=kind != "folder", dir_okay=kind != "file", exists=exists)
+    return click.option(*decls, type=path, help=help, **kwargs)
+
+
+def choice_option(
+    *decls: str,
+    choices: Sequence[str],
+    help: str,  # noqa: A002
+    **kwargs: Any,
+) -> Callable:
+    """An option taking one of ``choices``; a default, where there is one, is shown in --help."""
+    if kwargs.get("default") is not None:
+        kwargs.setdefault("show_default", True)
+    return click.option(*decls, type=click.Choice(choices), help=help, **kwargs)
+
+
+def format_option(of: str) -> Callable:
+    """``--<of>-format``: the annotation format of the file option ``--<of>``."""
+    return click.option(
+        f"--{of}-format", default=None, help=f"Format of --{of} (default: detected)."
+    )
+
+
+def seed_option(help: str) -> Callable:  # noqa: A002
+    """``--seed``: the seed of what the command draws (0 by default)."""
+    return click.option("--seed", default=0, show_default=True, help=help)
+
+
+def tta_option(help: str) -> Callable:  # noqa: A002
+    """``--tta``: average a model's scores over flipped views (test-time augmentation)."""
+    return click.option("--tta", is_flag=True, help=help)
+
+
+def threads_option(help: str) -> Callable:  # noqa: A002
+    """``--threads``: PyTorch CPU threads (by default the command's choice, as its help says)."""
+    return int_option("--threads", help=help)
+
+
+def no_progress_option(help: str) -> Callable:  # noqa: A002
+    """``--no-progress``: no progress bar (and, per command, no progress lines)."""
+    return click.option("--no-progress", is_flag=True, help=help)
+
+
+def tile_size_option(help: str) -> Callable:  # noqa: A002
+    """``--tile-size``: the side of the tiles a model reads, in pixels (default per command)."""
+    return int_option("--tile-size", minimum=16, help=help)
 
 
 def out_option(
@@ -77,12 +142,12 @@ def out_option(
     help: str | None = None,  # noqa: A002
 ) -> Callable:
     """``--out``: the folder (or, with ``folder=False``, the file) a command writes."""
-    return click.option(
+    return path_option(
         "--out",
         dest,
         required=required,
         default=None,
-        type=click.Path(file_okay=not folder, dir_okay=folder),
+        kind="folder" if folder else "file",
         help=help or ("Folder to create." if folder else "File to write."),
     )
 
