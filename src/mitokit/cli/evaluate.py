@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, mpp_option, strict_option
+from mitokit.cli.options import (
+    choice_option,
+    echo_json,
+    format_option,
+    json_option,
+    mpp_option,
+    path_option,
+    strict_option,
+    threshold_option,
+)
 
 
 @click.group()
@@ -13,22 +22,15 @@ def evaluate() -> None:
 
 
 @evaluate.command("points")
-@click.option(
+@path_option(
     "--pred",
     "pred_path",
     required=True,
-    type=click.Path(dir_okay=True),
     help="Predictions (points or boxes, optionally with scores), any supported format.",
 )
-@click.option(
-    "--truth",
-    "truth_path",
-    required=True,
-    type=click.Path(dir_okay=True),
-    help="Ground truth, any supported format.",
-)
-@click.option("--pred-format", default=None, help="Format of --pred (default: detected).")
-@click.option("--truth-format", default=None, help="Format of --truth (default: detected).")
+@path_option("--truth", "truth_path", required=True, help="Ground truth, any supported format.")
+@format_option("pred")
+@format_option("truth")
 @click.option(
     "--radius-um",
     type=float,
@@ -42,27 +44,22 @@ def evaluate() -> None:
     help="Matching radius in pixels (instead of --radius-um).",
 )
 @mpp_option
-@click.option(
-    "--threshold",
-    type=float,
-    default=None,
-    help="Keep predictions with score >= this (predictions without a score are always kept).",
+@threshold_option(
+    "Keep predictions with score >= this (predictions without a score are always kept)."
 )
 @click.option("--sweep", is_flag=True, help="Also report F1 over score thresholds.")
 @click.option("--label", default="mitosis", show_default=True, help="The class evaluated.")
-@click.option(
+@choice_option(
     "--matching",
-    type=click.Choice(["optimal", "midog"]),
+    choices=["optimal", "midog"],
     default="optimal",
-    show_default=True,
     help="optimal: the one-to-one assignment with the most pairs; midog: the official MIDOG "
     "scorer's greedy rule (evalutils score_detection), which can find fewer.",
 )
-@click.option(
+@path_option(
     "--overlay",
     "overlay_dir",
-    type=click.Path(file_okay=False),
-    default=None,
+    kind="folder",
     help="Write one PNG per image found beside the truth: predictions (hits / false alarms) "
     "against true objects and imposters, at --threshold (or the best one with --sweep).",
 )

@@ -4,55 +4,46 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, model_option, strict_option
+from mitokit.cli.options import (
+    echo_json,
+    json_option,
+    model_option,
+    path_option,
+    strict_option,
+    threshold_option,
+    tta_option,
+)
 
 
 @click.command("patches")
 @model_option(
     multiple=True, help="Model folder; repeat (or give a folder of seed runs) for an ensemble."
 )
-@click.option(
+@path_option(
     "--labels",
     required=True,
-    type=click.Path(),
     help="Patch label file, or a folder of class sub-folders (Atypical/, Normal/).",
 )
-@click.option(
-    "--images",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Patch folder (default: beside the label file).",
+@path_option("--images", kind="folder", help="Patch folder (default: beside the label file).")
+@path_option(
+    "--exclude-ids", help="Leave out the rows this split file lists (e.g. the training split)."
 )
-@click.option(
-    "--exclude-ids",
-    type=click.Path(),
-    default=None,
-    help="Leave out the rows this split file lists (e.g. the training split).",
-)
-@click.option(
-    "--only-ids", type=click.Path(), default=None, help="Score only the rows this split file lists."
-)
+@path_option("--only-ids", help="Score only the rows this split file lists.")
 @click.option(
     "--positive",
     default=None,
     help="Positive class folder when --labels is a folder of class sub-folders (default: the "
     "one the models were trained with, else a folder named like mitosis).",
 )
-@click.option("--tta", is_flag=True, help="Average over the four flips.")
-@click.option(
-    "--threshold",
+@tta_option("Average over the four flips.")
+@threshold_option(
+    "Balanced-accuracy threshold: a number, or 'validation' to choose it (best balanced "
+    "accuracy) on the models' own validation rows.",
+    type=str,
     default="0.5",
     show_default=True,
-    help="Balanced-accuracy threshold: a number, or 'validation' to choose it (best balanced "
-    "accuracy) on the models' own validation rows.",
 )
-@click.option(
-    "--scores",
-    "scores_out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write the per-patch scores (CSV).",
-)
+@path_option("--scores", "scores_out", kind="file", help="Also write the per-patch scores (CSV).")
 @json_option
 @strict_option
 def patches(

@@ -6,7 +6,14 @@ import math
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, strict_option
+from mitokit.cli.options import (
+    echo_json,
+    format_option,
+    json_option,
+    path_option,
+    strict_option,
+    threshold_option,
+)
 from mitokit.errors import MitokitError
 
 
@@ -42,14 +49,13 @@ def _method(spec: str) -> tuple[str, str]:
     help="Tile scores, CSV image,x1,y1,x2,y2,score (or image,score); NAME=PATH names the "
     "method. Repeat for several methods.",
 )
-@click.option(
+@path_option(
     "--truth",
     "truth_path",
     required=True,
-    type=click.Path(),
     help="Box labels with agreement (COCO, GeoJSON, CSV) or a synthetic tiles folder.",
 )
-@click.option("--truth-format", default=None, help="Format of --truth (default: detected).")
+@format_option("truth")
 @click.option(
     "--point-box-size",
     type=float,
@@ -70,14 +76,12 @@ def _method(spec: str) -> tuple[str, str]:
     show_default=True,
     help="Thresholds of the sweep table, comma-separated.",
 )
-@click.option(
-    "--threshold",
-    type=float,
+@threshold_option(
+    "Threshold of the balanced accuracy and of the headline TPR / FPR.",
     default=0.5,
     show_default=True,
-    help="Threshold of the balanced accuracy and of the headline TPR / FPR.",
 )
-@click.option("--figure", type=click.Path(dir_okay=False), default=None, help="ROC figure (PNG).")
+@path_option("--figure", kind="file", help="ROC figure (PNG).")
 @json_option
 @strict_option
 def tiles(

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, mpp_option, strict_option
+from mitokit.cli.options import (
+    choice_option,
+    echo_json,
+    json_option,
+    mpp_option,
+    path_option,
+    strict_option,
+)
 
 _FORMAT_HELP = "Input format; detected from the content when not given."
 
@@ -18,25 +25,20 @@ def labels() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path())
 @click.option("--format", "fmt", default=None, help=_FORMAT_HELP)
 @click.option("--bins", default=10, show_default=True, help="Bins of the score histogram.")
-@click.option(
+@choice_option(
     "--repeats",
-    type=click.Choice(["pool", "rater_mean"]),
+    choices=["pool", "rater_mean"],
     default="pool",
-    show_default=True,
     help="Repeated ratings of one object by one rater: count each, or average per rater first.",
 )
-@click.option(
+@choice_option(
     "--level",
-    type=click.Choice(["nominal", "ordinal", "interval"]),
+    choices=["nominal", "ordinal", "interval"],
     default="nominal",
-    show_default=True,
     help="Krippendorff's alpha level of measurement.",
 )
-@click.option(
-    "--figure",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also save the score distribution by number of votes (PNG).",
+@path_option(
+    "--figure", kind="file", help="Also save the score distribution by number of votes (PNG)."
 )
 @json_option
 @strict_option
@@ -85,10 +87,9 @@ def _print_summary(r: dict) -> None:
 @click.argument("src", type=click.Path())
 @click.argument("dst", type=click.Path(dir_okay=False))
 @click.option("--in-format", default=None, help=_FORMAT_HELP)
-@click.option(
+@choice_option(
     "--out-format",
-    type=click.Choice(["geojson", "csv", "coco", "gc_points"]),
-    default=None,
+    choices=["geojson", "csv", "coco", "gc_points"],
     help="Output format; from DST's extension when not given (.geojson, .csv, .json). "
     "gc_points: Grand-Challenge points in mm (MIDOG), one image, needs an mpp.",
 )
