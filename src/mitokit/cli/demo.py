@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import click
 
+from mitokit.cli.options import path_option, seed_option, threads_option
+
 
 @click.command()
-@click.option(
+@path_option(
     "--out",
+    kind="folder",
     default="demo_out",
     show_default=True,
-    type=click.Path(file_okay=False),
     help="Folder for the report and everything it shows (replaced).",
 )
 @click.option("--quick", is_flag=True, help="Smaller data and shorter training: a few minutes.")
-@click.option("--seed", default=0, show_default=True, help="Seed of everything generated.")
-@click.option(
+@seed_option("Seed of everything generated.")
+@path_option(
     "--real-dir",
-    type=click.Path(file_okay=False, exists=True),
-    default=None,
+    kind="folder",
+    exists=True,
     help="AMi-Br patches/ folder of real mitoses for the montage "
     "(default: ../shared/data/amibr/patches when present).",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="PyTorch CPU threads (default: one per core; 1 is faster where other work keeps "
+@threads_option(
+    "PyTorch CPU threads (default: one per core; 1 is faster where other work keeps "
     "the cores busy).",
 )
 def demo(out, quick, seed, real_dir, threads) -> None:

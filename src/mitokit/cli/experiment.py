@@ -8,12 +8,21 @@ from typing import Any
 
 import click
 
-from mitokit.cli.options import device_option, echo_json, json_option, out_option
+from mitokit.cli.options import (
+    choice_option,
+    device_option,
+    echo_json,
+    int_option,
+    json_option,
+    out_option,
+    seed_option,
+    threads_option,
+)
 
 _out = out_option(
     help="Folder for the data, runs, result.json, tables and figures (must be new or empty)."
 )
-_seed = click.option("--seed", default=0, show_default=True, help="Seed of everything.")
+_seed = seed_option("Seed of everything.")
 _quick = click.option("--quick", is_flag=True, help="The demo's small settings (a minute or two).")
 _scale = click.option(
     "--scale",
@@ -22,28 +31,28 @@ _scale = click.option(
     type=click.FloatRange(min=0, min_open=True),
     help="Multiply the amount of generated data.",
 )
-_slides = click.option(
+_slides = int_option(
     "--slides",
-    type=click.IntRange(min=0),
+    minimum=0,
     default=0,
-    show_default=True,
     help="Also score every model on this many held-out generated slides, read by the slide "
     "engine as `mitokit detect` reads them.",
 )
-_slide_size = click.option(
+_slide_size = int_option(
     "--slide-size",
-    type=click.IntRange(min=256),
+    minimum=256,
     default=4000,
-    show_default=True,
     help="Side of the held-out slides in pixels (at 0.25 um/px).",
 )
-_threads = click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="PyTorch CPU threads (1 is much faster on a machine whose cores are busy).",
+_threads = threads_option(
+    "PyTorch CPU threads (1 is much faster on a machine whose cores are busy)."
 )
 _device = device_option
+
+
+def _epochs(help: str) -> Callable:  # noqa: A002
+    """``--epochs``: training epochs of the study's models (default: the study's)."""
+    return int_option("--epochs", help=help)
 
 
 def _study_options(func):
@@ -130,37 +139,32 @@ def soft_vs_majority(out, seed, quick, scale, threads, device, as_json) -> None:
 
 @synthetic.command("wss-aggregations")
 @_study_options
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs of every model."
-)
-@click.option(
+@_epochs("Training epochs of every model.")
+@choice_option(
     "--offset",
-    type=click.Choice(["rot180", "none"]),
+    choices=["rot180", "none"],
     default="rot180",
-    show_default=True,
     help="Map-offset rule: estimate each model's learned displacement of its map from the "
     "mitosis on the validation tiles (image labels only) and undo it; none keeps the raw map.",
 )
-@click.option(
+@choice_option(
     "--tta",
-    type=click.Choice(["none", "rot180", "dihedral"]),
+    choices=["none", "rot180", "dihedral"],
     default="none",
-    show_default=True,
     help="Test-time views averaged for the threshold and the test maps (dihedral: 8 turns and "
     "flips).",
 )
-@click.option(
+@choice_option(
     "--aggregation",
     "aggregations",
-    type=click.Choice(["max", "mean", "embedding_mean", "embedding_max", "attention"]),
+    choices=["max", "mean", "embedding_mean", "embedding_max", "attention"],
     multiple=True,
     help="Train only these aggregations (repeat the option; default: all five).",
 )
-@click.option(
+@choice_option(
     "--points",
-    type=click.Choice(["components", "peaks"]),
+    choices=["components", "peaks"],
     default="components",
-    show_default=True,
     help="Map to points: one per thresholded component (the paper's), or one per local peak "
     "at least 4 um apart (neighbouring mitoses whose responses merge count twice).",
 )
@@ -196,9 +200,7 @@ def wss_aggregations(
 
 @synthetic.command("det-variants")
 @_study_options
-@click.option(
-    "--epochs", type=click.IntRange(min=1), default=None, help="Training epochs (default 4)."
-)
+@_epochs("Training epochs (default 4).")
 @_slide_study_options
 @json_option
 def det_variants(out, seed, quick, scale, epochs, settings, as_json) -> None:

@@ -10,12 +10,18 @@ import click
 
 from mitokit.cli.options import (
     batch_size_option,
+    choice_option,
     device_option,
     echo_json,
+    int_option,
     json_option,
     model_option,
+    no_progress_option,
     out_option,
     overwrite_option,
+    path_option,
+    seed_option,
+    tta_option,
 )
 from mitokit.errors import input_error
 
@@ -62,29 +68,27 @@ def _common(func):
         model_option(
             help="The diffusion model: a saved model folder or a training run folder (best/)."
         ),
-        click.option(
+        path_option(
             "--classifier",
             "classifiers",
             multiple=True,
-            type=click.Path(),
             help="Patch classifier(s) that score the images: a model folder or a folder of "
             "seed folders (an ensemble); repeat to add members. Without it nothing is scored.",
         ),
-        click.option("--tta", is_flag=True, help="Score with the four flips averaged."),
+        tta_option("Score with the four flips averaged."),
         click.option(
             "--guidance",
             type=click.FloatRange(min=0),
             default=None,
             help="Classifier-free guidance scale (1 = none; default: the model's setting).",
         ),
-        click.option("--seed", default=0, show_default=True, help="Seed of all noise."),
+        seed_option("Seed of all noise."),
         batch_size_option(64),
         device_option,
-        click.option(
+        choice_option(
             "--precision",
-            type=click.Choice(["fp32", "bf16"]),
+            choices=["fp32", "bf16"],
             default="fp32",
-            show_default=True,
             help="Network arithmetic while sampling: fp32, or bf16 autocast (CUDA only, for "
             "speed on a recent GPU); the scheduler stays in float32.",
         ),
@@ -96,7 +100,7 @@ def _common(func):
         ),
         out_option(),
         overwrite_option(),
-        click.option("--no-progress", is_flag=True, help="No progress bar."),
+        no_progress_option("No progress bar."),
         json_option,
     ]
 
@@ -110,18 +114,15 @@ def _common(func):
     return wrapper
 
 
-_scheduler_option = click.option(
+_scheduler_option = choice_option(
     "--scheduler",
-    type=click.Choice(["ddpm", "ddim", "dpm-solver", "dpm-solver-sde"]),
-    default=None,
+    choices=["ddpm", "ddim", "dpm-solver", "dpm-solver-sde"],
     help="Sampler: ddpm (stochastic, default), ddim (deterministic), dpm-solver (DPM-Solver++, "
     "deterministic) or dpm-solver-sde (SDE-DPM-Solver++, stochastic like ddpm, the fast choice: "
     "25 steps follow ddpm's full chain).",
 )
-_steps_option = click.option(
+_steps_option = int_option(
     "--steps",
-    type=click.IntRange(min=1),
-    default=None,
     help="Sampler steps over the whole schedule (default: all T for ddpm, 50 ddim, 25 dpm-solver, "
     "50 dpm-solver-sde).",
 )
@@ -133,14 +134,7 @@ def generate() -> None:
 
 
 @generate.command("transitions")
-@click.option(
-    "--n",
-    "n_sets",
-    type=click.IntRange(min=1),
-    default=1000,
-    show_default=True,
-    help="Number of transition sets.",
-)
+@int_option("--n", "n_sets", default=1000, help="Number of transition sets.")
 @click.option(
     "--conditions",
     default="0:1:0.1",
@@ -170,13 +164,7 @@ def generate() -> None:
     show_default=True,
     help="Good set: every change between neighbouring conditions smaller than this.",
 )
-@click.option(
-    "--sets-per-grid",
-    type=click.IntRange(min=1),
-    default=16,
-    show_default=True,
-    help="Rows of each grid figure.",
-)
+@int_option("--sets-per-grid", default=16, help="Rows of each grid figure.")
 @_common
 def transitions(
     run: _Run,
@@ -220,12 +208,10 @@ def transitions(
 
 
 @generate.command("counterfactual")
-@click.option(
+@path_option(
     "--images",
-    "images",
     multiple=True,
     required=True,
-    type=click.Path(),
     help="Cells: image files, folders of images, or a patch label file (ids and, for "
     "--source-condition own, scores). Further paths may follow as arguments.",
 )
@@ -236,11 +222,10 @@ def transitions(
     show_default=True,
     help="Noise levels t (forward steps; 0 = the input): start:stop:step or a,b,c.",
 )
-@click.option(
+@choice_option(
     "--mode",
-    type=click.Choice(["noise", "ddim-inversion"]),
+    choices=["noise", "ddim-inversion"],
     default="noise",
-    show_default=True,
     help="noise: forward noise then the sampler; ddim-inversion: deterministic inversion then "
     "DDIM.",
 )
@@ -274,10 +259,9 @@ def transitions(
     show_default=True,
     help="Likeness: score at which the counterfactual is convincing.",
 )
-@click.option(
+@path_option(
     "--labels-images",
-    type=click.Path(file_okay=False),
-    default=None,
+    kind="folder",
     help="Patch folder of a label-file input (default: searched beside the label file).",
 )
 @_common

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import click
 
-from mitokit.cli.options import echo_json, json_option, strict_option
+from mitokit.cli.options import (
+    echo_json,
+    int_option,
+    json_option,
+    no_progress_option,
+    out_option,
+    strict_option,
+)
 
 
 @click.command("train")
@@ -16,21 +23,14 @@ from mitokit.cli.options import echo_json, json_option, strict_option
     metavar="KEY=VALUE",
     help="Override a config value, e.g. --set optim.lr=1e-4 --set train.epochs=5 (repeatable).",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False),
-    default=None,
-    help="Run folder (default: the config's train.out, else runs/<task>).",
-)
+@out_option(required=False, help="Run folder (default: the config's train.out, else runs/<task>).")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last epoch.")
-@click.option(
+@int_option(
     "--seeds",
     default=1,
-    show_default=True,
-    type=click.IntRange(min=1),
     help="Train an ensemble: this many runs with seeds train.seed + i into <out>/seed<i>.",
 )
-@click.option("--no-progress", is_flag=True, help="No progress bar or per-epoch lines.")
+@no_progress_option("No progress bar or per-epoch lines.")
 @json_option
 @strict_option
 def train(config, overrides, out, resume, seeds, no_progress, as_json) -> None:
