@@ -16,6 +16,7 @@ from mitokit.cli.options import (
     out_option,
     overwrite_option,
     threshold_option,
+    tile_size_option,
     workers_option,
 )
 
@@ -35,12 +36,7 @@ from mitokit.cli.options import (
 @batch_size_option(16)
 @workers_option
 @device_option
-@click.option(
-    "--tile-size",
-    type=click.IntRange(min=16),
-    default=None,
-    help="Force the tile size (must fit the model; default: the model's).",
-)
+@tile_size_option("Force the tile size (must fit the model; default: the model's).")
 @click.option(
     "--overlap-um",
     type=click.FloatRange(min=0.0),

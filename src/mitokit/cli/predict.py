@@ -11,17 +11,19 @@ import click
 from mitokit.cli.options import (
     batch_size_option,
     echo_json,
+    int_option,
     json_option,
     model_option,
     out_option,
+    path_option,
+    tile_size_option,
+    tta_option,
 )
 
 
 def _model_options(func):
     func = model_option(multiple=True)(func)
-    func = click.option(
-        "--tta", is_flag=True, help="Average the scores over four flips (test-time augmentation)."
-    )(func)
+    func = tta_option("Average the scores over four flips (test-time augmentation).")(func)
     func = batch_size_option(32)(func)
     func = out_option(
         folder=False,
@@ -57,14 +59,15 @@ def predict() -> None:
 
 def _scoring_command(name: str, columns: list[str]):
     """A ``predict`` sub-command: INPUT..., the model options and the rows' output (CSV or
-    JSON). The decorated function gets INPUT, the models, its own options and ``scoring``
-    (--tta and --batch-size, keywords of the engine), and returns the engine's (rows, meta);
+    JSON). The decorated function gets its own options and ``scoring`` (INPUT, the models,
+    --tta and --batch-size, keywords of the engine), and returns the engine's (rows, meta);
     the rows are written as ``columns``."""
 
     def decorate(func):
         @functools.wraps(func)
-        def command(*, tta: bool, batch_size: int, out_path: str | None, as_json: bool, **kwargs):
-            rows, meta = func(scoring={"tta": tta, "batch_size": batch_size}, **kwargs)
+        def command(*, out_path: str | None, as_json: bool, **kwargs):
+            scoring = {name: kwargs.pop(name) for name in ("inputs", "models", "tta", "batch_size")}
+            rows, meta = func(scoring=scoring, **kwargs)
             _emit(rows, columns, out_path, as_json, meta)
 
         command = _model_options(command)
@@ -75,25 +78,16 @@ def _scoring_command(name: str, columns: list[str]):
 
 
 @_scoring_command("patches", ["image", "id", "score"])
-@click.option(
+@path_option(
     "--images",
-    type=click.Path(file_okay=False),
-    default=None,
+    kind="folder",
     help="Patch folder of label-file inputs (default: searched beside the label file).",
 )
-@click.option(
+@int_option(
     "--crop",
-    type=click.IntRange(min=1),
-    default=None,
     help="Centre crop in pixels before scoring (default: the training setting, else none).",
 )
-def patches(
-    inputs: tuple[str, ...],
-    models: tuple[str, ...],
-    scoring: dict,
-    images: str | None,
-    crop: int | None,
-) -> tuple[list[dict], dict]:
+def patches(scoring: dict, images: str | None, crop: int | None) -> tuple[list[dict], dict]:
     """Score cell patches with a patch classifier (or the mean of several).
 
     INPUT is an image file, a folder (its PNG, JPEG and TIFF files; for a folder of class
@@ -104,29 +98,16 @@ def patches(
     """
     from mitokit.engines.predict import predict_patch_files
 
-    return predict_patch_files(inputs, models, images=images, crop=crop, **scoring)
+    return predict_patch_files(**scoring, images=images, crop=crop)
 
 
 @_scoring_command("tiles", ["image", "x1", "y1", "x2", "y2", "score"])
-@click.option(
-    "--tile-size",
-    type=click.IntRange(min=16),
-    default=None,
-    help="Sub-tile side in pixels (default: the training setting, else 250).",
-)
-@click.option(
+@tile_size_option("Sub-tile side in pixels (default: the training setting, else 250).")
+@int_option(
     "--stride",
-    type=click.IntRange(min=1),
-    default=None,
     help="Step between sub-tiles (default: the training setting, else 125).",
 )
-def tiles(
-    inputs: tuple[str, ...],
-    models: tuple[str, ...],
-    scoring: dict,
-    tile_size: int | None,
-    stride: int | None,
-) -> tuple[list[dict], dict]:
+def tiles(scoring: dict, tile_size: int | None, stride: int | None) -> tuple[list[dict], dict]:
     """Score the sub-tiles of images with a tile classifier (BC) or regressor (Reg, Reg-NS).
 
     INPUT is an image file or a folder of them. Each image is covered exactly by full sub-tiles
@@ -136,4 +117,4 @@ def tiles(
     """
     from mitokit.engines.predict import predict_tile_files
 
-    return predict_tile_files(inputs, models, tile_size=tile_size, stride=stride, **scoring)
+    return predict_tile_files(**scoring, tile_size=tile_size, stride=stride)
