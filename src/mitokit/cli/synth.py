@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
+from typing import Any
 
 import click
 
-from mitokit.cli.options import echo_json, out_option, overwrite_option
+from mitokit.cli.options import echo_json, out_option, overwrite_option, seed_option
 
-_seed = click.option("--seed", default=0, show_default=True, help="Seed: same seed, same bytes.")
+_seed = seed_option("Seed: same seed, same bytes.")
 _out = out_option()
 _overwrite = overwrite_option()
 _raters = click.option(
@@ -68,63 +70,84 @@ def synth() -> None:
     """Synthetic H&E patches, tiles and whole slides with every label kind."""
 
 
-@synth.command("patches")
-@_out
-@click.option("--n", "n", default=1000, show_default=True, help="Number of patches.")
-@click.option("--size", default=64, show_default=True, help="Patch side in pixels (8 to 8192).")
-@_seed
-@_panel_options
-@_overwrite
-def patches(out, n, size, seed, panel, overwrite) -> None:
+def _dataset_command(name: str, item: str, *, n: int, size: int, low: int, bar: str):
+    """``synth <name>``: --n generated patches or tiles (``item`` names one) of side --size, from
+    ``low`` to the largest tile side, written into the new folder --out with the pathologist
+    panel's labels.
+
+    The decorated function gets the checked ``n``, ``size``, ``seed`` and ``out``, refuses what
+    cannot be held or written before anything is, and returns ``write(folder, **labelling)``,
+    which generates the items and writes them with the labelling keywords of the exporters
+    (seed, panel, parameters, progress) while the progress bar ``bar`` runs.
+    """
+
+    def decorate(func: Callable[..., Callable[..., None]]) -> click.Command:
+        @functools.wraps(func)
+        def command(*, out: str, n: int, size: int, seed: int, panel, overwrite: bool) -> None:
+            from mitokit.io.atomic import atomic_dir
+
+            n, size = _checked(n, size, low=low)
+            write = func(n=n, size=size, seed=seed, out=out)
+            with atomic_dir(out, overwrite=overwrite) as tmp, _bar(n, bar) as shown:
+                write(
+                    tmp,
+                    seed=seed,
+                    panel=panel,
+                    parameters={"size": size, "n": n},
+                    progress=lambda k: shown.update(k - shown.n),
+                )
+            click.echo(f"wrote {n} {name} to {out}", err=True)
+
+        options = [
+            _out,
+            click.option("--n", "n", default=n, show_default=True, help=f"Number of {name}."),
+            click.option(
+                "--size",
+                default=size,
+                show_default=True,
+                help=f"{item} side in pixels ({low} to 8192).",
+            ),
+            _seed,
+            _panel_options,
+            _overwrite,
+        ]
+        for option in reversed(options):
+            command = option(command)
+        return synth.command(name)(command)
+
+    return decorate
+
+
+@_dataset_command("patches", "Patch", n=1000, size=64, low=8, bar="writing patches")
+def patches(*, n: int, size: int, seed: int, out: str) -> Callable[..., None]:
     """Cell-centred patches with per-rater votes (labels.csv) and manifest.json."""
     from mitokit.data.synthetic.export import write_patch_dataset
     from mitokit.data.synthetic.generate import generate_patches
     from mitokit.data.synthetic.limits import check_patches
-    from mitokit.io.atomic import atomic_dir
 
-    n, size = _checked(n, size, low=8)
     check_patches(n, size)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+
+    def write(folder: str, **labelling: Any) -> None:
         batch = generate_patches(n, seed=seed, size=size)
-        with _bar(n, "writing patches") as bar:
-            write_patch_dataset(
-                tmp,
-                batch.images,
-                batch.cells,
-                seed=seed,
-                panel=panel,
-                parameters={"size": size, "n": n},
-                progress=lambda k: bar.update(k - bar.n),
-            )
-    click.echo(f"wrote {n} patches to {out}", err=True)
+        write_patch_dataset(folder, batch.images, batch.cells, **labelling)
+
+    return write
 
 
-@synth.command("tiles")
-@_out
-@click.option("--n", "n", default=8, show_default=True, help="Number of tiles.")
-@click.option("--size", default=1000, show_default=True, help="Tile side in pixels (64 to 8192).")
-@_seed
-@_panel_options
-@_overwrite
-def tiles(out, n, size, seed, panel, overwrite) -> None:
+@_dataset_command("tiles", "Tile", n=8, size=1000, low=64, bar="rendering tiles")
+def tiles(*, n: int, size: int, seed: int, out: str) -> Callable[..., None]:
     """Tiles with pathologist votes, consensus, centroids, crowd boxes and image labels."""
     from mitokit.data.synthetic.export import write_tile_dataset
     from mitokit.data.synthetic.generate import generate_tiles
     from mitokit.data.synthetic.limits import check_tiles
-    from mitokit.io.atomic import atomic_dir
 
-    n, size = _checked(n, size, low=64)
     check_tiles(n, size, out)
-    with atomic_dir(out, overwrite=overwrite) as tmp, _bar(n, "rendering tiles") as bar:
-        write_tile_dataset(
-            tmp,
-            ((t.image, t.cells) for t in generate_tiles(n, seed=seed, size=size)),
-            seed=seed,
-            panel=panel,
-            parameters={"size": size, "n": n},
-            progress=lambda k: bar.update(k - bar.n),
-        )
-    click.echo(f"wrote {n} tiles to {out}", err=True)
+
+    def write(folder: str, **labelling: Any) -> None:
+        cells = ((t.image, t.cells) for t in generate_tiles(n, seed=seed, size=size))
+        write_tile_dataset(folder, cells, **labelling)
+
+    return write
 
 
 @synth.command("slide")
