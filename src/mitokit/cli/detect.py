@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from mitokit.cli.options import (
+    backend_option,
     batch_size_option,
     device_option,
     echo_json,
@@ -36,6 +37,7 @@ from mitokit.cli.options import (
 @batch_size_option(16)
 @workers_option
 @device_option
+@backend_option
 @tile_size_option("Force the tile size (must fit the model; default: the model's).")
 @click.option(
     "--overlap-um",
@@ -54,6 +56,7 @@ def detect(
     batch_size: int,
     workers: int | None,
     device: str,
+    backend: str,
     tile_size: int | None,
     overlap_um: float | None,
     overwrite: bool,
@@ -65,7 +68,8 @@ def detect(
     detections.csv, detections.geojson (QuPath), tiles.csv, heatmap.png and summary.json (count,
     tissue area, count per mm2, and the 10-HPF hotspot of 2.37 mm2). Slides already done are
     skipped; a slide that fails is reported in one line and the others go on (exit code 2 at the
-    end). Under torchrun each process takes every WORLD_SIZE-th slide.
+    end). Under torchrun each process takes every WORLD_SIZE-th slide. With --backend onnx or
+    onnx-int8 the model runs on the CPU in ONNX Runtime, with one thread per core.
     """
     from mitokit.engines.device import resolve_device
     from mitokit.engines.distributed import env_world
@@ -74,7 +78,10 @@ def detect(
     from mitokit.models.predictors import load_predictor
 
     folder = _model_folder(Path(model_path))
-    predictor = load_predictor(folder, device=resolve_device(device, local_rank=env_world()[2]))
+    if backend != "torch" and device == "auto":
+        device = "cpu"  # ONNX Runtime's CPU backend
+    dev = resolve_device(device, local_rank=env_world()[2])
+    predictor = load_predictor(folder, device=dev, backend=backend)
     try:
         engine = SlidePredictor(
             predictor,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from mitokit.cli.options import (
+    backend_option,
     echo_json,
     json_option,
     model_option,
@@ -44,10 +45,21 @@ from mitokit.cli.options import (
     show_default=True,
 )
 @path_option("--scores", "scores_out", kind="file", help="Also write the per-patch scores (CSV).")
+@backend_option
 @json_option
 @strict_option
 def patches(
-    models, labels, images, exclude_ids, only_ids, positive, tta, threshold, scores_out, as_json
+    models,
+    labels,
+    images,
+    exclude_ids,
+    only_ids,
+    positive,
+    tta,
+    threshold,
+    scores_out,
+    backend,
+    as_json,
 ) -> None:
     """AUC, balanced accuracy and calibration error of a patch classifier on LABELS."""
     import csv
@@ -72,6 +84,7 @@ def patches(
         tta=tta,
         threshold=threshold,
         positive=positive,
+        backend=backend,
     )
     rows = result.pop("scores")
     if scores_out:

@@ -50,6 +50,17 @@ device_option = click.option(
 )
 
 
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(["torch", "onnx", "onnx-int8"]),
+    default="torch",
+    show_default=True,
+    help="torch: PyTorch. onnx: the model's ONNX graph in ONNX Runtime on the CPU (made once "
+    "beside the weights). onnx-int8: its int8 graph (`mitokit export --int8`). Not for the "
+    "detector.",
+)
+
+
 def int_option(
     *decls: str,
     help: str,  # noqa: A002

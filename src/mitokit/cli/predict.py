@@ -9,6 +9,7 @@ import io
 import click
 
 from mitokit.cli.options import (
+    backend_option,
     batch_size_option,
     echo_json,
     int_option,
@@ -25,6 +26,7 @@ def _model_options(func):
     func = model_option(multiple=True)(func)
     func = tta_option("Average the scores over four flips (test-time augmentation).")(func)
     func = batch_size_option(32)(func)
+    func = backend_option(func)
     func = out_option(
         folder=False,
         required=False,
@@ -60,13 +62,15 @@ def predict() -> None:
 def _scoring_command(name: str, columns: list[str]):
     """A ``predict`` sub-command: INPUT..., the model options and the rows' output (CSV or
     JSON). The decorated function gets its own options and ``scoring`` (INPUT, the models,
-    --tta and --batch-size, keywords of the engine), and returns the engine's (rows, meta);
+    --tta, --batch-size and --backend, keywords of the engine), and returns the engine's (rows,
+    meta);
     the rows are written as ``columns``."""
 
     def decorate(func):
         @functools.wraps(func)
         def command(*, out_path: str | None, as_json: bool, **kwargs):
-            scoring = {name: kwargs.pop(name) for name in ("inputs", "models", "tta", "batch_size")}
+            keys = ("inputs", "models", "tta", "batch_size", "backend")
+            scoring = {name: kwargs.pop(name) for name in keys}
             rows, meta = func(scoring=scoring, **kwargs)
             _emit(rows, columns, out_path, as_json, meta)
 

@@ -93,6 +93,7 @@ def predict_patch_files(
     crop: int | None = None,
     tta: bool = False,
     batch_size: int = 32,
+    backend: str = "torch",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score patches with a patch classifier (or the mean of an ensemble).
 
@@ -103,14 +104,16 @@ def predict_patch_files(
         crop: Centre crop before scoring (default: the training setting, else none).
         tta: Average over four flips.
         batch_size: Patches per network call.
+        backend: ``torch``, ``onnx`` or ``onnx-int8`` (:func:`mitokit.models.backend.use_backend`).
 
     Returns:
-        (rows ``{"image", "id", "score"}``, meta ``{"task", "models", "tta", "crop"}``).
+        (rows ``{"image", "id", "score"}``, meta ``{"task", "models", "tta", "crop",
+        "backend"}``).
     """
     from mitokit.models.classifier import PATCH_CLASSIFIER, load_ensemble, predict_images
 
     patches = find_patches(inputs, images=images)
-    model, cfgs = load_ensemble(models, expect_task=PATCH_CLASSIFIER)
+    model, cfgs = load_ensemble(models, expect_task=PATCH_CLASSIFIER, backend=backend)
     if crop is None:
         crop = trained_setting(cfgs, "crop")
     scores = predict_images(
@@ -120,7 +123,8 @@ def predict_patch_files(
         {"image": str(p.path), "id": p.id, "score": float(s)}
         for p, s in zip(patches, scores, strict=True)
     ]
-    return rows, {"task": PATCH_CLASSIFIER, "models": len(model), "tta": tta, "crop": crop}
+    meta = {"task": PATCH_CLASSIFIER, "models": len(model), "tta": tta, "crop": crop}
+    return rows, {**meta, "backend": backend}
 
 
 def predict_tile_files(
@@ -131,15 +135,17 @@ def predict_tile_files(
     stride: int | None = None,
     tta: bool = False,
     batch_size: int = 32,
+    backend: str = "torch",
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score the sub-tiles of images with a tile classifier (BC) or regressor (Reg, Reg-NS).
 
     Each image is covered exactly by full sub-tiles (the last row and column moved back to
-    the edge).
+    the edge). ``backend``: ``torch``, ``onnx`` or ``onnx-int8``
+    (:func:`mitokit.models.backend.use_backend`).
 
     Returns:
         (rows ``{"image", "x1", "y1", "x2", "y2", "score"}``, meta with the task, the number
-        of models, tta, tile size and stride used).
+        of models, tta, tile size, stride and backend used).
 
     Raises:
         MitokitError: Missing files, a folder without images, a stride above the tile size.
@@ -158,7 +164,7 @@ def predict_tile_files(
             files.append(p)
         else:
             raise input_error(p, "file not found")
-    model, cfgs = load_ensemble(models, expect_task=TILE_TASKS)
+    model, cfgs = load_ensemble(models, expect_task=TILE_TASKS, backend=backend)
     tile_size = tile_size or trained_setting(cfgs, "tile_size") or 250
     stride = stride or trained_setting(cfgs, "stride") or 125
     if stride > tile_size:
@@ -175,6 +181,7 @@ def predict_tile_files(
         "tta": tta,
         "tile_size": tile_size,
         "stride": stride,
+        "backend": backend,
     }
     return rows, meta
 

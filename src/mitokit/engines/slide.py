@@ -292,6 +292,7 @@ class SlidePredictor:
                 "tile_size": self.tile_size,
                 "mpp": self.predictor.mpp,
                 "device": str(self.predictor.device),
+                "backend": getattr(self.predictor, "backend", "torch"),
             },
             "reading": {
                 "level": geometry.level,
