@@ -18,28 +18,23 @@ import numpy as np
 from mitokit.report import HtmlReport
 
 if TYPE_CHECKING:
-    from mitokit.demo.core import DemoSize
+    from typing_extensions import Unpack
+
+    from mitokit.demo.core import DemoSize, StageArgs
 
 #: Members of the patch-classifier ensemble (seeds ``seed`` ... ``seed + 2``).
 ENSEMBLE_SEEDS = 3
 
 
-def stage_ensemble(
-    out: Path,
-    report: HtmlReport,
-    *,
-    size: DemoSize,
-    seed: int,
-    say: Callable[[str], None],
-    ctx: dict,
-    **_,
-) -> None:
-    """Train the patch-classifier ensemble, score it on held-out patches, report."""
+def stage_ensemble(out: Path, report: HtmlReport, **stage: Unpack[StageArgs]) -> None:
+    """Train the patch-classifier ensemble, score it on held-out patches, report; the
+    ensemble's folder goes to ``ctx["ensemble"]``."""
     from mitokit.metrics.classification import calibration_table
 
+    size, seed = stage["size"], stage["seed"]
     folder = out / "models" / "patch_ensemble"
-    ctx["ensemble"] = folder
-    _train_ensemble(out, folder, size=size, seed=seed, say=say)
+    stage["ctx"]["ensemble"] = folder
+    _train_ensemble(out, folder, size=size, seed=seed, say=stage["say"])
     y, scores = _ensemble_scores(folder, size=size, seed=seed)
     fig = out / "figures" / "ensemble_reliability.png"
     _plot_reliability({k: calibration_table(y, p, n_bins=10) for k, p in scores.items()}, fig)
@@ -134,50 +129,39 @@ def _ensemble_rows(y: np.ndarray, scores: dict[str, np.ndarray]) -> list[list]:
 
 
 def _plot_reliability(tables: dict[str, list[dict[str, float]]], path: Path) -> None:
-    import matplotlib
+    from mitokit.experiments.harness import figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mitokit.io.atomic import atomic_path
-
-    fig, ax = plt.subplots(figsize=(4.8, 4.6), dpi=110)
-    ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
-    for name, rows in tables.items():
-        bold = name.startswith("ensemble")
-        ax.plot(
-            [r["mean_prob"] for r in rows],
-            [r["mean_true"] for r in rows],
-            marker="o",
-            ms=3,
-            lw=2.2 if bold else 1.0,
-            alpha=1.0 if bold else 0.6,
-            label=name,
+    with figure(path, figsize=(4.8, 4.6), dpi=110) as (_, ax):
+        ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
+        for name, rows in tables.items():
+            bold = name.startswith("ensemble")
+            ax.plot(
+                [r["mean_prob"] for r in rows],
+                [r["mean_true"] for r in rows],
+                marker="o",
+                ms=3,
+                lw=2.2 if bold else 1.0,
+                alpha=1.0 if bold else 0.6,
+                label=name,
+            )
+        ax.set(
+            xlabel="predicted probability (bin mean)",
+            ylabel="share with m > 0.5",
+            xlim=(0, 1),
+            ylim=(0, 1),
         )
-    ax.set(
-        xlabel="predicted probability (bin mean)",
-        ylabel="share with m > 0.5",
-        xlim=(0, 1),
-        ylim=(0, 1),
-    )
-    ax.legend(loc="upper left", fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+        ax.legend(loc="upper left", fontsize="small")
 
 
-def stage_reg_vs_regns(
-    out: Path, report: HtmlReport, *, size: DemoSize, seed: int, say: Callable[[str], None], **_
-) -> None:
+def stage_reg_vs_regns(out: Path, report: HtmlReport, **stage: Unpack[StageArgs]) -> None:
     """Run the Reg / Reg-NS / BC study (its quick settings with ``--quick``) and report it."""
     from mitokit.experiments.synthetic_studies import REG_QUICK, reg_vs_regns
 
-    folder = out / "reg_vs_regns"
+    folder, say = out / "reg_vs_regns", stage["say"]
     res = reg_vs_regns(
         folder,
-        seed=seed,
-        **(REG_QUICK if size.quick else {}),
+        seed=stage["seed"],
+        **(REG_QUICK if stage["size"].quick else {}),
         say=lambda msg: say(f"      {msg}"),
     )
     report.section("Reg, Reg-NS and BC on crowd-labelled tiles")

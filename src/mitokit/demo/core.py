@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -37,6 +38,19 @@ class DemoSize:
     ensemble_epochs: int = 3
     heldout_patches: int = 500
     quick: bool = False
+
+
+class StageArgs(TypedDict, total=False):
+    """The keywords :func:`run_demo` hands every stage after the demo folder and the report.
+
+    A stage reads those it needs (a test passes only those).
+    """
+
+    size: DemoSize  # how much the demo generates (``quick``: the small settings)
+    seed: int  # seed of everything generated
+    real_dir: str | os.PathLike | None  # AMi-Br patches for the montage, or None
+    say: Callable[[str], None]  # progress messages
+    ctx: dict[str, Any]  # what a stage hands later ones (the ensemble's folder, the slide ...)
 
 
 FULL = DemoSize(patches=2000, tiles=4, tile_size=1000, slide=(6144, 4608))
@@ -179,28 +193,19 @@ def _stage_patches(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, 
 
 
 def _plot_agreement(rows: list[list], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mitokit.io.atomic import atomic_path
+    from mitokit.experiments.harness import figure
 
     noise = [float(r[0]) for r in rows]
-    fig, ax = plt.subplots(figsize=(5.2, 3.6), dpi=110)
-    for k, name in (
-        (1, "Fleiss' kappa (cells with the modal number of ratings)"),
-        (2, "Krippendorff's alpha"),
-        (3, "majority = truth"),
-    ):
-        ax.plot(noise, [r[k] for r in rows], marker="o", ms=4, label=name)
-    ax.set(xlabel="rater noise (SD)", ylabel="value", ylim=(0, 1.02))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    with figure(path, figsize=(5.2, 3.6), dpi=110) as (_, ax):
+        for k, name in (
+            (1, "Fleiss' kappa (cells with the modal number of ratings)"),
+            (2, "Krippendorff's alpha"),
+            (3, "majority = truth"),
+        ):
+            ax.plot(noise, [r[k] for r in rows], marker="o", ms=4, label=name)
+        ax.set(xlabel="rater noise (SD)", ylabel="value", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
 
 
 def _stage_montage(out: Path, report: HtmlReport, *, seed: int, real_dir, **_) -> None:
@@ -249,54 +254,40 @@ def _stage_tiles(out: Path, report: HtmlReport, *, size: DemoSize, seed: int, **
 
 
 def _plot_tile(image, cells, crowd, centroids, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib import colormaps
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
     from matplotlib.patches import Circle, Rectangle
 
-    from mitokit.io.atomic import atomic_path
+    from mitokit.experiments.harness import figure
 
-    fig, ax = plt.subplots(figsize=(8, 8 * image.shape[0] / image.shape[1]), dpi=110)
-    ax.imshow(image)
-    cmap = plt.get_cmap("plasma")
-    for a in crowd:
-        x1, y1, x2, y2 = a.box
-        ax.add_patch(
-            Rectangle(
-                (x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.6, color=cmap(a.agreement or 0.0)
-            )
-        )
-    for a in centroids:
-        ax.plot(*a.center, marker="+", color="white", ms=9, mew=1.8)
-    for x, y, r in zip(
-        cells.x[cells.m > 0.5], cells.y[cells.m > 0.5], cells.radius[cells.m > 0.5], strict=True
-    ):
-        ax.add_patch(Circle((x, y), 2.2 * r + 6, fill=False, color="yellow", lw=1.2, ls="--"))
-    ax.set_xlim(0, image.shape[1])
-    ax.set_ylim(image.shape[0], 0)
-    ax.set_axis_off()
-    sm = plt.cm.ScalarMappable(cmap=cmap, norm=plt.Normalize(0, 1))
-    fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.01, label="crowd agreement a")
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    with figure(path, figsize=(8, 8 * image.shape[0] / image.shape[1]), dpi=110) as (fig, ax):
+        ax.imshow(image)
+        cmap = colormaps["plasma"]
+        for a in crowd:
+            x1, y1, x2, y2 = a.box
+            color = cmap(a.agreement or 0.0)
+            ax.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, lw=1.6, color=color))
+        for a in centroids:
+            ax.plot(*a.center, marker="+", color="white", ms=9, mew=1.8)
+        mitotic = cells.m > 0.5
+        for x, y, r in zip(cells.x[mitotic], cells.y[mitotic], cells.radius[mitotic], strict=True):
+            ax.add_patch(Circle((x, y), 2.2 * r + 6, fill=False, color="yellow", lw=1.2, ls="--"))
+        ax.set_xlim(0, image.shape[1])
+        ax.set_ylim(image.shape[0], 0)
+        ax.set_axis_off()
+        sm = ScalarMappable(cmap=cmap, norm=Normalize(0, 1))
+        fig.colorbar(sm, ax=ax, fraction=0.035, pad=0.01, label="crowd agreement a")
 
 
 def _stage_slide(
     out: Path, report: HtmlReport, *, size: DemoSize, seed: int, ctx: dict, **_
 ) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from mitokit.data import tissue_mask
     from mitokit.data.synthetic.export import write_slide_labels
     from mitokit.data.synthetic.generate import write_synthetic_slide
+    from mitokit.experiments.harness import figure
     from mitokit.io import open_slide
-    from mitokit.io.atomic import atomic_path
 
     folder = out / "slide"
     folder.mkdir(parents=True, exist_ok=True)
@@ -309,24 +300,20 @@ def _stage_slide(
         mask = tissue_mask(slide)
         levels = ", ".join(f"{w}x{h}" for w, h in slide.level_dimensions)
         mpp = slide.mpp
-    fig, ax = plt.subplots(1, 2, figsize=(11, 4.4), dpi=110)
-    ax[0].imshow(thumb)
-    ax[0].set_title("thumbnail")
-    ax[1].imshow(thumb)
-    ax[1].contour(
-        np.kron(mask.mask, np.ones((1, 1))),
-        levels=[0.5],
-        colors="lime",
-        extent=(0, thumb.shape[1], thumb.shape[0], 0),
-    )
-    ax[1].set_title(f"tissue mask ({100 * mask.fraction:.0f}% tissue)")
-    for a in ax:
-        a.set_axis_off()
-    fig.tight_layout()
     path = out / "figures" / "slide.png"
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp)
-    plt.close(fig)
+    with figure(path, 1, 2, figsize=(11, 4.4), dpi=110) as (_, ax):
+        ax[0].imshow(thumb)
+        ax[0].set_title("thumbnail")
+        ax[1].imshow(thumb)
+        ax[1].contour(
+            np.kron(mask.mask, np.ones((1, 1))),
+            levels=[0.5],
+            colors="lime",
+            extent=(0, thumb.shape[1], thumb.shape[0], 0),
+        )
+        ax[1].set_title(f"tissue mask ({100 * mask.fraction:.0f}% tissue)")
+        for a in ax:
+            a.set_axis_off()
     report.section("A whole slide")
     report.paragraph(
         f"A pyramidal tiled TIFF of {size.slide[0]} x {size.slide[1]} px at {mpp} um/px "

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,7 +30,9 @@ import numpy as np
 from mitokit.report import HtmlReport
 
 if TYPE_CHECKING:
-    from mitokit.demo.core import DemoSize
+    from typing_extensions import Unpack
+
+    from mitokit.demo.core import StageArgs
 
 #: The conditions of every transition set (11 steps from 0 to 1).
 CONDITIONS = tuple(round(0.1 * k, 1) for k in range(11))
@@ -109,13 +111,8 @@ def settings_for(quick: bool) -> DiffusionSettings:
 def stage_diffusion(
     out: Path,
     report: HtmlReport,
-    *,
-    size: DemoSize,
-    seed: int,
-    say: Callable[[str], None],
-    ctx: dict,
     settings: DiffusionSettings | None = None,
-    **_: Any,
+    **stage: Unpack[StageArgs],
 ) -> None:
     """Train the conditional model, then write its transitions and counterfactuals.
 
@@ -127,16 +124,16 @@ def stage_diffusion(
     Args:
         out: The demo folder.
         report: The demo's report.
-        size: The demo's :class:`~mitokit.demo.core.DemoSize` (``quick`` picks the settings).
-        seed: Seed of the training and of all generated noise.
-        say: Progress messages.
-        ctx: Shared state of the stages (reads ``ensemble``; sets ``diffusion``).
         settings: Overrides the settings chosen by ``size.quick``.
+        **stage: The driver's :class:`~mitokit.demo.core.StageArgs`: ``size`` (``quick``
+            picks the settings), ``seed`` (of the training and of all generated noise),
+            ``say``, and ``ctx`` (reads ``ensemble``; sets ``diffusion``).
     """
     from mitokit.demo.diffusion_report import write_report
     from mitokit.models.classifier import load_ensemble
 
-    st = settings or settings_for(bool(size.quick))
+    seed, say, ctx = stage["seed"], stage["say"], stage["ctx"]
+    st = settings or settings_for(bool(stage["size"].quick))
     folder = out / "diffusion"
     labels = out / "patches" / "labels.csv"
 
@@ -153,7 +150,8 @@ def stage_diffusion(
         "model": os.path.relpath(run["dir"], out),
         "classifier": os.path.relpath(ctx["ensemble"], out),
     }
-    tr = _transitions(folder / "transitions", model, ensemble, st, seed=seed, meta=meta)
+    gen = _Generator(model, ensemble, st, seed, meta)
+    tr = _transitions(folder / "transitions", gen)
     say(
         f"      {st.n_sets} transition sets x {len(CONDITIONS)} conditions in "
         f"{time.perf_counter() - t:.0f} s; good sets: {tr['n_good_sets']} "
@@ -161,9 +159,7 @@ def stage_diffusion(
     )
 
     t = time.perf_counter()
-    cf = _counterfactuals(
-        folder / "counterfactuals", model, ensemble, labels, st, seed=seed, meta=meta
-    )
+    cf = _counterfactuals(folder / "counterfactuals", gen, labels)
     say(f"      counterfactuals of {len(cf['ids'])} cells in {time.perf_counter() - t:.0f} s")
 
     shares = _label_shares(labels)
@@ -221,31 +217,35 @@ def _n_train(run_dir: Path) -> int | None:
     return int(value) if isinstance(value, int) else None
 
 
-def _transitions(
-    folder: Path,
-    model: Any,
-    ensemble: Any,
-    st: DiffusionSettings,
-    *,
-    seed: int,
-    meta: dict[str, Any],
-) -> dict[str, Any]:
+@dataclass(frozen=True)
+class _Generator:
+    """What the transitions and the counterfactuals are made with and recorded by."""
+
+    model: Any  # the trained conditional diffusion model
+    ensemble: Any  # the patch-classifier ensemble that scores the generated cells
+    st: DiffusionSettings
+    seed: int  # seed of all generated noise
+    meta: dict[str, Any]  # what the written files record (the model's and classifier's folders)
+
+
+def _transitions(folder: Path, gen: _Generator) -> dict[str, Any]:
     """Generate, score and write the transition sets; add ``curve.csv``."""
     from mitokit.interpret import generate_transitions, score_transitions, write_transitions
     from mitokit.io.atomic import write_text_atomic
 
+    st = gen.st
     tr = generate_transitions(
-        model,
+        gen.model,
         st.n_sets,
         CONDITIONS,
         scheduler=st.scheduler,
         steps=st.steps,
         guidance=st.guidance,
-        seed=seed,
+        seed=gen.seed,
         batch_size=8 * len(CONDITIONS),
         device="cpu",
     )
-    scores = score_transitions(tr, ensemble, batch_size=128, device="cpu")
+    scores = score_transitions(tr, gen.ensemble, batch_size=128, device="cpu")
     summary = write_transitions(
         folder,
         tr,
@@ -254,7 +254,7 @@ def _transitions(
         last_above=LAST_ABOVE,
         max_step=MAX_STEP,
         sets_per_grid=st.sets_per_grid,
-        meta=meta,
+        meta=gen.meta,
     )
     curve = summary["curve"]
     lines = ["condition,mean,median,se,n"]
@@ -284,38 +284,32 @@ def _negative_cells(labels: Path, n: int, *, seed: int) -> tuple[list[Path], lis
     return [table.paths[i] for i in pick], [table.ids[i] for i in pick], score[pick]
 
 
-def _counterfactuals(
-    folder: Path,
-    model: Any,
-    ensemble: Any,
-    labels: Path,
-    st: DiffusionSettings,
-    *,
-    seed: int,
-    meta: dict[str, Any],
-) -> dict[str, Any]:
+def _counterfactuals(folder: Path, gen: _Generator, labels: Path) -> dict[str, Any]:
     """Counterfactuals (c = 1) of a few negative cells over the t grid, scored and written."""
     from mitokit.data.arrays import read_rgb
     from mitokit.interpret import counterfactual, score_images, write_counterfactuals
     from mitokit.interpret.figures import grid_figure
     from mitokit.interpret.selection import likeness_index
 
-    paths, ids, label_scores = _negative_cells(labels, st.n_cells, seed=seed)
+    st = gen.st
+    paths, ids, label_scores = _negative_cells(labels, st.n_cells, seed=gen.seed)
     res = counterfactual(
-        model,
+        gen.model,
         [read_rgb(p) for p in paths],
         st.t_grid,
         condition=1.0,
         mode="noise",
-        seed=seed,
+        seed=gen.seed,
         scheduler=st.scheduler,
         steps=st.steps,
         guidance=st.guidance,
         batch_size=16,
         device="cpu",
     )
-    scores = score_images(ensemble, res.images, batch_size=128, device="cpu")
-    summary = write_counterfactuals(folder, res, ids, scores=scores, thresholds=LIKENESS, meta=meta)
+    scores = score_images(gen.ensemble, res.images, batch_size=128, device="cpu")
+    summary = write_counterfactuals(
+        folder, res, ids, scores=scores, thresholds=LIKENESS, meta=gen.meta
+    )
     li = likeness_index(scores, res.t_grid, thresholds=LIKENESS)
     grid_figure(
         res.images,

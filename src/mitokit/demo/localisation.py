@@ -40,11 +40,16 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitokit.report import HtmlReport
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from mitokit.demo.core import StageArgs
 
 #: Score floor of the detector's slide pass: its ``box_score_thresh``.
 DETECTOR_FLOOR = 0.05
@@ -133,29 +138,43 @@ class _Model:
     density: bool  # its slide heat map is the density of its points (no heat maps of its own)
 
 
+@dataclass(frozen=True)
+class _Outcome:
+    """What the stage's report shows: the models, their slide passes, scores and figures."""
+
+    out: Path  # the demo folder
+    st: LocalisationSettings
+    models: list[_Model]
+    results: dict[str, dict[str, Any]]  # per model key: _scores
+    passes: dict[str, Any]  # per model key: the slide result at the operating threshold
+    overlays: dict[str, dict[str, int]]  # per model key: TP, FP, FN on the crop
+    truth: np.ndarray  # the slide's consensus mitoses
+    latent: np.ndarray  # its cells with latent m > 0.5
+    ceiling: dict[str, float]
+
+    @property
+    def folder(self) -> Path:
+        """The stage's folder."""
+        return self.out / "localisation"
+
+
 def stage_localisation(
     out: Path,
     report: HtmlReport,
-    *,
-    size: Any,
-    seed: int,
-    say: Callable[[str], None],
-    ctx: dict,
     settings: LocalisationSettings | None = None,
-    **_: Any,
+    **stage: Unpack[StageArgs],
 ) -> dict[str, Any]:
     """Train a detector and a weak localiser, run both over ``ctx["slide"]``, score and report.
 
     Args:
         out: The demo's folder; this stage writes ``localisation/``.
         report: The report to add a section to.
-        size: The demo's :class:`~mitokit.demo.core.DemoSize` (``quick`` chooses the settings).
-        seed: Seed of the data, the split and the models.
-        say: Progress messages.
-        ctx: Must hold ``slide`` (the slide's path, with ``consensus.json`` beside it) and
-            ``slide_cells`` (its cells, with the latent score ``m``); gets ``detector`` and
-            ``weak_localiser`` (the model folders).
         settings: Overrides the settings chosen by ``size.quick``.
+        **stage: The driver's :class:`~mitokit.demo.core.StageArgs`: ``size`` (``quick``
+            chooses the settings), ``seed`` (of the data, the split and the models), ``say``,
+            and ``ctx``, which must hold ``slide`` (the slide's path, with ``consensus.json``
+            beside it) and ``slide_cells`` (its cells, with the latent score ``m``) and gets
+            ``detector`` and ``weak_localiser`` (the model folders).
 
     Returns:
         What is also written to ``localisation/result.json``: settings, per-model scores,
@@ -164,7 +183,8 @@ def stage_localisation(
     from mitokit.demo.localisation_report import crop_box, overlay, write_report
     from mitokit.experiments.harness import write_json
 
-    st = settings if settings is not None else settings_for(bool(size.quick))
+    seed, say, ctx = stage["seed"], stage["say"], stage["ctx"]
+    st = settings if settings is not None else settings_for(bool(stage["size"].quick))
     folder = out / "localisation"
     slide = Path(ctx["slide"])
     cells = ctx["slide_cells"]
@@ -208,7 +228,8 @@ def stage_localisation(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(folder / "result.json", result)
-    write_report(report, out, models, results, passes, overlays, truth, latent, ceiling, st)
+    outcome = _Outcome(out, st, models, results, passes, overlays, truth, latent, ceiling)
+    write_report(report, outcome)
     return result
 
 
@@ -221,20 +242,12 @@ def _write_training_data(root: Path, st: LocalisationSettings, *, seed: int) -> 
     from mitokit.experiments.harness import write_tiles
 
     det, wss = root / "detector", root / "weak_localiser"
-    write_tiles(
-        det,
-        n=st.det_images,
-        seed=seed,
-        size=st.det_image_size,
-        scene=SceneParams(mitotic_fraction=st.det_mitotic_fraction),
-    )
-    write_tiles(
-        wss,
-        n=st.wss_tiles,
-        seed=seed,
-        size=st.wss_tile_size,
-        scene=SceneParams(mitotic_fraction=st.wss_mitotic_fraction),
-    )
+    for folder, n, side, fraction in (
+        (det, st.det_images, st.det_image_size, st.det_mitotic_fraction),
+        (wss, st.wss_tiles, st.wss_tile_size, st.wss_mitotic_fraction),
+    ):
+        scene = SceneParams(mitotic_fraction=fraction)
+        write_tiles(folder, n=n, seed=seed, size=side, scene=scene)
     return det, wss
 
 
@@ -242,8 +255,8 @@ def _train_detector(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """Det-NS-WL through the engine; the last epoch, at the threshold of its best validation F1."""
-    from mitokit.experiments.harness import train_run, train_section
-    from mitokit.experiments.point_eval import val_images
+    from mitokit.experiments.harness import engine_settings, sgd, train_run
+    from mitokit.experiments.point_eval import val_images, val_threshold
     from mitokit.models.detector import DETECTOR
 
     cfg = {
@@ -267,9 +280,12 @@ def _train_detector(
             "epoch_length": st.det_epoch_length,
             "val_labels": str(data / "consensus.json"),
         },
-        "optim": {"name": "sgd", "lr": st.det_lr, "momentum": 0.9, "weight_decay": 1e-4},
-        "train": train_section(
-            epochs=st.det_epochs, batch_size=st.det_batch_size, seed=seed, device="cpu"
+        **engine_settings(
+            sgd(st.det_lr),
+            epochs=st.det_epochs,
+            batch_size=st.det_batch_size,
+            seed=seed,
+            device="cpu",
         ),
     }
     say(f"      training the detector ({st.det_epochs} epochs of {st.det_epoch_length} tiles)")
@@ -280,9 +296,7 @@ def _train_detector(
     for name in ("state", "best"):
         shutil.rmtree(result.out_dir / name, ignore_errors=True)
     row = result.history[-1]
-    threshold = row.get("val_best_threshold")
-    if threshold is None or not math.isfinite(threshold):
-        threshold = 0.5
+    threshold = val_threshold(row)
     say(
         f"      detector trained in {seconds:.0f} s; last epoch's validation best F1 "
         f"{row.get('val_best_f1', math.nan):.3f} at {threshold:.2f}"
@@ -291,7 +305,7 @@ def _train_detector(
         DETECTOR_NAME,
         DETECTOR_KEY,
         result.out_dir / "last",
-        threshold=max(float(threshold), DETECTOR_FLOOR),
+        threshold=max(threshold, DETECTOR_FLOOR),
         floor=DETECTOR_FLOOR,
         seconds=seconds,
         validation=_validation(result.history, ("loss", "best_f1", "best_threshold")),
@@ -304,7 +318,7 @@ def _train_localiser(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """The weak localiser (max aggregation) on image-level labels; threshold: validation ROC."""
-    from mitokit.experiments.harness import engine_settings, prune_run, train_run
+    from mitokit.experiments.harness import adam, engine_settings, prune_run, train_run
     from mitokit.models.predictors import load_predictor
     from mitokit.models.wss import WEAK_LOCALISER
 
@@ -318,11 +332,11 @@ def _train_localiser(
             "split_seed": seed,
         },
         **engine_settings(
+            adam(st.wss_lr),
             epochs=st.wss_epochs,
             batch_size=st.wss_batch_size,
             seed=seed,
             device="cpu",
-            lr=st.wss_lr,
         ),
     }
     say(f"      training the weak localiser ({st.wss_epochs} epochs of {st.wss_tiles} tiles)")

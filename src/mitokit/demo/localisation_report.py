@@ -13,7 +13,7 @@ from mitokit.demo.localisation import DETECTOR_KEY, LOCALISER_KEY, LocalisationS
 from mitokit.report import HtmlReport
 
 if TYPE_CHECKING:
-    from mitokit.demo.localisation import _Model
+    from mitokit.demo.localisation import _Model, _Outcome
 
 
 def crop_box(truth: np.ndarray, res: Any, *, side: int) -> tuple[int, int, int, int]:
@@ -88,27 +88,14 @@ def overlay(
     )
 
 
-def write_report(
-    report: HtmlReport,
-    out: Path,
-    models: list[_Model],
-    results: Mapping[str, Mapping[str, Any]],
-    passes: Mapping[str, Any],
-    overlays: Mapping[str, Mapping[str, int]],
-    truth: np.ndarray,
-    latent: np.ndarray,
-    ceiling: Mapping[str, float],
-    st: LocalisationSettings,
-) -> None:
+def write_report(report: HtmlReport, o: _Outcome) -> None:
     """The stage's report section: what was trained, scores, counts, figures and notes."""
-    folder = out / "localisation"
     report.section("Detector, weak localiser and slide inference")
-    report.paragraph(_intro(results[DETECTOR_KEY], passes[DETECTOR_KEY], st))
-    _scores_table(report, models, results, ceiling, len(truth), len(latent))
-    _counts_table(report, models, results, len(truth), len(latent))
-    _figures(report, folder, models, overlays, st)
-    covers = all(results[m.key]["hotspot_covers_slide"] for m in models)
-    _notes(report, out, folder, models, covers=covers)
+    report.paragraph(_intro(o.results[DETECTOR_KEY], o.passes[DETECTOR_KEY], o.st))
+    _scores_table(report, o)
+    _counts_table(report, o)
+    _figures(report, o)
+    _notes(report, o)
 
 
 def _intro(det: Mapping[str, Any], res: Any, st: LocalisationSettings) -> str:
@@ -133,19 +120,13 @@ def _intro(det: Mapping[str, Any], res: Any, st: LocalisationSettings) -> str:
     )
 
 
-def _scores_table(
-    report: HtmlReport,
-    models: list[_Model],
-    results: Mapping[str, Mapping[str, Any]],
-    ceiling: Mapping[str, float],
-    n_truth: int,
-    n_latent: int,
-) -> None:
+def _scores_table(report: HtmlReport, o: _Outcome) -> None:
     """Precision, recall and F1 of each model against both truths, and the labels' ceiling."""
-    radius = results[DETECTOR_KEY]["radius_px"]
+    ceiling, n_truth, n_latent = o.ceiling, len(o.truth), len(o.latent)
+    radius = o.results[DETECTOR_KEY]["radius_px"]
     rows = []
-    for m in models:
-        r = results[m.key]
+    for m in o.models:
+        r = o.results[m.key]
         c, lat = r["consensus"], r["latent"]
         rows.append(
             [
@@ -194,25 +175,19 @@ def _scores_table(
     )
 
 
-def _counts_table(
-    report: HtmlReport,
-    models: list[_Model],
-    results: Mapping[str, Mapping[str, Any]],
-    n_truth: int,
-    n_latent: int,
-) -> None:
+def _counts_table(report: HtmlReport, o: _Outcome) -> None:
     """Counts at the operating threshold against the true counts, and timings."""
     counts = []
-    for m in models:
-        r = results[m.key]
+    for m in o.models:
+        r = o.results[m.key]
         counts.append(
             [
                 m.name,
                 r["count"],
                 _num(r["count_per_mm2"]),
                 r["hotspot_count"],
-                n_truth,
-                n_latent,
+                len(o.truth),
+                len(o.latent),
                 r["slide_tiles"],
                 r["train_seconds"],
                 r["slide_seconds"],
@@ -236,17 +211,11 @@ def _counts_table(
     )
 
 
-def _figures(
-    report: HtmlReport,
-    folder: Path,
-    models: list[_Model],
-    overlays: Mapping[str, Mapping[str, int]],
-    st: LocalisationSettings,
-) -> None:
+def _figures(report: HtmlReport, o: _Outcome) -> None:
     """Each model's slide heat map, then its overlay on the crop."""
-    for m in models:
+    for m in o.models:
         report.image(
-            folder / "slides" / m.key / "heatmap.png",
+            o.folder / "slides" / m.key / "heatmap.png",
             caption=f"{m.name}: "
             + (
                 "heat maps of the weak localiser's tiles"
@@ -256,22 +225,22 @@ def _figures(
             + " on the thumbnail, detections as circles, the 10-HPF hotspot (2.37 mm2) as a "
             "rectangle.",
         )
-    for m in models:
-        o = overlays[m.key]
+    for m in o.models:
+        c = o.overlays[m.key]
         report.image(
-            folder / "figures" / f"overlay_{m.key}.png",
-            caption=f"{m.name} on a {st.crop}-px crop of the slide (where the hotspot holds the "
-            f"most consensus mitoses): TP {o['tp']}, FP {o['fp']}, FN {o['fn']} at the operating "
+            o.folder / "figures" / f"overlay_{m.key}.png",
+            caption=f"{m.name} on a {o.st.crop}-px crop of the slide (where the hotspot holds the "
+            f"most consensus mitoses): TP {c['tp']}, FP {c['fp']}, FN {c['fn']} at the operating "
             "threshold. Green circles: consensus mitoses (7.5 um radius); yellow crosses: "
             "matched detections; red: false alarms.",
         )
 
 
-def _notes(
-    report: HtmlReport, out: Path, folder: Path, models: list[_Model], *, covers: bool
-) -> None:
+def _notes(report: HtmlReport, o: _Outcome) -> None:
     """What the numbers mean, the files, and how to run the trained models on another slide."""
     from mitokit.data.synthetic.scene import SceneParams
+
+    covers = all(o.results[m.key]["hotspot_covers_slide"] for m in o.models)
 
     report.paragraph(
         "Small models trained for a minute or two on a CPU from random weights, one run with "
@@ -290,14 +259,14 @@ def _notes(
         ),
         note=True,
     )
-    for m in models:
+    for m in o.models:
         report.link(
-            folder / "slides" / m.key / "summary.json",
+            o.folder / "slides" / m.key / "summary.json",
             f"localisation/slides/{m.key}/ (detections.csv, detections.geojson for QuPath, "
             "tiles.csv, heatmap.png, summary.json)",
         )
-    report.link(folder / "result.json", "localisation/result.json (every number of this stage)")
-    where = {m.key: (m.model_dir.relative_to(out).as_posix(), m.threshold) for m in models}
+    report.link(o.folder / "result.json", "localisation/result.json (every number of this stage)")
+    where = {m.key: (m.model_dir.relative_to(o.out).as_posix(), m.threshold) for m in o.models}
     report.paragraph(
         "To run the trained detector on another slide: mitokit detect SLIDE --model "
         f"{where[DETECTOR_KEY][0]} --threshold {where[DETECTOR_KEY][1]:.2f} --out FOLDER (the "

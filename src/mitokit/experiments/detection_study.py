@@ -54,12 +54,11 @@ from mitokit.experiments.harness import (
     TileSplit,
     Trained,
     arguments,
+    arm_engine,
     params,
     positive_int,
-    resolve_device,
-    scaled,
+    sgd,
     table_rows,
-    train_section,
 )
 from mitokit.experiments.heldout_slides import slide_columns
 from mitokit.experiments.point_eval import (
@@ -68,6 +67,7 @@ from mitokit.experiments.point_eval import (
     latent_centres,
     predict_detector,
     val_images,
+    val_threshold,
 )
 
 #: Variant name -> (negative tiles per positive draw?, agreement-weighted loss?).
@@ -169,39 +169,36 @@ def det_variants(
             ``slide_size`` through the slide engine, as ``mitokit detect`` reads slides
             (:mod:`mitokit.experiments.heldout_slides`); 0: none.
         slide_size: Side of the held-out slides in pixels.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
         threads: PyTorch CPU threads during the study (None: unchanged).
         keep_models: Keep each run's ``best/`` model; otherwise only its logs and configs stay.
         progress: Called with progress messages.
 
     Returns:
         ``{"study", "question", "settings", "data", "split", "variants", "chance_f1",
-        "table", "seconds"}``; ``variants[name]`` holds ``negative_ratio``,
-        ``agreement_weighted``, ``threshold`` (chosen on validation), ``precision``, ``recall``,
-        ``f1`` at it, ``best_f1`` / ``best_threshold`` over every threshold (an oracle),
-        ``f1_at_0.5``, the same against the latent truth (``latent``), validation figures of
-        the kept epoch, timings (``train_seconds``, ``seconds_per_epoch``) and, with
-        ``slides``, ``slides``: :func:`~mitokit.experiments.heldout_slides.slide_point_scores`
-        at the validation threshold (slide pass from :data:`SLIDE_FLOOR`).
+        "table", "seconds"}``; ``variants[name]`` holds the columns of :data:`TABLE_COLUMNS`
+        (``threshold``: chosen on validation; ``best_f1`` over every threshold: an oracle;
+        ``latent``: against the latent truth; ``slides``: at the validation threshold, slide
+        pass from :data:`SLIDE_FLOOR`), the kept epoch's validation figures and its training.
 
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
     """
-    a = _checked(arguments(locals()))
+    a = _checked(arguments(locals(), train="n_train_tiles", test="n_test_tiles", minimum=(2, 1)))
     with Study.of("det-variants", out, a, progress) as study:
-        study.say(f"generating {a.n_train} training and {a.n_test} test images")
-        split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene)
+        split = study.tile_split(
+            n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene, noun="images"
+        )
         ev = _Evaluation(study, split, a)
         val = val_images(split.train_dir, val_fraction=val_fraction, seed=int(seed))
-        chance = chance_f1(ev.truth, size=a.size, radius_px=a.radius_px, seed=int(seed))
         ev.slides = study.heldout_slides(a.n_slides, slide_size)
         results = study.run_arms(_arms(a, split.train_dir, val), ev)
-        result = _summary(a, study, split, ev, results, chance)
+        result = _summary(a, study, split, ev, results)
         return study.finish(result, {"table.csv": result["table"]})
 
 
 def _checked(a: SimpleNamespace) -> SimpleNamespace:
-    """Validate the arguments; add the derived settings (``names``, ``n_train``, ``scene`` ...)."""
+    """Validate this study's own arguments; add the derived settings (``names``, ``scene`` ...)."""
     from mitokit.data.synthetic.scene import SceneParams
 
     a.names = list(dict.fromkeys(a.variants))
@@ -210,10 +207,6 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
         raise MitokitError(
             f"variants must be among {', '.join(VARIANTS)}, got {list(a.variants)!r}"
         )
-    a.n_train = scaled(a.n_train_tiles, a.scale, "n_train_tiles", minimum=2)
-    a.n_test = scaled(a.n_test_tiles, a.scale, "n_test_tiles")
-    a.epochs = positive_int(a.epochs, "epochs")
-    a.n_slides = positive_int(a.slides, "slides") if a.slides else 0
     a.step = 0 if a.lr_step is None else positive_int(a.lr_step, "lr_step")
     a.ratio = positive_int(a.negative_ratio, "negative_ratio")
     if a.epoch_length is not None:
@@ -225,15 +218,12 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
     a.scene = None if frac is None else SceneParams(mitotic_fraction=frac)
     a.mpp = a.scene.mpp if a.scene is not None else SceneParams().mpp
     a.radius_px = RADIUS_UM / a.mpp
-    a.dev = resolve_device(a.device)
     return a
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
     """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
     return {
-        "n_train_tiles": a.n_train,
-        "n_test_tiles": a.n_test,
         "tile_size": a.size,
         "sub_tile": int(a.sub_tile),
         "stride": int(a.stride),
@@ -289,17 +279,7 @@ def _arms(a: SimpleNamespace, train_dir: Path, val_images: list[str] | None) -> 
                 "epoch_length": a.epoch_length,
                 "val_labels": str(train_dir / "consensus.json"),
             },
-            "optim": {
-                "name": "sgd",
-                "lr": float(a.lr),
-                "momentum": 0.9,
-                "weight_decay": 1e-4,
-                "step_size": a.step,
-                "gamma": 0.1,
-            },
-            "train": train_section(
-                epochs=a.epochs, batch_size=int(a.batch_size), seed=int(a.seed), device=a.dev
-            ),
+            **arm_engine(a, sgd(a.lr, step_size=a.step, gamma=0.1)),
         }
         arms.append(Arm(name, cfg, f"training {name}", {"ratio": ratio, "weighted": weighted}))
     return arms
@@ -322,23 +302,16 @@ class _Evaluation:
         self.split_images: dict[str, list[str]] = {}
 
     def __call__(self, arm: Arm, trained: Trained) -> dict[str, Any]:
-        result, info = trained.result, trained.info()
+        result, info, dev = trained.result, trained.info(), self.a.dev
         self.split_images = {k: info["data"][k] for k in ("train_images", "val_images")}
         row = result.history[(result.best_epoch or len(result.history)) - 1]
-        threshold = row.get("val_best_threshold", 0.5)
-        if threshold is None or not np.isfinite(threshold):
-            threshold = 0.5
-        pred = predict_detector(result.model_dir, self.split, device=self.a.dev)
+        threshold = val_threshold(row)
+        pred = predict_detector(result.model_dir, self.split, device=dev)
         on_slides = self.study.score_slides(
-            arm.name,
-            trained,
-            self.slides,
-            threshold=float(threshold),
-            floor=SLIDE_FLOOR,
-            device=self.a.dev,
+            arm.name, trained, self.slides, threshold=threshold, floor=SLIDE_FLOOR, device=dev
         )
         m = detector_scores(
-            pred, self.truth, self.latent, radius_px=self.a.radius_px, threshold=float(threshold)
+            pred, self.truth, self.latent, radius_px=self.a.radius_px, threshold=threshold
         )
         m.update(
             {
@@ -371,31 +344,26 @@ def _summary(
     split: TileSplit,
     ev: _Evaluation,
     results: dict[str, dict[str, Any]],
-    chance: float,
 ) -> dict[str, Any]:
     """The study's result (without ``seconds``)."""
-    return {
-        "study": "det_variants",
-        "question": (
-            "Do negative sampling (NS) and agreement-weighted loss (WL) each raise the point "
-            "F1 of a Faster R-CNN trained on crowd boxes, as the third paper found?"
-        ),
-        "settings": study.settings(_settings(a)),
-        "data": {
+    return study.result(
+        "det_variants",
+        "Do negative sampling (NS) and agreement-weighted loss (WL) each raise the point "
+        "F1 of a Faster R-CNN trained on crowd boxes, as the third paper found?",
+        _settings(a),
+        data={
             "n_test_truth": int(sum(len(v) for v in ev.truth.values())),
             "n_test_latent": int(sum(len(v) for v in ev.latent.values())),
         },
-        "split": {
-            "train_seed": study.seed,
-            "test_seed": study.test_seed,
+        split=study.split(
             **ev.split_images,
-            "test_images": split.test_names,
-            "test_sha1": split.sha1s(split.test_dir, split.test_names),
-        },
-        "variants": results,
-        "chance_f1": chance,
-        "table": table_rows(results, "variant", TABLE_COLUMNS),
-    }
+            test_images=split.test_names,
+            test_sha1=split.sha1s(split.test_dir, split.test_names),
+        ),
+        variants=results,
+        chance_f1=chance_f1(ev.truth, size=a.size, radius_px=a.radius_px, seed=int(a.seed)),
+        table=table_rows(results, "variant", TABLE_COLUMNS),
+    )
 
 
 __all__ = ["DET_QUICK", "RADIUS_UM", "VARIANTS", "det_variants"]

@@ -2,18 +2,21 @@
 
 A study compares *arms* (models that differ in one or two settings) on the same generated data:
 
-1. its arguments are checked and recorded (:func:`arguments`, :func:`scaled`,
-   :func:`positive_int`, :func:`resolve_device`);
+1. its arguments are checked and recorded (:func:`arguments`: the data sizes, the epochs, the
+   held-out slides and the device every study takes; :func:`scaled`, :func:`positive_int`);
 2. a :class:`Study` opens the output folder (new or empty; removed again if the study fails)
    and sets the PyTorch threads;
 3. :meth:`Study.tile_split` writes training data (seed ``seed``) and held-out test data (seed
    ``seed +`` :data:`HELDOUT_SEED_OFFSET`), and :meth:`Study.heldout_slides` held-out slides;
-4. :meth:`Study.run_arms` trains each :class:`Arm` through :func:`mitokit.engines.train` under
-   ``runs/<name>`` and hands the :class:`Trained` run to the study's evaluation, which predicts
-   on the held-out data only and returns the arm's result row; the weights are then pruned;
-5. :meth:`Study.finish` writes the tables (CSV) and ``result.json``, with the run time.
+4. :meth:`Study.run_arms` trains each :class:`Arm` (its engine config's ``optim`` and ``train``
+   sections the same for every arm: :func:`arm_engine`) through :func:`mitokit.engines.train`
+   under ``runs/<name>`` and hands the :class:`Trained` run to the study's evaluation, which
+   predicts on the held-out data only and returns the arm's result row; the weights are then
+   pruned;
+5. :meth:`Study.result` gathers the result (name, question, settings, the study's sections) and
+   :meth:`Study.finish` writes the tables (CSV) and ``result.json``, with the run time.
 
-Small runtime and file helpers (threads, the study folder, JSON and CSV) live in
+Small runtime and file helpers (threads, the study folder, JSON, CSV, figures) live in
 :mod:`~mitokit.experiments.study_io` and are re-exported here. The study modules
 (:mod:`~mitokit.experiments.regression_study`, :mod:`~mitokit.experiments.soft_label_study`,
 :mod:`~mitokit.experiments.detection_study`, :mod:`~mitokit.experiments.wss_study`) are recipes
@@ -40,6 +43,7 @@ from mitokit.errors import MitokitError
 from mitokit.experiments.study_io import (
     Say,
     auc_or_none,
+    figure,
     fmt,
     say,
     sha1,
@@ -56,9 +60,42 @@ HELDOUT_SEED_OFFSET = 1_000_003
 # --------------------------------------------------------------------------------- settings
 
 
-def arguments(values: Mapping[str, Any]) -> SimpleNamespace:
-    """A study's arguments (its ``locals()`` on entry) as attributes, for its helpers."""
-    return SimpleNamespace(**values)
+def arguments(
+    values: Mapping[str, Any], *, train: str, test: str, minimum: tuple[int, int] = (1, 1)
+) -> SimpleNamespace:
+    """A study's arguments (its ``locals()`` on entry) as attributes, with the settings every
+    study shares checked and derived.
+
+    Every study takes ``scale``, ``epochs`` and ``device`` and names its numbers of training
+    and test items ``train`` and ``test`` (``n_train_tiles``, ``n_patches`` ...); a study that
+    scores held-out slides takes ``slides``.
+
+    Args:
+        values: The study's ``locals()`` on entry.
+        train: The argument holding the number of training items (before ``scale``).
+        test: The argument holding the number of held-out test items (before ``scale``).
+        minimum: The fewest training and test items.
+
+    Returns:
+        The arguments, plus ``n_train`` and ``n_test`` (scaled), ``counts`` (both under their
+        argument names, as the result records them), ``epochs`` (checked), ``n_slides`` (0
+        without ``slides``) and ``dev``: the device, resolved by
+        :func:`mitokit.engines.device.resolve_device`, as a string for configs and results.
+
+    Raises:
+        MitokitError: A bad number, scale or device.
+    """
+    from mitokit.engines.device import resolve_device
+
+    a = SimpleNamespace(**values)
+    a.n_train = scaled(values[train], a.scale, train, minimum=minimum[0])
+    a.n_test = scaled(values[test], a.scale, test, minimum=minimum[1])
+    a.counts = {train: a.n_train, test: a.n_test}
+    a.epochs = positive_int(a.epochs, "epochs")
+    slides = values.get("slides", 0)
+    a.n_slides = positive_int(slides, "slides") if slides else 0
+    a.dev = str(resolve_device(a.device))
+    return a
 
 
 def scaled(n: int, scale: float, name: str, minimum: int = 1) -> int:
@@ -77,30 +114,42 @@ def positive_int(value: Any, name: str) -> int:
     return int(value)
 
 
-def resolve_device(device: str) -> str:
-    """``cpu`` or ``cuda`` for ``auto`` / ``cpu`` / ``cuda`` (``auto``: CUDA when present)."""
-    if device not in ("auto", "cpu", "cuda"):
-        raise MitokitError(f"device must be auto, cpu or cuda, got {device!r}")
-    if device == "auto":
-        import torch
-
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
 def params(obj: Any) -> Any:
     """A dataclass as a dict (anything else unchanged), for the recorded settings."""
     return asdict(obj) if is_dataclass(obj) else obj
 
 
+def adam(lr: float) -> dict[str, Any]:
+    """The ``optim`` section of Adam at ``lr`` with weight decay 1e-4."""
+    return {"name": "adam", "lr": float(lr), "weight_decay": 1e-4}
+
+
+def sgd(lr: float, **schedule: Any) -> dict[str, Any]:
+    """The ``optim`` section of SGD at ``lr`` (momentum 0.9, weight decay 1e-4), then
+    ``schedule`` (``step_size``, ``gamma``)."""
+    return {"name": "sgd", "lr": float(lr), "momentum": 0.9, "weight_decay": 1e-4, **schedule}
+
+
 def engine_settings(
-    *, epochs: int, batch_size: int, seed: int, device: str, lr: float
+    optim: Mapping[str, Any], *, epochs: int, batch_size: int, seed: int, device: str
 ) -> dict[str, Any]:
-    """The ``optim`` (Adam, weight decay 1e-4) and ``train`` sections of an engine config."""
+    """The ``optim`` and ``train`` sections of an engine config."""
     return {
-        "optim": {"name": "adam", "lr": float(lr), "weight_decay": 1e-4},
+        "optim": dict(optim),
         "train": train_section(epochs=epochs, batch_size=batch_size, seed=seed, device=device),
     }
+
+
+def arm_engine(a: SimpleNamespace, optim: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """:func:`engine_settings` of checked arguments ``a`` (``epochs``, ``batch_size``, ``seed``,
+    ``dev``), the same for every arm of a study; Adam at ``a.lr`` unless ``optim`` is given."""
+    return engine_settings(
+        adam(a.lr) if optim is None else optim,
+        epochs=a.epochs,
+        batch_size=int(a.batch_size),
+        seed=int(a.seed),
+        device=a.dev,
+    )
 
 
 def train_section(*, epochs: int, batch_size: int, seed: int, device: str) -> dict[str, Any]:
@@ -265,31 +314,44 @@ class Study:
         self._t0 = time.perf_counter()
         self.out = Path(out_dir)
         self.device: str | None = None
+        self.counts: dict[str, int] = {}
 
     @classmethod
     def of(cls, label: str, out_dir: str | os.PathLike, a: SimpleNamespace, progress: Say) -> Study:
-        """The study of checked arguments ``a`` (their ``seed``, ``threads``, ``keep_models``;
-        ``dev`` is the resolved device)."""
-        study = cls(
-            label,
-            out_dir,
-            seed=a.seed,
-            threads=a.threads,
-            progress=progress,
-            keep_models=a.keep_models,
-        )
-        study.device = a.dev
+        """The study of arguments ``a`` checked by :func:`arguments` (their ``seed``,
+        ``threads``, ``keep_models``, the resolved device ``dev`` and the data ``counts``)."""
+        kept = {key: getattr(a, key) for key in ("seed", "threads", "keep_models")}
+        study = cls(label, out_dir, progress=progress, **kept)
+        study.device, study.counts = a.dev, dict(a.counts)
         return study
 
     def settings(self, specific: Mapping[str, Any]) -> dict[str, Any]:
-        """The settings a result records: the seeds, then ``specific``, then device and threads."""
+        """The settings a result records: the seeds and data counts, then ``specific``, then
+        device and threads."""
         return {
             "seed": self.seed,
             "test_seed": self.test_seed,
+            **self.counts,
             **specific,
             "device": self.device,
             "threads": self._threads,
         }
+
+    def result(
+        self, study: str, question: str, settings: Mapping[str, Any], **sections: Any
+    ) -> dict[str, Any]:
+        """A study's result: its name, its question, its :meth:`settings` (``settings``: those
+        of this study), then ``sections`` in order."""
+        return {
+            "study": study,
+            "question": question,
+            "settings": self.settings(settings),
+            **sections,
+        }
+
+    def split(self, **facts: Any) -> dict[str, Any]:
+        """The ``split`` a result records: the training and test seeds, then ``facts``."""
+        return {"train_seed": self.seed, "test_seed": self.test_seed, **facts}
 
     def __enter__(self) -> Study:
         with contextlib.ExitStack() as stack:
@@ -305,8 +367,12 @@ class Study:
         """A progress message, prefixed with the study's label."""
         say(self._progress, f"{self.label}: {text}")
 
-    def tile_split(self, *, n_train: int, n_test: int, size: int, scene: Any) -> TileSplit:
-        """Training and held-out test tiles under ``data/train`` and ``data/test``."""
+    def tile_split(
+        self, *, n_train: int, n_test: int, size: int, scene: Any, noun: str = "tiles"
+    ) -> TileSplit:
+        """Training and held-out test tiles under ``data/train`` and ``data/test``, announced
+        as ``noun``."""
+        self.say(f"generating {n_train} training and {n_test} test {noun}")
         train_dir, test_dir = self.out / "data" / "train", self.out / "data" / "test"
         write_tiles(train_dir, n=n_train, seed=self.seed, size=size, scene=scene)
         manifest = write_tiles(test_dir, n=n_test, seed=self.test_seed, size=size, scene=scene)
@@ -369,15 +435,18 @@ __all__ = [
     "Study",
     "TileSplit",
     "Trained",
+    "adam",
     "arguments",
+    "arm_engine",
     "auc_or_none",
     "engine_settings",
+    "figure",
     "fmt",
     "params",
     "positive_int",
     "prune_run",
-    "resolve_device",
     "scaled",
+    "sgd",
     "say",
     "sha1",
     "study_dir",

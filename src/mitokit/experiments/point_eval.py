@@ -35,6 +35,15 @@ def val_images(train_dir: Path, *, val_fraction: float, seed: int) -> list[str] 
     return sorted(np.random.default_rng([seed, 5]).permutation(candidates)[:k].tolist())
 
 
+def val_threshold(row: Mapping[str, Any]) -> float:
+    """A detector's operating threshold: the score threshold of the best validation F1 in its
+    log ``row`` (an epoch), 0.5 where the epoch has none."""
+    threshold = row.get("val_best_threshold")
+    if threshold is None or not np.isfinite(threshold):
+        return 0.5
+    return float(threshold)
+
+
 def predict_detector(model_dir: Path, split: TileSplit, *, device: str) -> dict[str, np.ndarray]:
     """``(N, 3)`` box centres with scores of the detector on each whole test image."""
     from mitokit.data.arrays import read_rgb
@@ -203,4 +212,5 @@ __all__ = [
     "predict_detector",
     "predict_localiser",
     "val_images",
+    "val_threshold",
 ]

@@ -45,13 +45,10 @@ from mitokit.experiments.harness import (
     TileSplit,
     Trained,
     arguments,
+    arm_engine,
     auc_or_none,
-    engine_settings,
     fmt,
     params,
-    positive_int,
-    resolve_device,
-    scaled,
 )
 
 #: The third paper's thresholds (Tables 4-7).
@@ -123,7 +120,7 @@ def reg_vs_regns(
         scale: Multiplies the numbers of training and test images.
         scene: :class:`~mitokit.data.synthetic.scene.SceneParams` of the generated tiles (e.g.
             a lower ``mitotic_fraction``); None for the generator's defaults.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
         threads: PyTorch CPU threads during the study (None: unchanged).
         figures: Write the ROC figure.
         keep_models: Keep each run's ``best/`` model (about 45 MB each); otherwise only its
@@ -139,9 +136,8 @@ def reg_vs_regns(
     Raises:
         MitokitError: Bad settings, or a non-empty ``out_dir``.
     """
-    a = _checked(arguments(locals()))
+    a = _checked(arguments(locals(), train="n_train_tiles", test="n_test_tiles"))
     with Study.of("reg-vs-regns", out_dir, a, say) as study:
-        study.say(f"generating {a.n_train} training and {a.n_test} test tiles")
         split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.tile_size, scene=scene)
         evaluation = _Evaluation(study, split, a)
         methods = study.run_arms(_arms(a, split), evaluation)
@@ -150,27 +146,21 @@ def reg_vs_regns(
 
 
 def _checked(a: SimpleNamespace) -> SimpleNamespace:
-    """Validate the arguments; add ``ratio_list``, ``n_train``, ``n_test``, ``dev``."""
+    """Validate this study's own arguments; add ``ratio_list``."""
     a.ratio_list = sorted({int(r) for r in a.ratios})
     if not a.ratio_list or any(r < 0 for r in a.ratio_list):
         raise MitokitError(f"ratios must be non-negative integers, got {list(a.ratios)!r}")
     if 0 not in a.ratio_list:
         raise MitokitError("ratios must include 0 (Reg), the reference of the comparison")
-    a.n_train = scaled(a.n_train_tiles, a.scale, "n_train_tiles")
-    a.n_test = scaled(a.n_test_tiles, a.scale, "n_test_tiles")
-    a.epochs = positive_int(a.epochs, "epochs")
     if a.tile_size < a.sub_tile:
         raise MitokitError(f"tile_size {a.tile_size} is smaller than the sub-tile {a.sub_tile}")
     a.tile_size = int(a.tile_size)
-    a.dev = resolve_device(a.device)
     return a
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
     """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
     return {
-        "n_train_tiles": a.n_train,
-        "n_test_tiles": a.n_test,
         "tile_size": a.tile_size,
         "ratios": a.ratio_list,
         "include_bc": bool(a.include_bc),
@@ -199,9 +189,7 @@ def _arms(a: SimpleNamespace, split: TileSplit) -> list[Arm]:
     runs = [("tile_regressor", r) for r in a.ratio_list]
     if a.include_bc:
         runs.append(("tile_classifier", 1))
-    engine = engine_settings(
-        epochs=a.epochs, batch_size=int(a.batch_size), seed=int(a.seed), device=a.dev, lr=a.lr
-    )
+    engine = arm_engine(a)
     arms = []
     for task, ratio in runs:
         name = method_name(task, ratio)
@@ -305,34 +293,30 @@ def _summary(
         plot_roc(ev.curves, study.out / "figures" / "roc.png")
         figs["roc"] = "figures/roc.png"
     train_images = sorted(ev.train_images)
-    return {
-        "study": "reg_vs_regns",
-        "question": (
-            "Does Reg-NS (tile-score regression with negative sampling) have a lower FPR than "
-            "Reg (positive tiles only) at equal TPR, as the third paper found?"
-        ),
-        "settings": study.settings(_settings(a)),
-        "data": {
+    return study.result(
+        "reg_vs_regns",
+        "Does Reg-NS (tile-score regression with negative sampling) have a lower FPR than "
+        "Reg (positive tiles only) at equal TPR, as the third paper found?",
+        _settings(a),
+        data={
             "n_test_subtiles": int(len(y)),
             "n_test_positive": int(y.sum()),
             "n_test_negative": int(len(y) - y.sum()),
             "n_test_positive_latent": int(y_latent.sum()),
             "n_train_events": methods["Reg"]["n_events"],
         },
-        "split": {
-            "train_seed": study.seed,
-            "test_seed": study.test_seed,
-            "train_images": train_images,
-            "test_images": split.test_names,
-            "train_sha1": split.sha1s(split.train_dir, train_images),
-            "test_sha1": split.sha1s(split.test_dir, split.test_names),
-        },
-        "methods": methods,
-        "equal_tpr": equal,
-        "answer": _answer(equal),
-        "table": sweep_table(methods),
-        "figures": figs,
-    }
+        split=study.split(
+            train_images=train_images,
+            test_images=split.test_names,
+            train_sha1=split.sha1s(split.train_dir, train_images),
+            test_sha1=split.sha1s(split.test_dir, split.test_names),
+        ),
+        methods=methods,
+        equal_tpr=equal,
+        answer=_answer(equal),
+        table=sweep_table(methods),
+        figures=figs,
+    )
 
 
 def _latent_labels(

@@ -40,12 +40,11 @@ from mitokit.experiments.harness import (
     Study,
     Trained,
     arguments,
+    arm_engine,
     auc_or_none,
-    engine_settings,
+    figure,
     fmt,
     positive_int,
-    resolve_device,
-    scaled,
     write_csv,
 )
 
@@ -101,7 +100,7 @@ def soft_vs_majority(
         lr: Adam learning rate (random initial weights).
         n_bins: Equal-width bins of the calibration error and the reliability diagram.
         scale: Multiplies the numbers of training and test patches.
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
         threads: PyTorch CPU threads during the study (None: unchanged).
         figures: Write the reliability diagram.
         keep_models: Keep each run's ``best/`` model (about 45 MB each); otherwise only its
@@ -115,7 +114,7 @@ def soft_vs_majority(
     Raises:
         MitokitError: Bad settings, or a non-empty ``out_dir``.
     """
-    a = _checked(arguments(locals()))
+    a = _checked(arguments(locals(), train="n_patches", test="n_test_patches", minimum=(4, 2)))
     with Study.of("soft-vs-majority", out_dir, a, say) as study:
         study.say(f"generating {a.n_train} training and {a.n_test} test patches")
         test = _write_data(study, a)
@@ -125,12 +124,9 @@ def soft_vs_majority(
 
 
 def _checked(a: SimpleNamespace) -> SimpleNamespace:
-    """Validate the arguments; add ``n_train``, ``n_test``, ``panel`` and ``dev``."""
+    """Validate this study's own arguments; add ``panel``."""
     from mitokit.data.synthetic.labelling import RaterPanel
 
-    a.n_train = scaled(a.n_patches, a.scale, "n_patches", minimum=4)
-    a.n_test = scaled(a.n_test_patches, a.scale, "n_test_patches", minimum=2)
-    a.epochs = positive_int(a.epochs, "epochs")
     a.n_bins = positive_int(a.n_bins, "n_bins")
     try:
         a.panel = RaterPanel(
@@ -138,15 +134,12 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
         )
     except ValueError as exc:
         raise MitokitError(f"rater settings: {exc}") from None
-    a.dev = resolve_device(a.device)
     return a
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
     """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
     return {
-        "n_patches": a.n_train,
-        "n_test_patches": a.n_test,
         "epochs": a.epochs,
         "arch": "resnet18",
         "input_size": int(a.input_size),
@@ -203,9 +196,7 @@ def _arms(a: SimpleNamespace, train_dir: Path) -> list[Arm]:
     """One patch classifier per target: everything else the same."""
     from mitokit.models.classifier import PATCH_CLASSIFIER
 
-    engine = engine_settings(
-        epochs=a.epochs, batch_size=int(a.batch_size), seed=int(a.seed), device=a.dev, lr=a.lr
-    )
+    engine = arm_engine(a)
     arms = []
     for target in TARGETS:
         cfg = {
@@ -307,34 +298,30 @@ def _summary(
         _plot_reliability(calibration, study.out / "figures" / "reliability.png", methods)
         figs["reliability"] = "figures/reliability.png"
     splits, soft, major = ev.splits, methods["soft"], methods["majority"]
-    return {
-        "study": "soft_vs_majority",
-        "question": (
-            "Does training the patch classifier on soft (mean-vote) labels give a lower "
-            "calibration error than training it on majority labels?"
-        ),
-        "settings": study.settings(_settings(a)),
-        "data": {
+    return study.result(
+        "soft_vs_majority",
+        "Does training the patch classifier on soft (mean-vote) labels give a lower "
+        "calibration error than training it on majority labels?",
+        _settings(a),
+        data={
             "n_test": int(len(t.y)),
             "n_test_positive": int(t.y.sum()),
             "test_vote_majority_agrees_with_truth": float(np.mean(t.y_votes == t.y)),
             "n_train_patches": len(splits["soft"][0]),
             "n_val_patches": len(splits["soft"][1]),
         },
-        "split": {
-            "train_seed": study.seed,
-            "test_seed": study.test_seed,
-            "same_split": bool(splits["majority"] == splits["soft"]),
+        split=study.split(
+            same_split=bool(splits["majority"] == splits["soft"]),
             **{k: {"train": splits[k][0], "val": splits[k][1]} for k in TARGETS},
-        },
-        "methods": methods,
-        "answer": {
+        ),
+        methods=methods,
+        answer={
             f"soft_lower_{key}": bool(soft[key] < major[key])
             for key in ("ece_truth", "ece_m", "ece_votes")
         },
-        "calibration": calibration,
-        "figures": figs,
-    }
+        calibration=calibration,
+        figures=figs,
+    )
 
 
 def _plot_reliability(
@@ -343,18 +330,9 @@ def _plot_reliability(
     methods: Mapping[str, Mapping[str, Any]],
 ) -> None:
     """Reliability diagrams of both arms, against the truth and against the test votes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from mitokit.io.atomic import atomic_path
-
-    path.parent.mkdir(parents=True, exist_ok=True)
     titles = {"truth": "against the truth m > 0.5", "votes": "against the test panel's mean vote"}
     ece_key = {"truth": "ece_truth", "votes": "ece_votes"}
-    fig, axes = plt.subplots(1, 2, figsize=(9.6, 4.6), dpi=110)
-    try:
+    with figure(path, 1, 2, figsize=(9.6, 4.6), dpi=110) as (_, axes):
         for ax, against in zip(axes, ("truth", "votes"), strict=True):
             ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
             for target, by in calibration.items():
@@ -374,11 +352,6 @@ def _plot_reliability(
                 title=titles[against],
             )
             ax.legend(loc="upper left", fontsize="small")
-        fig.tight_layout()
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp)
-    finally:
-        plt.close(fig)
 
 
 __all__ = ["SOFT_QUICK", "soft_vs_majority"]

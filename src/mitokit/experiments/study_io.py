@@ -71,6 +71,30 @@ def study_dir(out_dir: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextlib.contextmanager
+def figure(path: str | os.PathLike, *args: Any, **kwargs: Any) -> Iterator[tuple[Any, Any]]:
+    """A matplotlib figure and its axes (``plt.subplots(*args, **kwargs)``, Agg backend).
+
+    When the block succeeds the figure is laid out and written to ``path`` atomically; it is
+    closed in any case.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mitokit.io.atomic import atomic_path
+
+    fig, axes = plt.subplots(*args, **kwargs)
+    try:
+        yield fig, axes
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp)
+    finally:
+        plt.close(fig)
+
+
 def sha1(path: Path) -> str:
     """SHA-1 of a file's bytes (a fingerprint, not security)."""
     return hashlib.sha1(path.read_bytes(), usedforsecurity=False).hexdigest()
@@ -117,6 +141,7 @@ def auc_or_none(y: np.ndarray, s: np.ndarray) -> float | None:
 __all__ = [
     "Say",
     "auc_or_none",
+    "figure",
     "fmt",
     "say",
     "sha1",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -44,15 +44,14 @@ import numpy as np
 from mitokit.errors import MitokitError
 from mitokit.experiments.harness import (
     Arm,
+    Say,
     Study,
     Trained,
     arguments,
+    arm_engine,
     auc_or_none,
-    engine_settings,
     fmt,
     positive_int,
-    resolve_device,
-    scaled,
     table_rows,
 )
 from mitokit.experiments.heldout_slides import slide_columns
@@ -83,8 +82,6 @@ TABLE_COLUMNS = (
     lambda m: slide_columns(m["slides"]),
 )
 
-Progress = Callable[[str], None] | None
-
 
 def aggregation_ablation(
     out: str | os.PathLike,
@@ -100,22 +97,24 @@ def aggregation_ablation(
     batch_size: int = 16,
     lr: float = 1e-3,
     val_fraction: float = 0.25,
-    threshold: str = "roc",
-    offset: str = "rot180",
-    tta: str = "none",
-    points: str = "components",
-    peak_distance_um: float = 4.0,
+    threshold: str | None = None,
+    offset: str | None = None,
+    tta: str | None = None,
+    points: str | None = None,
+    peak_distance_um: float | None = None,
     slides: int = 0,
     slide_size: int = 4000,
-    attention: str = "gated",
+    attention: str | None = None,
     device: str = "auto",
     threads: int | None = None,
     keep_models: bool = False,
-    progress: Progress = None,
+    progress: Say = None,
 ) -> dict[str, Any]:
     """Train one weak localiser per aggregation on generated tiles; score them on held-out ones.
 
-    The design: the module's description.
+    The design: the module's description. The localiser's settings (``threshold`` to
+    ``peak_distance_um``, ``attention``) are its own defaults where None
+    (:class:`~mitokit.models.wss.WeakLocaliserTask`).
 
     Args:
         out: Folder for data, runs, ``result.json`` and ``table.csv``; created, and must be
@@ -144,27 +143,23 @@ def aggregation_ablation(
             (:mod:`mitokit.experiments.heldout_slides`), at its own threshold; 0: none.
         slide_size: Side of the held-out slides in pixels.
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
-        device: ``auto``, ``cpu`` or ``cuda``.
+        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
         threads: PyTorch CPU threads during the study (None: unchanged).
         keep_models: Keep each run's ``best/`` model; otherwise only logs and configs stay.
         progress: Called with one line per step.
 
     Returns:
         ``{"study", "question", "settings", "data", "methods", "table", "seconds"}``;
-        ``methods[aggregation]`` holds ``image_auc``, ``image_balanced_accuracy``,
-        ``threshold``, ``precision``, ``recall``, ``f1``, ``tp``, ``fp``, ``fn``,
-        ``chance_f1``, ``oracle_f1``, ``oracle_threshold``, ``map_offset`` (the model's
-        estimated offset, undone before points are taken), ``peak_offset`` (what remains:
-        :func:`peak_offsets`), training facts and, with ``slides``, ``slides``:
-        :func:`~mitokit.experiments.heldout_slides.slide_point_scores` (its ``best_f1`` looks
-        only above the model's threshold, where the map was thresholded).
+        ``methods[aggregation]`` holds the columns of :data:`TABLE_COLUMNS` (the slides'
+        ``best_f1`` looks only above the model's threshold, where the map was thresholded),
+        ``oracle_threshold``, ``map_offset`` (the model's estimated offset, undone before
+        points are taken), ``peak_offset`` (what remains: :func:`peak_offsets`) and training.
 
     Raises:
         MitokitError: Bad settings, or a non-empty ``out``.
     """
-    a = _checked(arguments(locals()))
+    a = _checked(arguments(locals(), train="n_train_tiles", test="n_test_tiles", minimum=(4, 2)))
     with Study.of("wss-aggregations", out, a, progress) as study:
-        study.say(f"generating {a.n_train} training and {a.n_test} test tiles")
         split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene)
         ev = _Evaluation(study, split.test_dir, a)
         ev.slides = study.heldout_slides(a.n_slides, slide_size)
@@ -174,7 +169,7 @@ def aggregation_ablation(
 
 
 def _checked(a: SimpleNamespace) -> SimpleNamespace:
-    """Validate the arguments; add the derived settings (``aggs``, ``n_train``, ``scene`` ...)."""
+    """Validate this study's own arguments; add the derived settings (``aggs``, ``scene`` ...)."""
     from mitokit.data.synthetic.scene import SceneParams
     from mitokit.metrics.detection import radius_to_px
     from mitokit.models.wss import (
@@ -183,8 +178,12 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
         POINT_RULES,
         THRESHOLD_RULES,
         TTA_VIEWS,
+        WeakLocaliserTask,
     )
 
+    for name in ("threshold", "offset", "tta", "points", "peak_distance_um", "attention"):
+        if getattr(a, name) is None:
+            setattr(a, name, WeakLocaliserTask.model_defaults[name])
     a.aggs = list(AGGREGATIONS if a.aggregations is None else a.aggregations)
     unknown = [agg for agg in a.aggs if agg not in AGGREGATIONS]
     if not a.aggs or unknown or len(set(a.aggs)) != len(a.aggs):
@@ -201,10 +200,6 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
             raise MitokitError(f"{name} must be one of {', '.join(rules)}")
     if not (isinstance(a.peak_distance_um, int | float) and a.peak_distance_um > 0):
         raise MitokitError(f"peak_distance_um must be positive, got {a.peak_distance_um!r}")
-    a.n_train = scaled(a.n_train_tiles, a.scale, "n_train_tiles", minimum=4)
-    a.n_test = scaled(a.n_test_tiles, a.scale, "n_test_tiles", minimum=2)
-    a.epochs = positive_int(a.epochs, "epochs")
-    a.n_slides = positive_int(a.slides, "slides") if a.slides else 0
     a.size = positive_int(a.tile_size, "tile_size")
     if a.size < 64:
         raise MitokitError(f"tile_size must be at least 64, got {a.size}")
@@ -212,7 +207,6 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
         a.scene = SceneParams(mitotic_fraction=float(a.mitotic_fraction))
     except MitokitError as exc:
         raise MitokitError(f"mitotic_fraction: {exc}") from None
-    a.dev = resolve_device(a.device)
     a.mpp = a.scene.mpp
     a.radius = radius_to_px(radius_um=7.5, mpp=a.mpp)
     a.spacing = float(a.peak_distance_um) / a.mpp if a.points == "peaks" else None
@@ -222,8 +216,6 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
     """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
     return {
-        "n_train_tiles": a.n_train,
-        "n_test_tiles": a.n_test,
         "tile_size": a.size,
         "mpp": a.mpp,
         "mitotic_fraction": float(a.mitotic_fraction),
@@ -251,9 +243,7 @@ def _arms(a: SimpleNamespace, train_dir: Path) -> list[Arm]:
     """One weak localiser per aggregation: everything else the same."""
     from mitokit.models.wss import WEAK_LOCALISER
 
-    engine = engine_settings(
-        epochs=a.epochs, batch_size=int(a.batch_size), seed=int(a.seed), device=a.dev, lr=a.lr
-    )
+    engine = arm_engine(a)
     arms = []
     for agg in a.aggs:
         cfg = {
@@ -290,15 +280,13 @@ def _summary(
     from mitokit.models.wss import IMAGE_LABELS, TRUTH_POINTS, read_image_labels
 
     train_labels = read_image_labels(train_dir / IMAGE_LABELS)
-    return {
-        "study": "wss_aggregations",
-        "question": (
-            "How does the aggregation of the instance map (max, mean, embedding mean / max, "
-            "attention) change image classification and point localisation of a weak "
-            "localiser trained on image-level labels only?"
-        ),
-        "settings": study.settings(_settings(a)),
-        "data": {
+    return study.result(
+        "wss_aggregations",
+        "How does the aggregation of the instance map (max, mean, embedding mean / max, "
+        "attention) change image classification and point localisation of a weak "
+        "localiser trained on image-level labels only?",
+        _settings(a),
+        data={
             "n_train_tiles": len(train_labels),
             "n_train_positive": int(sum(train_labels.values())),
             "n_test_tiles": int(len(ev.y)),
@@ -306,9 +294,9 @@ def _summary(
             "n_test_mitoses": int(sum(len(t) for t in ev.truths)),
             "truth_file": f"data/test/{TRUTH_POINTS}",
         },
-        "methods": methods,
-        "table": table_rows(methods, "aggregation", TABLE_COLUMNS),
-    }
+        methods=methods,
+        table=table_rows(methods, "aggregation", TABLE_COLUMNS),
+    )
 
 
 class _Evaluation:
