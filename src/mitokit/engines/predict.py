@@ -150,20 +150,10 @@ def predict_tile_files(
     Raises:
         MitokitError: Missing files, a folder without images, a stride above the tile size.
     """
-    from mitokit.models.classifier import TILE_TASKS, image_files, load_ensemble, predict_tiles
+    from mitokit.models.classifier import TILE_TASKS, load_ensemble, predict_tiles
+    from mitokit.models.tile_source import find_images
 
-    files: list[Path] = []
-    for text in inputs:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise input_error(p, "file not found")
+    files = find_images(inputs)
     model, cfgs = load_ensemble(models, expect_task=TILE_TASKS, backend=backend)
     tile_size = tile_size or trained_setting(cfgs, "tile_size") or 250
     stride = stride or trained_setting(cfgs, "stride") or 125

@@ -75,6 +75,27 @@ def image_files(folder: str | os.PathLike) -> list[Path]:
     )
 
 
+def find_images(paths: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files from files and folders (a folder: the images directly in it), in order.
+
+    Raises:
+        MitokitError: A missing path, or a folder without images.
+    """
+    files: list[Path] = []
+    for text in paths:
+        p = Path(text)
+        if p.is_dir():
+            found = image_files(p)
+            if not found:
+                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
+            files.extend(found)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise input_error(p, "file not found")
+    return files
+
+
 def image_size(path: Path) -> tuple[int, int]:
     """(width, height) of an image file, read from its header."""
     from PIL import Image, UnidentifiedImageError
@@ -391,6 +412,7 @@ def split_event_tiles(
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "find_images",
     "TILES_FOLDER_LABELS",
     "EventTileSettings",
     "EventTileSplit",

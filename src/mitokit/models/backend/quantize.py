@@ -42,20 +42,9 @@ def calibration_files(paths: Sequence[str | os.PathLike]) -> list[Path]:
     Raises:
         MitokitError: A missing path, or a folder without images.
     """
-    from mitokit.models.tile_source import image_files
+    from mitokit.models.tile_source import find_images
 
-    files: list[Path] = []
-    for text in paths:
-        p = Path(text)
-        if p.is_dir():
-            found = image_files(p)
-            if not found:
-                raise input_error(p, "folder holds no PNG, JPEG or TIFF image")
-            files.extend(found)
-        elif p.is_file():
-            files.append(p)
-        else:
-            raise input_error(p, "file not found")
+    files = find_images(paths)
     if not files:
         raise input_error(None, "no calibration images given")
     return files
