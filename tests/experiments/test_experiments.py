@@ -128,6 +128,20 @@ def test_bad_settings_and_used_folders_are_user_errors(tmp_path):
         soft_vs_majority(used, n_patches=8, n_test_patches=4)
 
 
+def test_run_settings_are_checked_before_any_folder_is_made(tmp_path):
+    """Every study takes the harness's run settings; the device goes through the one resolver."""
+    with pytest.raises(TypeError, match="sede"):
+        reg_vs_regns(tmp_path / "a", sede=1)
+    with pytest.raises(MitokitError, match="unknown device"):
+        soft_vs_majority(tmp_path / "b", device="tpu")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    a = harness.arguments(
+        {"n": 10, "m": 4, "epochs": 2, "run": {"scale": 0.5, "device": "cpu"}}, train="n", test="m"
+    )
+    assert (a.n_train, a.n_test, a.counts, a.dev) == (5, 2, {"n": 5, "m": 2}, "cpu")
+    assert (a.seed, a.threads, a.keep_models, a.n_slides) == (0, None, False, 0)
+
+
 def test_a_failed_study_leaves_no_folder(tmp_path, monkeypatch):
     def boom(*_, **__):
         raise MitokitError("training failed")

@@ -42,17 +42,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
 from mitokit.experiments.harness import (
     Arm,
-    Say,
     Study,
-    TileSplit,
-    Trained,
     arguments,
     arm_engine,
     params,
@@ -69,6 +66,12 @@ from mitokit.experiments.point_eval import (
     val_images,
     val_threshold,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from mitokit.experiments.harness import RunSettings, Say, TileSplit, Trained
+
 
 #: Variant name -> (negative tiles per positive draw?, agreement-weighted loss?).
 VARIANTS: dict[str, tuple[bool, bool]] = {
@@ -113,8 +116,6 @@ TABLE_COLUMNS = (
 def det_variants(
     out: str | os.PathLike,
     *,
-    seed: int = 0,
-    scale: float = 1.0,
     epochs: int = 4,
     variants: Sequence[str] = tuple(VARIANTS),
     n_train_tiles: int = 8,
@@ -133,10 +134,8 @@ def det_variants(
     mitotic_fraction: float | None = 0.05,
     slides: int = 0,
     slide_size: int = 4000,
-    device: str = "auto",
-    threads: int | None = None,
-    keep_models: bool = False,
     progress: Say = None,
+    **run: Unpack[RunSettings],
 ) -> dict[str, Any]:
     """Det, Det-NS, Det-WL and Det-NS-WL on synthetic crowd-labelled tiles, scored on held-out
     tiles by point precision, recall and F1 at 7.5 um.
@@ -146,8 +145,6 @@ def det_variants(
     Args:
         out: Folder for data, runs, ``result.json`` and ``table.csv``; created, and must be
             empty if it exists.
-        seed: Seed of the data, the split, the model initialisation and the tile draws.
-        scale: Multiplies the numbers of training and test images.
         epochs: Training epochs of every variant.
         variants: Which of :data:`VARIANTS` to train, in this order.
         n_train_tiles: Training images (train + validation; before ``scale``).
@@ -169,10 +166,9 @@ def det_variants(
             ``slide_size`` through the slide engine, as ``mitokit detect`` reads slides
             (:mod:`mitokit.experiments.heldout_slides`); 0: none.
         slide_size: Side of the held-out slides in pixels.
-        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
-        threads: PyTorch CPU threads during the study (None: unchanged).
-        keep_models: Keep each run's ``best/`` model; otherwise only its logs and configs stay.
         progress: Called with progress messages.
+        **run: The :class:`~mitokit.experiments.harness.RunSettings` (``seed``, ``scale``,
+            ``device``, ``threads``, ``keep_models``).
 
     Returns:
         ``{"study", "question", "settings", "data", "split", "variants", "chance_f1",
@@ -190,10 +186,10 @@ def det_variants(
             n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene, noun="images"
         )
         ev = _Evaluation(study, split, a)
-        val = val_images(split.train_dir, val_fraction=val_fraction, seed=int(seed))
+        val = val_images(split.train_dir, val_fraction=val_fraction, seed=int(a.seed))
         ev.slides = study.heldout_slides(a.n_slides, slide_size)
         results = study.run_arms(_arms(a, split.train_dir, val), ev)
-        result = _summary(a, study, split, ev, results)
+        result = _summary(ev, results)
         return study.finish(result, {"table.csv": result["table"]})
 
 
@@ -222,7 +218,8 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
-    """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
+    """The detection study's own settings, as its result records them (:meth:`Study.settings`
+    adds the seeds, the data counts, the device and the threads)."""
     return {
         "tile_size": a.size,
         "sub_tile": int(a.sub_tile),
@@ -338,14 +335,9 @@ class _Evaluation:
         return m
 
 
-def _summary(
-    a: SimpleNamespace,
-    study: Study,
-    split: TileSplit,
-    ev: _Evaluation,
-    results: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+def _summary(ev: _Evaluation, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The study's result (without ``seconds``)."""
+    a, study, split = ev.a, ev.study, ev.split
     return study.result(
         "det_variants",
         "Do negative sampling (NS) and agreement-weighted loss (WL) each raise the point "

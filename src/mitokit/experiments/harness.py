@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -60,15 +60,46 @@ HELDOUT_SEED_OFFSET = 1_000_003
 # --------------------------------------------------------------------------------- settings
 
 
+class RunSettings(TypedDict, total=False):
+    """The keywords every study takes besides its own (defaults: :data:`RUN_DEFAULTS`).
+
+    Attributes:
+        seed: Seed of the training data, the split, the model initialisation and the draws;
+            the held-out data use ``seed +`` :data:`HELDOUT_SEED_OFFSET` (0).
+        scale: Multiplies the numbers of generated training and test items (1.0).
+        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`;
+            ``auto``).
+        threads: PyTorch CPU threads during the study (None: unchanged).
+        keep_models: Keep each run's ``best/`` model (a ResNet-18 is about 45 MB); otherwise
+            only its logs and configs stay (False).
+    """
+
+    seed: int
+    scale: float
+    device: str
+    threads: int | None
+    keep_models: bool
+
+
+#: The defaults of :class:`RunSettings`.
+RUN_DEFAULTS: dict[str, Any] = {
+    "seed": 0,
+    "scale": 1.0,
+    "device": "auto",
+    "threads": None,
+    "keep_models": False,
+}
+
+
 def arguments(
     values: Mapping[str, Any], *, train: str, test: str, minimum: tuple[int, int] = (1, 1)
 ) -> SimpleNamespace:
     """A study's arguments (its ``locals()`` on entry) as attributes, with the settings every
     study shares checked and derived.
 
-    Every study takes ``scale``, ``epochs`` and ``device`` and names its numbers of training
-    and test items ``train`` and ``test`` (``n_train_tiles``, ``n_patches`` ...); a study that
-    scores held-out slides takes ``slides``.
+    Every study takes its :class:`RunSettings` as ``**run`` and ``epochs``, and names its
+    numbers of training and test items ``train`` and ``test`` (``n_train_tiles``,
+    ``n_patches`` ...); a study that scores held-out slides takes ``slides``.
 
     Args:
         values: The study's ``locals()`` on entry.
@@ -77,17 +108,24 @@ def arguments(
         minimum: The fewest training and test items.
 
     Returns:
-        The arguments, plus ``n_train`` and ``n_test`` (scaled), ``counts`` (both under their
-        argument names, as the result records them), ``epochs`` (checked), ``n_slides`` (0
-        without ``slides``) and ``dev``: the device, resolved by
-        :func:`mitokit.engines.device.resolve_device`, as a string for configs and results.
+        The arguments, the run settings among them (defaults filled in), plus ``n_train`` and
+        ``n_test`` (scaled), ``counts`` (both under their argument names, as the result
+        records them), ``epochs`` (checked), ``n_slides`` (0 without ``slides``) and ``dev``:
+        the device, resolved by :func:`mitokit.engines.device.resolve_device`, as a string for
+        configs and results.
 
     Raises:
+        TypeError: A run setting that :class:`RunSettings` does not know.
         MitokitError: A bad number, scale or device.
     """
     from mitokit.engines.device import resolve_device
 
-    a = SimpleNamespace(**values)
+    own = {k: v for k, v in values.items() if k != "run"}
+    run = values.get("run", {})
+    unknown = sorted(set(run) - set(RUN_DEFAULTS))
+    if unknown:
+        raise TypeError(f"unexpected keyword argument(s): {', '.join(unknown)}")
+    a = SimpleNamespace(**own, **{**RUN_DEFAULTS, **run})
     a.n_train = scaled(values[train], a.scale, train, minimum=minimum[0])
     a.n_test = scaled(values[test], a.scale, test, minimum=minimum[1])
     a.counts = {train: a.n_train, test: a.n_test}
@@ -430,7 +468,9 @@ class Study:
 
 __all__ = [
     "HELDOUT_SEED_OFFSET",
+    "RUN_DEFAULTS",
     "Arm",
+    "RunSettings",
     "Say",
     "Study",
     "TileSplit",

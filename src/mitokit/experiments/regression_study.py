@@ -33,23 +33,26 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
 from mitokit.experiments.harness import (
     Arm,
-    Say,
     Study,
-    TileSplit,
-    Trained,
     arguments,
     arm_engine,
     auc_or_none,
     fmt,
     params,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from mitokit.experiments.harness import RunSettings, Say, TileSplit, Trained
+
 
 #: The third paper's thresholds (Tables 4-7).
 THRESHOLDS = tuple(round(0.1 * k, 1) for k in range(1, 10))
@@ -76,7 +79,6 @@ def method_name(task: str, ratio: int) -> str:
 def reg_vs_regns(
     out_dir: str | os.PathLike,
     *,
-    seed: int = 0,
     n_train_tiles: int = 12,
     n_test_tiles: int = 6,
     tile_size: int = 1000,
@@ -89,13 +91,10 @@ def reg_vs_regns(
     batch_size: int = 16,
     lr: float = 1e-3,
     epoch_length: int | None = None,
-    scale: float = 1.0,
     scene: Any = None,
-    device: str = "auto",
-    threads: int | None = None,
     figures: bool = True,
-    keep_models: bool = False,
     say: Say = None,
+    **run: Unpack[RunSettings],
 ) -> dict[str, Any]:
     """Reg (``negative_ratio`` 0) vs Reg-NS (ratios > 0) vs BC on synthetic crowd-labelled tiles.
 
@@ -104,7 +103,6 @@ def reg_vs_regns(
     Args:
         out_dir: Folder for data, runs, ``result.json``, ``sweep.csv`` and ``figures/roc.png``;
             created, and must be empty if it exists.
-        seed: Seed of the data, the model initialisation and the tile draws.
         n_train_tiles: Training images (before ``scale``).
         n_test_tiles: Held-out test images (before ``scale``).
         tile_size: Side of each generated image in pixels.
@@ -117,15 +115,12 @@ def reg_vs_regns(
         batch_size: Tiles per step.
         lr: Adam learning rate (random initial weights).
         epoch_length: Draws per epoch for every method; None for the task default.
-        scale: Multiplies the numbers of training and test images.
         scene: :class:`~mitokit.data.synthetic.scene.SceneParams` of the generated tiles (e.g.
             a lower ``mitotic_fraction``); None for the generator's defaults.
-        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
-        threads: PyTorch CPU threads during the study (None: unchanged).
         figures: Write the ROC figure.
-        keep_models: Keep each run's ``best/`` model (about 45 MB each); otherwise only its
-            logs and configs stay.
         say: Progress messages.
+        **run: The :class:`~mitokit.experiments.harness.RunSettings` (``seed``, ``scale``,
+            ``device``, ``threads``, ``keep_models``).
 
     Returns:
         ``{"study", "question", "settings", "data", "split", "methods", "equal_tpr",
@@ -141,7 +136,7 @@ def reg_vs_regns(
         split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.tile_size, scene=scene)
         evaluation = _Evaluation(study, split, a)
         methods = study.run_arms(_arms(a, split), evaluation)
-        result = _summary(a, study, split, methods, evaluation)
+        result = _summary(evaluation, methods)
         return study.finish(result, {"sweep.csv": result["table"]})
 
 
@@ -159,7 +154,8 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
-    """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
+    """Reg vs Reg-NS's own settings, as its result records them (:meth:`Study.settings`
+    adds the seeds, the data counts, the device and the threads)."""
     return {
         "tile_size": a.tile_size,
         "ratios": a.ratio_list,
@@ -272,16 +268,11 @@ class _Evaluation:
         return self.y, self.y_latent
 
 
-def _summary(
-    a: SimpleNamespace,
-    study: Study,
-    split: TileSplit,
-    methods: dict[str, dict[str, Any]],
-    ev: _Evaluation,
-) -> dict[str, Any]:
+def _summary(ev: _Evaluation, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The study's result (without ``seconds``); writes the ROC figure."""
     from mitokit.models.tile_eval import sweep_table
 
+    a, study, split = ev.a, ev.study, ev.split
     y, y_latent = ev.y, ev.y_latent
     if y is None or y_latent is None:  # cannot happen: Reg always runs
         raise RuntimeError("no method was trained")

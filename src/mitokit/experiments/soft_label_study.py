@@ -29,16 +29,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
 from mitokit.experiments.harness import (
     Arm,
-    Say,
     Study,
-    Trained,
     arguments,
     arm_engine,
     auc_or_none,
@@ -47,6 +45,12 @@ from mitokit.experiments.harness import (
     positive_int,
     write_csv,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from mitokit.experiments.harness import RunSettings, Say, Trained
+
 
 #: Settings of :func:`soft_vs_majority` for ``--quick``.
 SOFT_QUICK: dict[str, Any] = {"n_patches": 400, "n_test_patches": 300, "epochs": 2}
@@ -58,7 +62,6 @@ TARGETS = ("majority", "soft")
 def soft_vs_majority(
     out_dir: str | os.PathLike,
     *,
-    seed: int = 0,
     n_patches: int = 1500,
     n_test_patches: int = 600,
     epochs: int = 4,
@@ -71,12 +74,9 @@ def soft_vs_majority(
     batch_size: int = 32,
     lr: float = 1e-3,
     n_bins: int = 10,
-    scale: float = 1.0,
-    device: str = "auto",
-    threads: int | None = None,
     figures: bool = True,
-    keep_models: bool = False,
     say: Say = None,
+    **run: Unpack[RunSettings],
 ) -> dict[str, Any]:
     """Patch classifier trained on majority vs soft (mean-vote) labels: AUC and calibration.
 
@@ -85,7 +85,6 @@ def soft_vs_majority(
     Args:
         out_dir: Folder for data, runs, ``result.json``, ``calibration.csv`` and
             ``figures/reliability.png``; created, and must be empty if it exists.
-        seed: Seed of the data, the raters, the split and the training.
         n_patches: Training patches (train + validation; before ``scale``).
         n_test_patches: Held-out test patches (before ``scale``).
         epochs: Training epochs.
@@ -99,13 +98,10 @@ def soft_vs_majority(
         batch_size: Patches per step.
         lr: Adam learning rate (random initial weights).
         n_bins: Equal-width bins of the calibration error and the reliability diagram.
-        scale: Multiplies the numbers of training and test patches.
-        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
-        threads: PyTorch CPU threads during the study (None: unchanged).
         figures: Write the reliability diagram.
-        keep_models: Keep each run's ``best/`` model (about 45 MB each); otherwise only its
-            logs and configs stay.
         say: Progress messages.
+        **run: The :class:`~mitokit.experiments.harness.RunSettings` (``seed``, ``scale``,
+            ``device``, ``threads``, ``keep_models``).
 
     Returns:
         ``{"study", "question", "settings", "data", "split", "methods", "answer",
@@ -120,7 +116,7 @@ def soft_vs_majority(
         test = _write_data(study, a)
         evaluation = _Evaluation(study, test, a)
         methods = study.run_arms(_arms(a, study.out / "data" / "train"), evaluation)
-        return study.finish(_summary(a, study, test, methods, evaluation), {})
+        return study.finish(_summary(evaluation, methods), {})
 
 
 def _checked(a: SimpleNamespace) -> SimpleNamespace:
@@ -138,7 +134,8 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
-    """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
+    """The soft-label study's own settings, as its result records them (:meth:`Study.settings`
+    adds the seeds, the data counts, the device and the threads)."""
     return {
         "epochs": a.epochs,
         "arch": "resnet18",
@@ -267,16 +264,11 @@ def _split_ids(cfg: Mapping[str, Any], seed: int) -> tuple[list[str], list[str]]
     return list(data.train.ids), val
 
 
-def _summary(
-    a: SimpleNamespace,
-    study: Study,
-    t: _TestPatches,
-    methods: dict[str, dict[str, Any]],
-    ev: _Evaluation,
-) -> dict[str, Any]:
+def _summary(ev: _Evaluation, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The study's result (without ``seconds``); writes ``calibration.csv`` and the figure."""
     from mitokit.metrics.classification import calibration_table
 
+    a, study, t = ev.a, ev.study, ev.test
     calibration = {
         target: {
             "truth": calibration_table(t.y, p, n_bins=a.n_bins),

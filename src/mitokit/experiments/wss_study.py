@@ -37,16 +37,14 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
 from mitokit.experiments.harness import (
     Arm,
-    Say,
     Study,
-    Trained,
     arguments,
     arm_engine,
     auc_or_none,
@@ -61,6 +59,12 @@ from mitokit.experiments.point_eval import (
     peak_offsets,
     predict_localiser,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+    from mitokit.experiments.harness import RunSettings, Say, TileSplit, Trained
+
 
 #: Settings of :func:`aggregation_ablation` for ``--quick``.
 WSS_QUICK: dict[str, Any] = {"n_train_tiles": 48, "n_test_tiles": 32, "epochs": 4}
@@ -86,8 +90,6 @@ TABLE_COLUMNS = (
 def aggregation_ablation(
     out: str | os.PathLike,
     *,
-    seed: int = 0,
-    scale: float = 1.0,
     epochs: int = 8,
     aggregations: Sequence[str] | None = None,
     n_train_tiles: int = 96,
@@ -105,10 +107,8 @@ def aggregation_ablation(
     slides: int = 0,
     slide_size: int = 4000,
     attention: str | None = None,
-    device: str = "auto",
-    threads: int | None = None,
-    keep_models: bool = False,
     progress: Say = None,
+    **run: Unpack[RunSettings],
 ) -> dict[str, Any]:
     """Train one weak localiser per aggregation on generated tiles; score them on held-out ones.
 
@@ -119,8 +119,6 @@ def aggregation_ablation(
     Args:
         out: Folder for data, runs, ``result.json`` and ``table.csv``; created, and must be
             empty if it exists.
-        seed: Seed of the data, the model initialisation and the augmentation.
-        scale: Multiplies the numbers of training and test tiles.
         epochs: Training epochs of every model.
         aggregations: Which to train (default: all of :data:`mitokit.models.wss.AGGREGATIONS`).
         n_train_tiles: Training tiles (before ``scale``), validation tiles included.
@@ -143,10 +141,9 @@ def aggregation_ablation(
             (:mod:`mitokit.experiments.heldout_slides`), at its own threshold; 0: none.
         slide_size: Side of the held-out slides in pixels.
         attention: ``gated`` or ``plain`` attention (the ``attention`` aggregation).
-        device: ``auto``, ``cpu``, ``cuda`` ... (:func:`mitokit.engines.device.resolve_device`).
-        threads: PyTorch CPU threads during the study (None: unchanged).
-        keep_models: Keep each run's ``best/`` model; otherwise only logs and configs stay.
         progress: Called with one line per step.
+        **run: The :class:`~mitokit.experiments.harness.RunSettings` (``seed``, ``scale``,
+            ``device``, ``threads``, ``keep_models``).
 
     Returns:
         ``{"study", "question", "settings", "data", "methods", "table", "seconds"}``;
@@ -161,10 +158,10 @@ def aggregation_ablation(
     a = _checked(arguments(locals(), train="n_train_tiles", test="n_test_tiles", minimum=(4, 2)))
     with Study.of("wss-aggregations", out, a, progress) as study:
         split = study.tile_split(n_train=a.n_train, n_test=a.n_test, size=a.size, scene=a.scene)
-        ev = _Evaluation(study, split.test_dir, a)
+        ev = _Evaluation(study, split, a)
         ev.slides = study.heldout_slides(a.n_slides, slide_size)
         methods = study.run_arms(_arms(a, split.train_dir), ev)
-        result = _summary(a, study, split.train_dir, ev, methods)
+        result = _summary(ev, methods)
         return study.finish(result, {"table.csv": result["table"]})
 
 
@@ -214,7 +211,8 @@ def _checked(a: SimpleNamespace) -> SimpleNamespace:
 
 
 def _settings(a: SimpleNamespace) -> dict[str, Any]:
-    """The settings of this study a result records (:meth:`Study.settings` adds the rest)."""
+    """The aggregation study's own settings, as its result records them
+    (:meth:`Study.settings` adds the seeds, the data counts, the device and the threads)."""
     return {
         "tile_size": a.size,
         "mpp": a.mpp,
@@ -269,17 +267,12 @@ def _arms(a: SimpleNamespace, train_dir: Path) -> list[Arm]:
     return arms
 
 
-def _summary(
-    a: SimpleNamespace,
-    study: Study,
-    train_dir: Path,
-    ev: _Evaluation,
-    methods: dict[str, dict[str, Any]],
-) -> dict[str, Any]:
+def _summary(ev: _Evaluation, methods: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The study's result (without ``seconds``)."""
     from mitokit.models.wss import IMAGE_LABELS, TRUTH_POINTS, read_image_labels
 
-    train_labels = read_image_labels(train_dir / IMAGE_LABELS)
+    a, study = ev.a, ev.study
+    train_labels = read_image_labels(ev.split.train_dir / IMAGE_LABELS)
     return study.result(
         "wss_aggregations",
         "How does the aggregation of the instance map (max, mean, embedding mean / max, "
@@ -302,11 +295,11 @@ def _summary(
 class _Evaluation:
     """Scores each trained localiser on the test tiles (and the held-out slides)."""
 
-    def __init__(self, study: Study, test_dir: Path, a: SimpleNamespace) -> None:
+    def __init__(self, study: Study, split: TileSplit, a: SimpleNamespace) -> None:
         from mitokit.models.wss import read_weak_source
 
-        self.study, self.a = study, a
-        test = read_weak_source(test_dir)
+        self.study, self.split, self.a = study, split, a
+        test = read_weak_source(split.test_dir)
         names = test.image_ids
         self.paths = [test.paths[i] for i in names]
         self.y = np.asarray([test.labels[i] for i in names], dtype=np.int64)
