@@ -9,7 +9,14 @@ from sklearn.metrics import precision_recall_curve
 
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import Annotation, AnnotationSet, ImageInfo
-from mitokit.metrics import FROC_RATES, average_precision, froc, midog2025_froc_auc
+from mitokit.metrics import (
+    FROC_RATES,
+    average_precision,
+    froc,
+    midog2025_froc_auc,
+    sweep_thresholds,
+)
+from mitokit.metrics.ranking import _froc_and_sweep
 from mitokit.types import MITOSIS
 
 
@@ -160,6 +167,32 @@ def test_froc_follows_the_matching_rule():
     assert optimal.sensitivity == (0.5, 1.0)
     assert midog.sensitivity == (0.5, 0.5)
     assert midog.fp_per_image == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("matching", ["optimal", "midog"])
+def test_froc_and_sweep_equal_the_two_apart(matching):
+    # _froc_and_sweep (evaluate --sweep) matches once for both: the results are those apart.
+    rng = np.random.default_rng(7)
+    for _ in range(30):
+        images = [f"i{k}" for k in range(int(rng.integers(1, 4)))]
+        rows, truth_rows = [], []
+        for image in images:
+            n_p, n_t = int(rng.integers(0, 90)), int(rng.integers(0, 8))
+            decimals = int(rng.choice([1, 3]))  # ties, or (with 3) at times over 200 scores
+            rows += [
+                (image, *np.round(rng.uniform(0, 60, 2)), float(np.round(rng.random(), decimals)))
+                for _ in range(n_p)
+            ]
+            truth_rows += [(image, *np.round(rng.uniform(0, 60, 2))) for _ in range(n_t)]
+        if not rows or not truth_rows:
+            continue
+        pred, truth = _set(rows, images), _set(truth_rows, images)
+        kw = {"radius_px": 8.0, "matching": matching}
+        curve, sweep = _froc_and_sweep(
+            pred, truth, label=MITOSIS, rates=FROC_RATES, sweep=True, **kw
+        )
+        assert curve == froc(pred, truth, **kw)
+        assert sweep == sweep_thresholds(pred, truth, **kw)
 
 
 def test_ranking_needs_scores_and_truth():

@@ -45,7 +45,6 @@ from mitokit.metrics.points import _kept as _kept
 from mitokit.metrics.points import _split as _split
 from mitokit.metrics.points import _xy as _xy
 from mitokit.metrics.sweep import SweepRow, ThresholdSweep, default_thresholds, sweep_thresholds
-from mitokit.metrics.sweep import _midog_tp as _midog_tp
 
 __all__ = [
     "DEFAULT_RADIUS_UM",

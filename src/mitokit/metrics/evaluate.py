@@ -15,11 +15,14 @@ import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mitokit.errors import MitokitError, input_error
 from mitokit.io.annotations import AnnotationSet, canonical_class
 from mitokit.types import MITOSIS
+
+if TYPE_CHECKING:
+    from mitokit.metrics.sweep import ThresholdSweep
 
 PathLike = str | os.PathLike
 
@@ -124,8 +127,8 @@ def ranking_scores(
     truth: AnnotationSet,
     *,
     radius_px: float,
-    label: str = MITOSIS,
     matching: str = "optimal",
+    label: str = MITOSIS,
 ) -> tuple[dict[str, Any], str | None]:
     """AP, FROC and MIDOG 2025's FROC AUC where every prediction of ``label`` has a score.
 
@@ -133,26 +136,62 @@ def ranking_scores(
         (``{"ap", "froc", "midog2025_froc_auc"}``, None), or all three None and why (None
         where there is nothing to say: no predictions, or a point list without any score).
     """
-    from mitokit.metrics.ranking import average_precision, froc, midog2025_froc_auc
+    ranking, why_not, _ = _scored_figures(
+        pred, truth, sweep=False, radius_px=radius_px, label=label, matching=matching
+    )
+    return ranking, why_not
 
-    label = canonical_class(label)
+
+def _scored_figures(
+    pred: AnnotationSet,
+    truth: AnnotationSet,
+    *,
+    sweep: bool,
+    radius_px: float,
+    label: str,
+    matching: str,
+) -> tuple[dict[str, Any], str | None, ThresholdSweep | None]:
+    """:func:`ranking_scores`, and with ``sweep`` the threshold sweep (else None).
+
+    Where the ranking figures are computed, the sweep reads its counts off the FROC curve's
+    (:func:`~mitokit.metrics.ranking._froc_and_sweep`): the predictions are matched once.
+    """
+    from mitokit.metrics.ranking import (
+        FROC_RATES,
+        _froc_and_sweep,
+        average_precision,
+        midog2025_froc_auc,
+    )
+    from mitokit.metrics.sweep import sweep_thresholds
+
+    name = canonical_class(label)
+    ranked, why_not = _rankable(pred, truth, name)
+    kw: dict[str, Any] = {"radius_px": radius_px, "matching": matching}
+    if not ranked:
+        swept = sweep_thresholds(pred, truth, label=label, **kw) if sweep else None
+        return dict.fromkeys(("ap", "froc", "midog2025_froc_auc")), why_not, swept
+    curve, swept = _froc_and_sweep(pred, truth, label=name, rates=FROC_RATES, sweep=sweep, **kw)
+    ranking = {
+        "ap": average_precision(pred, truth, radius_px=radius_px, label=name),
+        "froc": curve.to_dict(),
+        "midog2025_froc_auc": midog2025_froc_auc(pred, truth, radius_px=radius_px, label=name),
+    }
+    return ranking, None, swept
+
+
+def _rankable(pred: AnnotationSet, truth: AnnotationSet, label: str) -> tuple[bool, str | None]:
+    """Whether AP and FROC are computed for ``label``, and if not, why (None: nothing to say)."""
     counted = [a for a in pred.annotations if canonical_class(a.label) == label]
     unscored = sum(a.score is None for a in counted)
-    none = {"ap": None, "froc": None, "midog2025_froc_auc": None}
     if not counted or unscored == len(counted):
-        return none, None
+        return False, None
     if unscored:
-        return none, (
+        return False, (
             f"AP and FROC not computed: {unscored} of {len(counted)} predictions have no score"
         )
     if not any(canonical_class(a.label) == label for a in truth.annotations):
-        return none, f"AP and FROC not computed: the truth holds no {label}"
-    curve = froc(pred, truth, radius_px=radius_px, label=label, matching=matching)
-    return {
-        "ap": average_precision(pred, truth, radius_px=radius_px, label=label),
-        "froc": curve.to_dict(),
-        "midog2025_froc_auc": midog2025_froc_auc(pred, truth, radius_px=radius_px, label=label),
-    }, None
+        return False, f"AP and FROC not computed: the truth holds no {label}"
+    return True, None
 
 
 def write_point_overlays(
@@ -230,7 +269,7 @@ def evaluate_point_files(
     """
     from mitokit.io.annotations import read_annotations
     from mitokit.metrics.alignment import align_images
-    from mitokit.metrics.detection import evaluate_points, radius_to_px, sweep_thresholds
+    from mitokit.metrics.detection import evaluate_points, radius_to_px
 
     if radius_um is not None and radius_px is not None:
         raise MitokitError("--radius-um and --radius-px are mutually exclusive; pass one")
@@ -249,11 +288,10 @@ def evaluate_point_files(
     radius = radius_to_px(radius_um=radius_um, radius_px=radius_px, mpp=mpp)
     kw: dict[str, Any] = {"radius_px": radius, "label": label, "matching": matching}
     result = evaluate_points(pred, truth, threshold=threshold, **kw)
-    swept = best = None
-    if sweep:
-        swept = sweep_thresholds(pred, truth, **kw)
+    ranking, why_not, swept = _scored_figures(pred, truth, sweep=sweep, **kw)
+    best = None
+    if swept is not None:
         best = evaluate_points(pred, truth, threshold=swept.best_threshold, **kw)
-    ranking, why_not = ranking_scores(pred, truth, **kw)
     overlays: list[str] = []
     if overlay_dir is not None:
         at = swept.best_threshold if swept is not None else threshold

@@ -27,6 +27,7 @@ Conventions used throughout (they are also stated in the docstrings that apply t
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,13 +68,8 @@ class Match:
     distance_px: float
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly dict."""
-        return {
-            "image": self.image,
-            "pred_id": self.pred_id,
-            "truth_id": self.truth_id,
-            "distance_px": self.distance_px,
-        }
+        """A JSON-friendly dict of the four fields."""
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

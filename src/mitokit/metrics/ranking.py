@@ -51,15 +51,14 @@ import numpy as np
 
 from mitokit.errors import MitokitError
 from mitokit.io.annotations import Annotation, AnnotationSet
-from mitokit.metrics.detection import (
-    Matching,
-    _candidate_pairs,
-    _check_matching,
-    _check_radius,
-    _max_matching_size,
-    _midog_pairs,
-    _split,
-    _xy,
+from mitokit.metrics.matching import Matching, _check_matching, _check_radius
+from mitokit.metrics.points import _split, _xy
+from mitokit.metrics.sweep import (
+    FallingCounts,
+    ThresholdSweep,
+    _threshold_sweep,
+    default_thresholds,
+    falling_counts,
 )
 from mitokit.types import MITOSIS
 
@@ -263,21 +262,53 @@ def froc(
         MitokitError: A prediction has no score or a non-finite one, or the truth holds no object
             of the class.
     """
+    return _froc_and_sweep(
+        pred, truth, radius_px=radius_px, label=label, matching=matching, rates=rates, sweep=False
+    )[0]
+
+
+def _froc_and_sweep(
+    pred: AnnotationSet,
+    truth: AnnotationSet,
+    *,
+    radius_px: float,
+    label: str,
+    matching: str,
+    rates: Sequence[float],
+    sweep: bool,
+) -> tuple[FROC, ThresholdSweep | None]:
+    """:func:`froc`, and with ``sweep`` :func:`~mitokit.metrics.sweep_thresholds` at its default
+    thresholds (else None), from one matching.
+
+    Both count the true positives at falling score thresholds; the sweep's default thresholds
+    are scores, so it reads its counts off the FROC curve's. The results equal those of the two
+    functions called apart.
+    """
     radius = _check_radius(radius_px)
     _check_matching(matching)
     data = _Scored(pred, truth, label, "FROC")
-    thresholds = np.unique(np.concatenate(data.scores))[::-1]
-    tp = _tp_at(data, thresholds, radius, matching)
-    n_kept = np.array([sum(int((s >= t).sum()) for s in data.scores) for t in thresholds])
+    every_score = np.unique(np.concatenate(data.scores))[::-1]
+    counts = falling_counts(
+        data.pred_xy, data.scores, data.truth_xy, every_score, radius=radius, matching=matching
+    )
+    curve = _froc_of(data, counts, rates)
+    if not sweep:
+        return curve, None
+    grid = default_thresholds(np.concatenate(data.scores))
+    return curve, _threshold_sweep(counts, grid, n_truth=data.n_truth, radius=radius, label=label)
+
+
+def _froc_of(data: _Scored, counts: FallingCounts, rates: Sequence[float]) -> FROC:
+    """The FROC curve of the counts at every distinct score, read at ``rates``."""
     n_images = len(data.images)
-    fppi = (n_kept - tp) / n_images
-    sens = tp / data.n_truth
+    fppi = (counts.kept - counts.tp) / n_images
+    sens = counts.tp / data.n_truth
     at_rates = []
     for rate in rates:
         ok = fppi <= rate
         at_rates.append(float(sens[ok].max()) if ok.any() else 0.0)
     return FROC(
-        thresholds=tuple(float(t) for t in thresholds),
+        thresholds=tuple(float(t) for t in counts.thresholds),
         fp_per_image=tuple(float(f) for f in fppi),
         sensitivity=tuple(float(s) for s in sens),
         rates=tuple(float(r) for r in rates),
@@ -285,33 +316,8 @@ def froc(
         score=float(np.mean(at_rates)) if at_rates else 0.0,
         n_images=n_images,
         n_truth=data.n_truth,
-        matching=matching,
+        matching=counts.matching,
     )
-
-
-def _tp_at(data: _Scored, thresholds: np.ndarray, radius: float, matching: str) -> np.ndarray:
-    """Pooled true positives at each threshold, re-matching only the images a threshold changes."""
-    per_image = np.zeros(len(data.images), dtype=int)
-    out = np.zeros(len(thresholds), dtype=int)
-    edges = [
-        _candidate_pairs(p, t, radius)[:2] if matching == "optimal" else None
-        for p, t in zip(data.pred_xy, data.truth_xy, strict=True)
-    ]
-    previous = np.inf
-    for k, t in enumerate(thresholds):
-        for i, scores in enumerate(data.scores):
-            if not len(data.truth_xy[i]) or not ((scores >= t) & (scores < previous)).any():
-                continue
-            keep = scores >= t
-            if matching == "midog":
-                per_image[i] = len(_midog_pairs(data.pred_xy[i][keep], data.truth_xy[i], radius)[0])
-            else:
-                pi, ti = edges[i]
-                e = keep[pi]
-                per_image[i] = _max_matching_size(pi[e], ti[e], len(scores), len(data.truth_xy[i]))
-        out[k] = per_image.sum()
-        previous = t
-    return out
 
 
 def midog2025_froc_auc(
@@ -339,19 +345,13 @@ def midog2025_froc_auc(
         return float("nan")  # as MIDOG's script does without detections
     lo, hi = float(np.min(all_scores)), float(np.max(all_scores))
     grid = [lo] if lo == hi else np.linspace(lo, hi, n_thresholds).tolist()
-    recalls, fppi = [], []
-    for t in grid:
-        tp = fn = 0
-        fps = []
-        for p_xy, scores, t_xy in zip(data.pred_xy, data.scores, data.truth_xy, strict=True):
-            kept = p_xy[scores >= t]
-            hits = len(_midog_pairs(kept, t_xy, radius)[0])
-            tp += hits
-            fn += len(t_xy) - hits
-            fps.append(len(kept) - hits)
-        recalls.append(tp / (tp + fn + 1e-6))
-        fppi.append(np.mean(fps))
-    fppi_arr, recall_arr = np.array(fppi), np.array(recalls)
+    falling = np.asarray(grid, dtype=float)[::-1]
+    counts = falling_counts(
+        data.pred_xy, data.scores, data.truth_xy, falling, radius=radius, matching="midog"
+    )
+    tp, kept = counts.tp[::-1], counts.kept[::-1]
+    recall_arr = tp / (data.n_truth + 1e-6)  # TP / (TP + FN + 1e-6), as evalutils
+    fppi_arr = (kept - tp) / len(data.images)
     order = np.argsort(fppi_arr)
     fppi_sorted, recall_sorted = fppi_arr[order], recall_arr[order]
     at = np.linspace(0, max_fp, 50)

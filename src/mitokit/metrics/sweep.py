@@ -2,20 +2,21 @@
 
 :func:`sweep_thresholds` scores the predictions at every threshold of a grid
 (:func:`default_thresholds`: every distinct score, or 101 quantiles when there are many) with the
-conventions of :mod:`mitokit.metrics.points`, without matching every threshold from scratch.
+conventions of :mod:`mitokit.metrics.points`, without matching every threshold from scratch:
+:func:`falling_counts` counts the true positives at falling thresholds, matching again only the
+images a threshold changes (the FROC curves of :mod:`mitokit.metrics.ranking` count with it too).
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from mitokit.errors import MitokitError
-from mitokit.io.annotations import Annotation, AnnotationSet, canonical_class
+from mitokit.io.annotations import AnnotationSet, canonical_class
 from mitokit.metrics.matching import (
     Matching,
     _candidate_pairs,
@@ -29,6 +30,7 @@ from mitokit.types import MITOSIS
 
 _MAX_UNIQUE_SCORES = 200
 _N_QUANTILES = 101
+_INF = float("inf")
 
 
 @dataclass(frozen=True)
@@ -103,9 +105,10 @@ def sweep_thresholds(
     are always kept) are matched anew, image by image, exactly as :func:`evaluate_points` would:
     the optimal matching changes with the threshold. Only the number of pairs matters for the
     counts, and that is the size of a maximum bipartite matching on the within-radius pairs; the
-    pairs are found once and every threshold solves one Hopcroft-Karp matching over all images.
-    With ``matching="midog"`` each threshold runs the MIDOG scorer's rule on the kept predictions
-    of every image (its pairs depend on which predictions are present, in their order).
+    pairs are found once, and going down the thresholds only the images whose kept predictions
+    change are matched again (:func:`falling_counts`). With ``matching="midog"`` those images run
+    the MIDOG scorer's rule on their kept predictions (its pairs depend on which predictions are
+    present, in their order).
 
     Args:
         pred: The predictions, with scores.
@@ -125,21 +128,104 @@ def sweep_thresholds(
     radius = _check_radius(radius_px)
     _check_matching(matching)
     images, preds, truths = _split(pred, truth, label)
-    graph = _PooledPairs.build(images, preds, truths, radius)
-    grid = _grid(thresholds, graph.scores, graph.unscored)
-    if matching == "midog":
-        p_xys = [_xy(preds[i]) for i in images]
-        t_xys = [_xy(truths[i]) for i in images]
+    pred_xy = [_xy(preds[i]) for i in images]
+    truth_xy = [_xy(truths[i]) for i in images]
+    # a prediction without a score is kept at every threshold: its score is +inf here
+    scores = [
+        np.array([_INF if a.score is None else a.score for a in preds[i]], dtype=float)
+        for i in images
+    ]
+    all_scores = np.concatenate(scores) if scores else np.empty(0)
+    grid = _grid(thresholds, all_scores[all_scores < _INF])
+    counts = falling_counts(pred_xy, scores, truth_xy, grid[::-1], radius=radius, matching=matching)
+    return _threshold_sweep(
+        counts, grid, n_truth=sum(len(t) for t in truth_xy), radius=radius, label=label
+    )
 
-    rows: list[SweepRow] = []
-    for t in grid:
-        keep = graph.unscored | (graph.scores >= t)
-        n_kept = int(keep.sum())
-        if matching == "midog":
-            tp = _midog_tp(p_xys, t_xys, keep, radius)
-        else:
-            tp = graph.max_matching(keep)
-        rows.append(SweepRow(tp=tp, fp=n_kept - tp, fn=graph.n_truth - tp, threshold=float(t)))
+
+@dataclass(frozen=True)
+class FallingCounts:
+    """Pooled counts at falling score thresholds (predictions with ``score >= t`` kept).
+
+    Attributes:
+        thresholds: The thresholds, descending.
+        tp: True positives at each threshold.
+        kept: Kept predictions at each threshold.
+        matching: The matching rule of the true positives.
+    """
+
+    thresholds: np.ndarray
+    tp: np.ndarray
+    kept: np.ndarray
+    matching: str
+
+    def at(self, thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(tp, kept)`` at the given thresholds, each one of :attr:`thresholds`."""
+        index = {float(t): k for k, t in enumerate(self.thresholds)}
+        rows = np.array([index[float(t)] for t in thresholds], dtype=np.intp)
+        return self.tp[rows], self.kept[rows]
+
+
+def falling_counts(
+    pred_xy: Sequence[np.ndarray],
+    scores: Sequence[np.ndarray],
+    truth_xy: Sequence[np.ndarray],
+    thresholds: np.ndarray,
+    *,
+    radius: float,
+    matching: str,
+) -> FallingCounts:
+    """True positives and kept predictions, pooled over images, at falling score thresholds.
+
+    What the threshold sweep, the FROC curve and MIDOG 2025's FROC AUC all count. An image is
+    matched anew only at the thresholds that let one of its predictions in: with
+    ``matching="optimal"`` its within-radius pairs are found once and each threshold solves a
+    maximum bipartite matching on the kept ones (the optimal matching's size); with ``"midog"``
+    the MIDOG scorer's rule runs on its kept predictions, in their order.
+
+    Args:
+        pred_xy: Per image, the ``(N, 2)`` predictions.
+        scores: Per image, their ``(N,)`` scores (``+inf``: kept at every threshold).
+        truth_xy: Per image, the ``(M, 2)`` truth positives.
+        thresholds: The thresholds, descending (a repeated one counts again).
+        radius: The matching radius in pixels (inclusive).
+        matching: ``"optimal"`` or ``"midog"``.
+    """
+    thresholds = np.asarray(thresholds, dtype=float)
+    per_image = np.zeros(len(pred_xy), dtype=int)
+    tp = np.zeros(len(thresholds), dtype=int)
+    edges = [
+        _candidate_pairs(p, t, radius)[:2] if matching == "optimal" else None
+        for p, t in zip(pred_xy, truth_xy, strict=True)
+    ]
+    previous = None
+    for k, t in enumerate(thresholds):
+        for i, s in enumerate(scores):
+            keep = s >= t
+            entering = keep if previous is None else keep & (s < previous)
+            if not len(truth_xy[i]) or not entering.any():
+                continue
+            if matching == "midog":
+                per_image[i] = len(_midog_pairs(pred_xy[i][keep], truth_xy[i], radius)[0])
+            else:
+                pi, ti = edges[i]
+                e = keep[pi]
+                per_image[i] = _max_matching_size(pi[e], ti[e], len(s), len(truth_xy[i]))
+        tp[k] = per_image.sum()
+        previous = t
+    kept = np.array([sum(int((s >= t).sum()) for s in scores) for t in thresholds], dtype=int)
+    return FallingCounts(thresholds, tp, kept, matching)
+
+
+def _threshold_sweep(
+    counts: FallingCounts, grid: np.ndarray, *, n_truth: int, radius: float, label: str
+) -> ThresholdSweep:
+    """The sweep at the ascending ``grid`` (thresholds of ``counts``) and its best threshold."""
+    tps, kept = counts.at(grid)
+    rows = [
+        SweepRow(tp=int(tp), fp=int(n) - int(tp), fn=n_truth - int(tp), threshold=float(t))
+        for t, tp, n in zip(grid, tps, kept, strict=True)
+    ]
     f1s = np.array([r.f1 for r in rows])
     best = int(np.argmax(f1s))  # the first, i.e. lowest, threshold among equals
     return ThresholdSweep(
@@ -148,98 +234,33 @@ def sweep_thresholds(
         best_f1=float(f1s[best]),
         radius_px=radius,
         label=canonical_class(label),
-        matching=matching,
+        matching=counts.matching,
     )
 
 
-@dataclass(frozen=True)
-class _PooledPairs:
-    """The within-radius (pred, truth) pairs of all images as one block-diagonal graph.
-
-    Predictions and truth points are numbered across the images in order; pairs never cross
-    images.
-
-    Attributes:
-        pi: Prediction index of each pair.
-        ti: Truth index of each pair.
-        scores: Score of each prediction (NaN for a prediction without one).
-        n_truth: Number of truth points.
-    """
-
-    pi: np.ndarray
-    ti: np.ndarray
-    scores: np.ndarray
-    n_truth: int
-
-    @classmethod
-    def build(
-        cls,
-        images: list[str],
-        preds: dict[str, list[Annotation]],
-        truths: dict[str, list[Annotation]],
-        radius: float,
-    ) -> _PooledPairs:
-        """The pairs of every image within ``radius``, numbered across the images."""
-        pi_all: list[np.ndarray] = []
-        ti_all: list[np.ndarray] = []
-        scores: list[float] = []
-        n_pred = n_truth = 0
-        for image_id in images:
-            p_anns, t_anns = preds[image_id], truths[image_id]
-            pi, ti, _ = _candidate_pairs(_xy(p_anns), _xy(t_anns), radius)
-            pi_all.append(pi + n_pred)
-            ti_all.append(ti + n_truth)
-            scores.extend(math.nan if a.score is None else float(a.score) for a in p_anns)
-            n_pred += len(p_anns)
-            n_truth += len(t_anns)
-        pi = np.concatenate(pi_all) if pi_all else np.empty(0, dtype=np.intp)
-        ti = np.concatenate(ti_all) if ti_all else np.empty(0, dtype=np.intp)
-        return cls(pi, ti, np.asarray(scores, dtype=float), n_truth)
-
-    @property
-    def unscored(self) -> np.ndarray:
-        """Which predictions have no score (always kept)."""
-        return np.isnan(self.scores)
-
-    def max_matching(self, keep: np.ndarray) -> int:
-        """Size of a maximum matching among the predictions ``keep`` marks."""
-        edge = keep[self.pi]
-        return _max_matching_size(self.pi[edge], self.ti[edge], len(self.scores), self.n_truth)
-
-
-def _grid(
-    thresholds: Iterable[float] | None, scores: np.ndarray, unscored: np.ndarray
-) -> np.ndarray:
-    """The thresholds of the sweep: those given (sorted, unique), else the scores' default grid.
+def _grid(thresholds: Iterable[float] | None, scores: np.ndarray) -> np.ndarray:
+    """The thresholds of the sweep: those given (sorted, unique), else the default grid of the
+    ``scores`` (those of the predictions that have one).
 
     Raises:
         MitokitError: No prediction has a score and no thresholds were given, or a threshold is
             not finite.
     """
     if thresholds is None:
-        if unscored.all():
+        if not len(scores):
             raise MitokitError("no prediction has a score: there is no threshold to sweep")
-        return default_thresholds(scores[~unscored])
+        return default_thresholds(scores)
     grid = np.unique(np.asarray(list(thresholds), dtype=float))
     if grid.size == 0 or not np.isfinite(grid).all():
         raise MitokitError("the sweep needs at least one threshold, all finite")
     return grid
 
 
-def _midog_tp(
-    p_xys: list[np.ndarray], t_xys: list[np.ndarray], keep: np.ndarray, radius: float
-) -> int:
-    """True positives of the MIDOG rule over all images, keeping the predictions ``keep`` marks.
-
-    ``keep`` runs over the predictions of all images in order (the images of ``p_xys``).
-    """
-    tp = start = 0
-    for p_xy, t_xy in zip(p_xys, t_xys, strict=True):
-        kept = keep[start : start + len(p_xy)]
-        start += len(p_xy)
-        if len(t_xy) and kept.any():
-            tp += len(_midog_pairs(p_xy[kept], t_xy, radius)[0])
-    return tp
-
-
-__all__ = ["SweepRow", "ThresholdSweep", "default_thresholds", "sweep_thresholds"]
+__all__ = [
+    "FallingCounts",
+    "SweepRow",
+    "ThresholdSweep",
+    "default_thresholds",
+    "falling_counts",
+    "sweep_thresholds",
+]
