@@ -255,7 +255,7 @@ def _train_detector(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """Det-NS-WL through the engine; the last epoch, at the threshold of its best validation F1."""
-    from mitokit.experiments.harness import engine_settings, sgd, train_run
+    from mitokit.experiments.harness import sgd, train_run
     from mitokit.experiments.point_eval import val_images, val_threshold
     from mitokit.models.detector import DETECTOR
 
@@ -280,13 +280,7 @@ def _train_detector(
             "epoch_length": st.det_epoch_length,
             "val_labels": str(data / "consensus.json"),
         },
-        **engine_settings(
-            sgd(st.det_lr),
-            epochs=st.det_epochs,
-            batch_size=st.det_batch_size,
-            seed=seed,
-            device="cpu",
-        ),
+        **_cpu_engine(sgd(st.det_lr), st.det_epochs, st.det_batch_size, seed=seed),
     }
     say(f"      training the detector ({st.det_epochs} epochs of {st.det_epoch_length} tiles)")
     result, seconds = train_run(cfg, run)
@@ -318,7 +312,7 @@ def _train_localiser(
     data: Path, run: Path, st: LocalisationSettings, *, seed: int, say: Callable[[str], None]
 ) -> _Model:
     """The weak localiser (max aggregation) on image-level labels; threshold: validation ROC."""
-    from mitokit.experiments.harness import adam, engine_settings, prune_run, train_run
+    from mitokit.experiments.harness import adam, prune_run, train_run
     from mitokit.models.predictors import load_predictor
     from mitokit.models.wss import WEAK_LOCALISER
 
@@ -331,13 +325,7 @@ def _train_localiser(
             "val_fraction": st.val_fraction,
             "split_seed": seed,
         },
-        **engine_settings(
-            adam(st.wss_lr),
-            epochs=st.wss_epochs,
-            batch_size=st.wss_batch_size,
-            seed=seed,
-            device="cpu",
-        ),
+        **_cpu_engine(adam(st.wss_lr), st.wss_epochs, st.wss_batch_size, seed=seed),
     }
     say(f"      training the weak localiser ({st.wss_epochs} epochs of {st.wss_tiles} tiles)")
     result, seconds = train_run(cfg, run)
@@ -355,6 +343,13 @@ def _train_localiser(
         kept_epoch=result.best_epoch,
         density=False,
     )
+
+
+def _cpu_engine(optim: dict[str, Any], epochs: int, batch_size: int, *, seed: int) -> dict:
+    """The ``optim`` and ``train`` sections of a model's config: the demo trains on the CPU."""
+    from mitokit.experiments.harness import engine_settings
+
+    return engine_settings(optim, epochs=epochs, batch_size=batch_size, seed=seed, device="cpu")
 
 
 def _validation(history: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
