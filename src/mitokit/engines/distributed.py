@@ -231,3 +231,12 @@ class ShardedSampler(Sampler):
         while count < target and pad is not None:
             yield pad
             count += 1
+
+
+def given_or_env_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """This process's rank and the number of processes: as given, else torchrun's."""
+    if rank is None or world_size is None:
+        env_size, env_rank, _ = env_world()
+        world_size = env_size if world_size is None else world_size
+        rank = env_rank if rank is None else rank
+    return rank, world_size

@@ -61,11 +61,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from mitokit.engines.distributed import given_or_env_world
 from mitokit.engines.slide_inputs import (
     SLIDE_SUFFIXES,
     _Scan,
     _scan_slide,
     find_slides,
+    fit_tile_size,
     shard,
     slide_folder_names,
 )
@@ -156,7 +158,7 @@ class SlidePredictor:
         log: Callable[[str], None] | None = None,
     ) -> None:
         self.predictor = predictor
-        self.tile_size = _fit_tile_size(predictor, tile_size)
+        self.tile_size = fit_tile_size(predictor, tile_size)
         if int(batch_size) < 1:
             raise input_error(None, f"batch size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
@@ -416,7 +418,7 @@ class SlidePredictor:
 
         slides = find_slides(inputs)
         names = slide_folder_names(slides)
-        rank, world_size = _world(rank, world_size)
+        rank, world_size = given_or_env_world(rank, world_size)
         mine = shard(slides, rank=rank, world_size=world_size)
         out = make_folder(out_dir)
         remove_stale_temporaries(out)  # left by a killed run; those of live runs are locked
@@ -467,32 +469,6 @@ class SlidePredictor:
             count=result.positive_tiles if count is None else count,
             seconds=round(time.perf_counter() - start, 3),
         )
-
-
-def _world(rank: int | None, world_size: int | None) -> tuple[int, int]:
-    """This process's rank and the number of processes: as given, else torchrun's."""
-    if rank is None or world_size is None:
-        from mitokit.engines.distributed import env_world
-
-        env_size, env_rank, _ = env_world()
-        world_size = env_size if world_size is None else world_size
-        rank = env_rank if rank is None else rank
-    return rank, world_size
-
-
-def _fit_tile_size(predictor: Any, forced: int | None) -> int:
-    native = int(predictor.tile_size)
-    if forced is None or int(forced) == native:
-        return native
-    forced = int(forced)
-    multiple = getattr(predictor, "tile_multiple", None)
-    if multiple and forced >= int(multiple) and forced % int(multiple) == 0:
-        return forced
-    also = f" (or a multiple of {int(multiple)})" if multiple else ""
-    raise input_error(
-        None,
-        f"tile size {forced} does not fit the model, which takes {native}-pixel tiles{also}",
-    )
 
 
 __all__ = [

@@ -161,4 +161,25 @@ def _scan_slide(
     return _Scan(size, slide_mpp, mpp_source, thumb, ds, mask, geometry)
 
 
-__all__ = ["SLIDE_SUFFIXES", "find_slides", "shard", "slide_folder_names"]
+def fit_tile_size(predictor: Any, forced: int | None) -> int:
+    """The tile size to read: the predictor's, or ``forced`` where the model takes it (its
+    ``tile_multiple``, for fully convolutional models).
+
+    Raises:
+        MitokitError: A forced size that does not fit the model.
+    """
+    native = int(predictor.tile_size)
+    if forced is None or int(forced) == native:
+        return native
+    forced = int(forced)
+    multiple = getattr(predictor, "tile_multiple", None)
+    if multiple and forced >= int(multiple) and forced % int(multiple) == 0:
+        return forced
+    also = f" (or a multiple of {int(multiple)})" if multiple else ""
+    raise input_error(
+        None,
+        f"tile size {forced} does not fit the model, which takes {native}-pixel tiles{also}",
+    )
+
+
+__all__ = ["SLIDE_SUFFIXES", "find_slides", "fit_tile_size", "shard", "slide_folder_names"]
