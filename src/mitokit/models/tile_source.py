@@ -280,6 +280,26 @@ class EventTileSettings:
     val_fraction: float
 
 
+EVENT_TILE_DEFAULTS: Mapping[str, Any] = {
+    "labels": None,
+    "images": None,
+    "tile_size": 250,
+    "stride": 125,
+    "default_agreement": 1.0,
+    "negative_ratio": 0,
+    "val_fraction": 0.2,
+    "val_images": None,
+    "split_seed": 0,
+    "epoch_length": None,
+    "augment": True,
+    "hed_sigma": 0.05,
+    "hed_bias": 0.01,
+    "n_max": None,
+}
+"""The ``data`` keys, with their defaults, that :func:`event_tile_settings` and
+:func:`split_event_tiles` read: a task's ``data_defaults`` start from these."""
+
+
 def event_tile_section(
     defaults: Mapping[str, Any], given: Mapping[str, Any] | None, *, task: str, labels: str
 ) -> dict[str, Any]:
@@ -411,6 +431,7 @@ def split_event_tiles(
 
 
 __all__ = [
+    "EVENT_TILE_DEFAULTS",
     "IMAGE_SUFFIXES",
     "find_images",
     "TILES_FOLDER_LABELS",

@@ -54,7 +54,12 @@ from mitokit.models._common import (
 )
 from mitokit.models.classifier.data import TileScoreDataset
 from mitokit.models.classifier.model import build_scorer
-from mitokit.models.tile_source import event_tile_section, event_tile_settings, split_event_tiles
+from mitokit.models.tile_source import (
+    EVENT_TILE_DEFAULTS,
+    event_tile_section,
+    event_tile_settings,
+    split_event_tiles,
+)
 
 TILE_CLASSIFIER = "tile_classifier"
 TILE_REGRESSOR = "tile_regressor"
@@ -62,7 +67,11 @@ TILE_TASKS = (TILE_CLASSIFIER, TILE_REGRESSOR)
 
 
 class _TileTask:
-    """Shared code of BC and Reg: data, loss and evaluation differ only in the target."""
+    """Shared code of BC and Reg: data, loss and evaluation differ only in the target.
+
+    A subclass names its ``output`` and default ``negative_ratio`` as class keywords:
+    ``output="logit"`` (BC) learns the tile label, ``output="value"`` (Reg) the tile score.
+    """
 
     name: str
     output: str  # "logit" or "value"
@@ -74,6 +83,16 @@ class _TileTask:
         "dropout": 0.0,
     }
     data_defaults: Mapping[str, Any]
+
+    def __init_subclass__(cls, *, output: str, negative_ratio: int, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.output = output
+        cls.target = "tile_label" if output == "logit" else "tile_score"
+        cls.data_defaults = {
+            **EVENT_TILE_DEFAULTS,
+            "point_box_size": 50.0,
+            "negative_ratio": negative_ratio,
+        }
 
     def build_model(self, model_cfg: Mapping[str, Any]) -> torch.nn.Module:
         """A ResNet with one output (a logit for BC, a tile score for Reg)."""
@@ -140,43 +159,18 @@ class _TileTask:
         return out
 
 
-_TILE_DATA_DEFAULTS: dict[str, Any] = {
-    "labels": None,
-    "images": None,
-    "tile_size": 250,
-    "stride": 125,
-    "point_box_size": 50.0,
-    "default_agreement": 1.0,
-    "negative_ratio": 0,
-    "val_fraction": 0.2,
-    "val_images": None,
-    "split_seed": 0,
-    "epoch_length": None,
-    "augment": True,
-    "hed_sigma": 0.05,
-    "hed_bias": 0.01,
-    "n_max": None,
-}
-
-
 @register_task(TILE_CLASSIFIER)
-class TileClassifierTask(_TileTask):
+class TileClassifierTask(_TileTask, output="logit", negative_ratio=1):
     """BC: tile label ``s_t > 0`` with BCE; one negative tile per positive by default."""
 
     name = TILE_CLASSIFIER
-    output = "logit"
-    target = "tile_label"
-    data_defaults: Mapping[str, Any] = {**_TILE_DATA_DEFAULTS, "negative_ratio": 1}
 
 
 @register_task(TILE_REGRESSOR)
-class TileRegressorTask(_TileTask):
+class TileRegressorTask(_TileTask, output="value", negative_ratio=0):
     """Reg (``negative_ratio: 0``) and Reg-NS (1, 2, 4, 10): tile score ``s_t`` with MSE."""
 
     name = TILE_REGRESSOR
-    output = "value"
-    target = "tile_score"
-    data_defaults: Mapping[str, Any] = {**_TILE_DATA_DEFAULTS, "negative_ratio": 0}
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from mitokit.models.detector.data import DetectionTileDataset, _targets_to, trut
 from mitokit.models.detector.model import LOSS_KEYS, build_detector
 from mitokit.models.detector.postprocess import detect, point_scores
 from mitokit.models.tile_source import (
+    EVENT_TILE_DEFAULTS,
     EventTileSettings,
     EventTileSplit,
     event_tile_section,
@@ -56,23 +57,10 @@ class DetectorTask:
         "centre_suppression": True,
     }
     data_defaults: Mapping[str, Any] = {
-        "labels": None,
-        "images": None,
+        **EVENT_TILE_DEFAULTS,
         "mpp": 0.25,
         "point_box_um": 12.5,
-        "tile_size": 250,
-        "stride": 125,
         "min_box_fraction": 0.2,
-        "default_agreement": 1.0,
-        "negative_ratio": 0,
-        "val_fraction": 0.2,
-        "val_images": None,
-        "split_seed": 0,
-        "epoch_length": None,
-        "augment": True,
-        "hed_sigma": 0.05,
-        "hed_bias": 0.01,
-        "n_max": None,
         "val_labels": None,
         "val_min_agreement": 0.5,
         "match_radius_um": 7.5,

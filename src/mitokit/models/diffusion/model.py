@@ -172,15 +172,13 @@ class DiffusionModel(nn.Module):
         """Length T of the forward process."""
         return int(self.settings["num_train_timesteps"])
 
-    def forward(
-        self,
-        sample: torch.Tensor,
-        timestep: torch.Tensor | int,
-        condition: torch.Tensor,
-        null: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """Prediction of the trained weights (see :meth:`ConditionalUNet.forward`)."""
-        return self.net(sample, timestep, condition, null)
+    def forward(self, *inputs: Any, **kw: Any) -> torch.Tensor:
+        """Prediction of the trained weights.
+
+        The inputs are those of :meth:`ConditionalUNet.forward`: ``sample``, ``timestep``,
+        ``condition`` and optionally ``null``.
+        """
+        return self.net(*inputs, **kw)
 
     def sampling_net(self) -> ConditionalUNet:
         """The weights to sample with: the moving average when kept, else the trained ones."""
