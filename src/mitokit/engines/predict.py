@@ -131,17 +131,17 @@ def predict_tile_files(
     inputs: Sequence[PathLike],
     models: Sequence[PathLike],
     *,
-    tile_size: int | None = None,
-    stride: int | None = None,
     tta: bool = False,
     batch_size: int = 32,
     backend: str = "torch",
+    tile_size: int | None = None,
+    stride: int | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Score the sub-tiles of images with a tile classifier (BC) or regressor (Reg, Reg-NS).
 
-    Each image is covered exactly by full sub-tiles (the last row and column moved back to
-    the edge). ``backend``: ``torch``, ``onnx`` or ``onnx-int8``
-    (:func:`mitokit.models.backend.use_backend`).
+    ``tta``, ``batch_size`` and ``backend`` as in :func:`predict_patch_files`. Each image is
+    covered exactly by full sub-tiles of ``tile_size`` at ``stride`` (default: the training
+    settings, else 250 at 125; the last row and column moved back to the edge).
 
     Returns:
         (rows ``{"image", "x1", "y1", "x2", "y2", "score"}``, meta with the task, the number

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 import torch
 
-#: Leading tags of the per-epoch seeds (:meth:`mitokit.engines.train._Run._seed_epoch`), so that
+#: Leading tags of the per-epoch seeds (:meth:`mitokit.engines.epochs._Run._seed_epoch`), so that
 #: the global and the loader streams never share a seed (numpy's SeedSequence ignores trailing
 #: zeros).
 _GLOBAL_STREAM, _LOADER_STREAM = 0x676C6F62, 0x6C6F6164

@@ -262,15 +262,15 @@ def _run_chains(
     return Counterfactuals(
         images=out,
         inputs=inputs,
+        source_condition=src,
+        seconds=time.perf_counter() - t0,
         t_grid=chains.t_grid,
         mode=chains.mode,
         condition=chains.condition,
-        source_condition=src,
         scheduler=chains.kind,
         steps=chains.steps,
         guidance=chains.guidance,
         seed=chains.seed,
-        seconds=time.perf_counter() - t0,
     )
 
 
