@@ -50,7 +50,9 @@ def model(monkeypatch, tmp_path) -> Path:
     import mitokit.models.predictors as predictors
 
     monkeypatch.setattr(
-        predictors, "load_predictor", lambda folder, *, device="cpu": BlobPredictor()
+        predictors,
+        "load_predictor",
+        lambda folder, *, device="cpu", backend="torch": BlobPredictor(),
     )
     folder = tmp_path / "model"
     folder.mkdir()
@@ -191,7 +193,7 @@ import sys
 sys.path.insert(0, {tests!r})
 import mitokit.models.predictors as predictors
 from test_engine_slide import BlobPredictor
-predictors.load_predictor = lambda folder, *, device="cpu": BlobPredictor()
+predictors.load_predictor = lambda folder, *, device="cpu", backend="torch": BlobPredictor()
 from mitokit.cli import main
 main(sys.argv[1:])
 """

@@ -555,7 +555,7 @@ def blob_model(monkeypatch, tmp_path):
 
     made: list[BlobPredictor] = []
 
-    def fake_load(folder, *, device="cpu"):
+    def fake_load(folder, *, device="cpu", backend="torch"):
         if not Path(folder).is_dir():
             raise MitokitError(f"{folder}: not a mitokit model folder (no config.json)")
         made.append(BlobPredictor())
