@@ -22,6 +22,21 @@ default). Each measurement runs in a fresh subprocess, so peak memory is its own
   <= 1.2. ``rss_growth_mib`` is the peak above the resident memory after loading and warming
   up the model (a more sensitive view). On CUDA also ``cuda_max_allocated_mib`` of both.
 
+Backends (``--backend torch|onnx|onnx-int8``: the engine's model, see
+:mod:`mitokit.models.backend`; the random model is saved to a model folder first, so every
+backend loads it as ``mitokit detect`` does):
+
+- ``--compare-backends``: ``backends``, model-only tiles/s of the folded model in PyTorch eager
+  (channels-last input), of its float ONNX graph and (``--int8``) of its int8 graph, calibrated
+  on 256 tiles of another generated slide (seed 1), on the same tiles in ``--repeats`` turns;
+  ``over_torch`` ratios, and each graph's agreement with PyTorch on those tiles.
+- ``--sweep``: ``threads_sweep``, end to end over model-only with ONNX Runtime's intra-op
+  threads 1 and one per core, times 1, 2 and 4 reader threads.
+- ``real_size``: a 100,000 x 80,000 px slide at 0.25 um/px with 40 % tissue, extrapolated from
+  the measured end-to-end rate (``measured: false``).
+- ``fold_gain`` compares folded and unfolded PyTorch, so it is given for ``--backend torch``
+  only.
+
 On a machine shared with other jobs, set ``OMP_NUM_THREADS`` to the cores really free: PyTorch's
 threads spin-wait for each other and slow down many-fold when a core is taken away.
 
@@ -29,6 +44,7 @@ Usage::
 
     python benchmarks/slide_inference.py                # 20k and 40k slides (long on CPU)
     python benchmarks/slide_inference.py --size 3000    # a quick run
+    python benchmarks/slide_inference.py --size 10000 --backend onnx --compare-backends --int8
 """
 
 from __future__ import annotations
@@ -288,7 +304,7 @@ def child(args: argparse.Namespace) -> dict:
                 "e2e_over_model": round(e2e_tps / model_tps, 3),
                 "bn_folded": folded,
                 "model_only_unfolded_tiles_per_s": round(model_plain, 2),
-                "fold_gain": round(model_b / model_plain, 3),
+                "fold_gain": round(model_b / model_plain, 3) if args.backend == "torch" else None,
                 "naive_1thread_tiles_per_s": round(naive_one, 2),
                 "naive_same_threads_tiles_per_s": round(naive_same, 2),
                 "speedup_vs_naive": round(e2e_tps / naive_one, 2),
