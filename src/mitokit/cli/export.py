@@ -48,10 +48,10 @@ def export(
     Faster R-CNN detector.
     """
     from mitokit.errors import MitokitError
-    from mitokit.models.backend import cached_graph, quantize_model
+    from mitokit.models.backend import GRAPH, cached_graph, quantize_model
     from mitokit.models.backend.graph import require_onnxruntime
     from mitokit.models.backend.runtime import example_input
-    from mitokit.models.checkpoint import load_model, model_folder
+    from mitokit.models.checkpoint import load_model, model_folder, read_model_config
 
     if int8 and not calibration:
         raise MitokitError("--int8 needs --calibration IMAGES (tiles of the training data)")
@@ -59,12 +59,16 @@ def export(
         raise MitokitError("--calibration is for --int8")
     require_onnxruntime()
     folder = model_folder(model_path) or model_path
-    model, cfg = load_model(folder, fold_bn=True)
-    written = {"graph": str(cached_graph(model, folder, cfg["task"], example_input(model, cfg)))}
-    if int8:
-        written["int8_graph"] = str(quantize_model(folder, calibration, tiles=tiles, seed=seed))
+    if int8:  # makes (or reuses) the float graph first, then quantises it
+        int8_path = quantize_model(folder, calibration, tiles=tiles, seed=seed)
+        written = {"graph": str(int8_path.parent / GRAPH), "int8_graph": str(int8_path)}
+    else:
+        model, cfg = load_model(folder, fold_bn=True)
+        graph = cached_graph(model, folder, cfg["task"], example_input(model, cfg))
+        written = {"graph": str(graph)}
+    task = read_model_config(folder)["task"]
     if as_json:
-        echo_json({"model": str(folder), "task": cfg["task"], **written})
+        echo_json({"model": str(folder), "task": task, **written})
     else:
         for path in written.values():
             click.echo(path)
