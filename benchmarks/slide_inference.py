@@ -32,6 +32,12 @@ backend loads it as ``mitokit detect`` does):
   ``over_torch`` ratios, and each graph's agreement with PyTorch on those tiles.
 - ``--sweep``: ``threads_sweep``, end to end over model-only with ONNX Runtime's intra-op
   threads 1 and one per core, times 1, 2 and 4 reader threads.
+- ``read_ms_per_tile``: one thread's time to read a model tile (the plan's first
+  ``--sample-tiles`` tiles in order, as the engine reads them) through each reader: ``auto``
+  (tifffile where its pixels equal OpenSlide's, see :mod:`mitokit.io.slides.reader`) and
+  ``slide`` (``open_slide``'s backend, OpenSlide for these TIFFs); ``reader`` is the one the
+  engine used. ``--reader slide`` runs the engine on OpenSlide; ``--compare-readers`` adds
+  ``readers``: end to end over model-only with each reader (one process each).
 - ``real_size``: a 100,000 x 80,000 px slide at 0.25 um/px with 40 % tissue, extrapolated from
   the measured end-to-end rate (``measured: false``).
 - ``fold_gain`` compares folded and unfolded PyTorch, so it is given for ``--backend torch``
@@ -121,12 +127,10 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _tiles_in_memory(path: str, engine, n: int):
-    """The first ``n`` tiles of the engine's plan for ``path``, read into one uint8 array."""
-    import numpy as np
-
+def _plan(path: str, engine):
+    """The read geometry and tile plan the engine makes for ``path``."""
     from mitokit.data.tissue import TissueMask, mask_from_rgb
-    from mitokit.engines.slide_stream import _read_tile, plan_tiles, read_geometry
+    from mitokit.engines.slide_stream import plan_tiles, read_geometry
     from mitokit.io.slides import open_slide
 
     with open_slide(path) as slide:
@@ -135,8 +139,19 @@ def _tiles_in_memory(path: str, engine, n: int):
         ds = (size[0] / thumb.shape[1], size[1] / thumb.shape[0])
         mask = TissueMask(mask_from_rgb(thumb, downsample=(ds[0] * ds[1]) ** 0.5), ds)
         g = read_geometry(slide, tile_size=TILE, model_mpp=MODEL_MPP, slide_mpp=slide.mpp)
-        plan = plan_tiles(size, g, overlap=engine._overlap_px(g.scale * slide.mpp), mask=mask)
-        origins = plan.origins[:n]
+        return g, plan_tiles(size, g, overlap=engine._overlap_px(g.scale * slide.mpp), mask=mask)
+
+
+def _tiles_in_memory(path: str, engine, n: int):
+    """The first ``n`` tiles of the engine's plan for ``path``, read into one uint8 array."""
+    import numpy as np
+
+    from mitokit.engines.slide_stream import _read_tile
+    from mitokit.io.slides import open_slide
+
+    g, plan = _plan(path, engine)
+    origins = plan.origins[:n]
+    with open_slide(path) as slide:
         tiles = np.stack([_read_tile(slide, o, g) for o in origins])
     return g, origins, tiles
 
@@ -180,6 +195,26 @@ def _naive(path: str, predictor, g, origins) -> float:
                 predictor.predict(x)
         _sync(dev)
         return len(origins) / (time.perf_counter() - start)
+
+
+def _read_cost(path: str, engine, n: int) -> dict:
+    """Milliseconds one thread takes to read a model tile through each reader (the plan's first
+    ``n`` tiles in plan order, each reader's own handle, opened before the clock starts)."""
+    import numpy as np
+
+    from mitokit.engines.slide_inputs import plan_opener
+    from mitokit.engines.slide_stream import _read_tile
+
+    g, plan = _plan(path, engine)
+    out = {}
+    for reader in ("auto", "slide"):
+        opener, backend = plan_opener(path, None, plan, reader)
+        with opener() as slide:
+            start = time.perf_counter()
+            for o in plan.origins[:n]:
+                _read_tile(slide, np.asarray(o), g)
+            out[backend] = round((time.perf_counter() - start) / min(n, len(plan)) * 1e3, 3)
+    return out
 
 
 def _grid_tiles(engine, size) -> int:
@@ -253,7 +288,11 @@ def child(args: argparse.Namespace) -> dict:
         device, fold=not args.no_fold, model=args.model, backend=args.backend, threads=args.threads
     )
     engine = SlidePredictor(
-        predictor, batch_size=args.batch_size, workers=args.workers, progress=False
+        predictor,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        reader=args.reader,
+        progress=False,
     )
     warm = engine.model_input(torch.randint(0, 256, (args.batch_size, TILE, TILE, 3)).byte())
     with torch.no_grad():
@@ -314,6 +353,8 @@ def child(args: argparse.Namespace) -> dict:
                 "torch_threads": threads,
                 "backend": args.backend,
                 "workers": engine.workers,
+                "reader": result.settings["reading"]["reader"],
+                "read_ms_per_tile": _read_cost(args.slide, engine, args.sample_tiles),
                 "tissue_fraction": round(float(result.tissue.fraction), 3),
                 "grid_tiles": _grid_tiles(engine, result.size),
                 "real_size_grid_tiles": _grid_tiles(engine, REAL_SIZE),
@@ -334,6 +375,7 @@ def child(args: argparse.Namespace) -> dict:
                 "model_only_tiles_per_s": round(model_tps, 2),
                 "e2e_over_model": round(e2e_tps / model_tps, 3),
                 "workers": engine.workers,
+                "reader": result.settings["reading"]["reader"],
             }
         )
     else:
@@ -366,6 +408,7 @@ def _run_child(args: argparse.Namespace, slide: str, mode: str) -> dict:
         str(args.naive_tiles),
     ]
     cmd += ["--model", args.model, "--backend", args.backend, "--repeats", str(args.repeats)]
+    cmd += ["--reader", args.reader]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
     if args.threads:
@@ -399,6 +442,10 @@ def main() -> None:
     p.add_argument(
         "--sweep", action="store_true", help="e2e over model-only for ONNX threads x readers"
     )
+    p.add_argument("--reader", default="auto", help="engine's reader: auto or slide")
+    p.add_argument(
+        "--compare-readers", action="store_true", help="e2e over model-only with each reader"
+    )
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--slide", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -428,6 +475,13 @@ def main() -> None:
         small = _run_child(args, paths[args.size], "memory")
         big = _run_child(args, paths[2 * args.size], "memory")
         sweep = _sweep(args, paths[args.size]) if args.sweep else None
+        readers = None
+        if args.compare_readers:
+            readers = {}
+            for reader in ("auto", "slide"):
+                sub = argparse.Namespace(**{**vars(args), "reader": reader})
+                out = _run_child(sub, paths[args.size], "e2e")
+                readers[reader] = {k: out[k] for k in out if k != "device"}
     result = {
         "size": args.size,
         "tile": TILE,
@@ -446,6 +500,8 @@ def main() -> None:
     }
     if sweep is not None:
         result["threads_sweep"] = sweep
+    if readers is not None:
+        result["readers"] = readers
     if "cuda_max_allocated_mib" in big:
         result["memory"]["cuda_ratio_4x_area"] = round(
             big["cuda_max_allocated_mib"] / small["cuda_max_allocated_mib"], 3

@@ -681,3 +681,25 @@ def test_generated_slide_with_a_tile_classifier_at_half_resolution(tmp_path):
     assert s["reading"]["level"] == 1 and s["reading"]["read_size"] == 250
     assert 0 < s["tissue_area_mm2"] <= 3000 * 3000 * 0.25**2 / 1e6
     assert s["hotspot"]["area_mm2"] == pytest.approx(2.37)
+
+
+def test_tifffile_reader_gives_the_openslide_reader_results(border_slide):
+    path, dots, _ = border_slide
+    results = {}
+    for reader in ("auto", "slide"):
+        engine = SlidePredictor(
+            BlobPredictor(), batch_size=8, workers=2, reader=reader, progress=False
+        )
+        results[reader] = engine.predict_slide(path)
+    fast, slow = results["auto"], results["slide"]
+    assert fast.settings["reading"]["reader"] == "tifffile"
+    assert slow.settings["reading"]["reader"] == "openslide"
+    np.testing.assert_array_equal(fast.tile_scores, slow.tile_scores)
+
+    def rows(points):  # the order of points of equal score follows the readers' timing
+        return points[np.lexsort(points.T)]
+
+    np.testing.assert_array_equal(rows(fast.points), rows(slow.points))
+    assert len(fast.points) == len(dots)
+    with pytest.raises(MitokitError, match="reader must be one of"):
+        SlidePredictor(BlobPredictor(), reader="openslide")

@@ -68,6 +68,7 @@ from mitokit.engines.slide_inputs import (
     _scan_slide,
     find_slides,
     fit_tile_size,
+    plan_opener,
     shard,
     slide_folder_names,
 )
@@ -81,6 +82,7 @@ from mitokit.engines.slide_stream import (
     stream_batches,
 )
 from mitokit.errors import MitokitError, input_error
+from mitokit.io.slides.reader import READERS
 from mitokit.metrics.hotspot import find_hotspot, hotspot_size_px
 from mitokit.report.slide_outputs import (
     DETECTIONS_CSV,
@@ -134,6 +136,8 @@ class SlidePredictor:
         channels_last: Hand batches to the model in channels-last memory layout (the layout the
             tiles are read in, so no copy; faster convolutions on CPU). Default: on CPU only.
             A predictor must then reshape its input with ``reshape``, not ``view``.
+        reader: ``"auto"``: read tiled TIFFs through tifffile where its pixels equal OpenSlide's
+            (see :mod:`mitokit.io.slides.reader`); ``"slide"``: always ``open_slide``'s backend.
         progress: Show a progress bar per slide (on stderr, when it is a terminal).
         log: Called with one line per slide that fails; default prints to stderr.
 
@@ -154,6 +158,7 @@ class SlidePredictor:
         min_tissue: float = 0.0,
         tissue_margin_um: float | None = DEFAULT_TISSUE_MARGIN_UM,
         channels_last: bool | None = None,
+        reader: str = "auto",
         progress: bool = True,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -189,6 +194,9 @@ class SlidePredictor:
                 getattr(predictor, "backend", "torch") == "torch"
             )
         self.channels_last = bool(channels_last)
+        if reader not in READERS:
+            raise input_error(None, f"reader must be one of {READERS}, got {reader!r}")
+        self.reader = reader
         self.progress = progress
         self.log = log or (lambda line: print(line, file=sys.stderr, flush=True))
 
@@ -240,7 +248,8 @@ class SlidePredictor:
             size, scan.geometry, overlap=overlap, mask=scan.mask, min_tissue=self.min_tissue
         )
         canvas = HeatCanvas(scan.thumbnail.shape[:2], scan.downsample)
-        points, tile_ids, scores = self._stream(path, mpp, plan, size, canvas, desc or path.name)
+        opener, backend = plan_opener(path, mpp, plan, self.reader)
+        points, tile_ids, scores = self._stream(opener, plan, size, canvas, desc or path.name)
         points = self._final_points(points, tile_ids, scores, plan, scan)
         hotspot = find_hotspot(points, slide_size=size, mpp=scan.mpp, tissue=scan.mask)
         heat = canvas.final(self.kind, points, hotspot_size_px(scan.mpp)[1], plan, scores)
@@ -258,7 +267,7 @@ class SlidePredictor:
             hotspot=hotspot,
             thumbnail=scan.thumbnail,
             heat=heat,
-            settings=self._settings(scan.geometry, overlap),
+            settings=self._settings(scan.geometry, overlap, backend),
             seconds=time.perf_counter() - start,
         )
 
@@ -286,7 +295,7 @@ class SlidePredictor:
             points = points[np.argsort(-points[:, 2], kind="stable")]
         return points
 
-    def _settings(self, geometry: ReadGeometry, overlap: int) -> dict[str, Any]:
+    def _settings(self, geometry: ReadGeometry, overlap: int, reader: str) -> dict[str, Any]:
         """How the slide was read, for its summary."""
         return {
             "model": {
@@ -297,6 +306,7 @@ class SlidePredictor:
                 "backend": getattr(self.predictor, "backend", "torch"),
             },
             "reading": {
+                "reader": reader,
                 "level": geometry.level,
                 "level_downsample": round(geometry.level_downsample, 6),
                 "read_size": geometry.read_size,
@@ -322,8 +332,7 @@ class SlidePredictor:
 
     def _stream(
         self,
-        path: Path,
-        mpp: float | None,
+        opener: Callable[[], Any],
         plan: TilePlan,
         size: tuple[int, int],
         canvas: HeatCanvas,
@@ -331,8 +340,6 @@ class SlidePredictor:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Feed the planned tiles to the model; (points, their tiles, tile scores)."""
         from tqdm.auto import tqdm
-
-        from mitokit.io.slides import open_slide
 
         cuda = torch.device(self.predictor.device).type == "cuda"
         collected = _Collected(plan, size, canvas, self.threshold)
@@ -345,7 +352,7 @@ class SlidePredictor:
             file=sys.stderr,
         )
         batches = stream_batches(
-            lambda: open_slide(path, mpp=mpp),
+            opener,
             plan,
             batch_size=self.batch_size,
             workers=self.workers,

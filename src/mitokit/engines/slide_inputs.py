@@ -4,14 +4,15 @@ is read of a slide before its tiles.
 :func:`find_slides` expands files and folders into slide files, :func:`shard` gives each process
 of a ``torchrun`` job its share, :func:`slide_folder_names` names the output folders (refusing
 two slides that would share one); :func:`_scan_slide` reads a slide's size, mpp, thumbnail and
-tissue mask and chooses the level its tiles are read at.
+tissue mask and chooses the level its tiles are read at; :func:`plan_opener` chooses how the
+reader threads open the slide.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from mitokit.data.tissue import TissueMask, mask_from_rgb, require_tissue
-from mitokit.engines.slide_stream import ReadGeometry, read_geometry
+from mitokit.engines.slide_stream import ReadGeometry, TilePlan, read_geometry
 from mitokit.errors import input_error
 
 SLIDE_SUFFIXES = (
@@ -183,3 +184,25 @@ def fit_tile_size(predictor: Any, forced: int | None) -> int:
 
 
 __all__ = ["SLIDE_SUFFIXES", "find_slides", "fit_tile_size", "shard", "slide_folder_names"]
+
+
+PROBE_TILES = 4
+"""Tiles of a plan read through both readers before the quicker one is trusted."""
+
+
+def plan_opener(
+    path: Path, mpp: float | None, plan: TilePlan, reader: str
+) -> tuple[Callable[[], Any], str]:
+    """How the reader threads open ``path`` for ``plan``'s tiles, and the backend's name.
+
+    The probes are :data:`PROBE_TILES` tiles spread over the plan (tiles on tissue), compared
+    by :func:`mitokit.io.slides.reader.region_reader`.
+    """
+    from mitokit.io.slides.reader import region_reader
+
+    g = plan.geometry
+    picks = np.unique(np.linspace(0, len(plan) - 1, PROBE_TILES).round().astype(int))
+    probes = [tuple(o) for o in plan.origins[picks]] if len(plan) else []
+    return region_reader(
+        path, mpp=mpp, level=g.level, size=(g.read_size, g.read_size), probes=probes, reader=reader
+    )

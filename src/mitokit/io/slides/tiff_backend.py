@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import threading
 import xml.etree.ElementTree as ET
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,10 @@ from mitokit.io.slides.color import to_rgb8
 
 _WHOLE_PAGE_PIXELS = 64 * 2**20
 """A TIFF page this small may be decoded whole when its tiles cannot be decoded one by one."""
+
+SEGMENT_CACHE_BYTES = 32 * 2**20
+"""Decoded tiles (or strips) one open slide keeps, least recently used dropped first: reading
+overlapping regions in a row (as slide inference does) decodes each tile about once."""
 
 _LENGTH_UNITS_UM = {
     "m": 1e6,
@@ -41,10 +47,57 @@ _LENGTH_UNITS_UM = {
 """Length units of OME ``PhysicalSizeXUnit`` and ImageJ ``unit``, in micrometres."""
 
 
-class _TiffLevel:
-    """One resolution level of a TIFF series: its page(s) and how to turn samples into RGB."""
+class _SegmentCache:
+    """Decoded segments (tiles or strips) up to a number of bytes, least recently used dropped
+    first; segments bigger than a quarter of the budget are not kept.
 
-    def __init__(self, pages: Sequence[Any]) -> None:
+    Args:
+        max_bytes: The budget; 0 keeps nothing.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = int(max_bytes)
+        self.bytes = 0
+        self._items: OrderedDict[tuple[int, ...], np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, ...]) -> np.ndarray | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is not None:
+                self._items.move_to_end(key)
+            return item
+
+    def put(self, key: tuple[int, ...], segment: np.ndarray) -> None:
+        if segment.nbytes * 4 > self.max_bytes:
+            return
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = segment
+            self.bytes += segment.nbytes
+            while self.bytes > self.max_bytes:
+                _, old = self._items.popitem(last=False)
+                self.bytes -= old.nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self.bytes = 0
+
+
+class _TiffLevel:
+    """One resolution level of a TIFF series: its page(s) and how to turn samples into RGB.
+
+    Args:
+        pages: The level's page(s).
+        cache: Decoded segments, shared by the levels of one open slide.
+        number: The level's number (part of the cache keys).
+    """
+
+    def __init__(self, pages: Sequence[Any], cache: _SegmentCache, number: int) -> None:
+        self.cache = cache
+        self.number = number
         self.pages = list(pages)
         key = self.pages[0].keyframe
         self.key = key
@@ -101,7 +154,7 @@ class _TiffLevel:
         if page.is_memmappable:
             return self._read_memmap(index, x, y, w, h)
         try:
-            return self._read_segments(page, x, y, w, h)
+            return self._read_segments(index, x, y, w, h)
         except _DECODE_ERRORS:
             if self.width * self.height > _WHOLE_PAGE_PIXELS:
                 raise
@@ -133,9 +186,9 @@ class _TiffLevel:
         block = np.moveaxis(block, 0, -2).reshape(h, w, -1)
         return block.astype(block.dtype.newbyteorder("="), copy=True)
 
-    @staticmethod
-    def _read_segments(page: Any, x: int, y: int, w: int, h: int) -> np.ndarray:
-        """Decode only the tiles (or strips) the block touches."""
+    def _read_segments(self, index: int, x: int, y: int, w: int, h: int) -> np.ndarray:
+        """Decode only the tiles (or strips) the block touches, or take them from the cache."""
+        page = self.pages[index]
         key = page.keyframe
         separate, _, height, width, contig = key.shaped
         if key.is_tiled:
@@ -153,23 +206,11 @@ class _TiffLevel:
             raise ValueError("tile or strip offsets are missing")
         fill = np.iinfo(key.dtype).max if key.dtype.kind in "ui" else 1
         out = np.full((h, w, separate * contig), fill, key.dtype)
-        decode_args: dict[str, Any] = {"_fullsize": True}
-        if key.compression in (6, 7, 33007, 34892):
-            decode_args.update(jpegtables=page.jpegtables, jpegheader=key.jpegheader)
-        fh = page.parent.filehandle
-        segments = fh.read_segments(
-            [offsets[i] for i in indices],
-            [counts[i] for i in indices],
-            indices=indices,
-            sort=True,
-            lock=fh.lock,
-            flat=True,
-        )
-        for data, index in segments:
-            segment, (s, _, sy, sx, _), _ = key.decode(data, index, **decode_args)
+        for i, segment in self._segments(index, indices):
             if segment is None:  # sparse: no data stored, left white
                 continue
-            segment = segment[0]
+            s, r = divmod(i, across * down)
+            sy, sx = (r // across) * seg_h, (r % across) * seg_w
             oy0, oy1 = max(y, sy), min(y + h, sy + segment.shape[0])
             ox0, ox1 = max(x, sx), min(x + w, sx + segment.shape[1])
             if oy0 < oy1 and ox0 < ox1:
@@ -177,6 +218,38 @@ class _TiffLevel:
                     oy0 - sy : oy1 - sy, ox0 - sx : ox1 - sx
                 ]
         return out
+
+    def _segments(self, index: int, indices: list[int]) -> Iterator[tuple[int, np.ndarray | None]]:
+        """``(segment index, decoded samples or None where none are stored)`` for ``indices``."""
+        missing = []
+        for i in indices:
+            segment = self.cache.get((self.number, index, i))
+            if segment is None:
+                missing.append(i)
+            else:
+                yield i, segment
+        if not missing:
+            return
+        page = self.pages[index]
+        key = page.keyframe
+        decode_args: dict[str, Any] = {"_fullsize": True}
+        if key.compression in (6, 7, 33007, 34892):
+            decode_args.update(jpegtables=page.jpegtables, jpegheader=key.jpegheader)
+        fh = page.parent.filehandle
+        offsets, counts = page.dataoffsets, page.databytecounts
+        for data, i in fh.read_segments(
+            [offsets[i] for i in missing],
+            [counts[i] for i in missing],
+            indices=missing,
+            sort=True,
+            lock=fh.lock,
+            flat=True,
+        ):
+            segment = key.decode(data, i, **decode_args)[0]
+            if segment is not None:
+                segment = segment[0]
+                self.cache.put((self.number, index, i), segment)
+            yield i, segment
 
 
 class _TiffSlide(Slide):
@@ -195,7 +268,11 @@ class _TiffSlide(Slide):
         try:
             with _quiet_tifffile():
                 series, series_index = _main_series(self._tif)
-                self._levels = [_TiffLevel(_level_pages(level)) for level in series.levels]
+                self._cache = _SegmentCache(SEGMENT_CACHE_BYTES)
+                self._levels = [
+                    _TiffLevel(_level_pages(level), self._cache, number)
+                    for number, level in enumerate(series.levels)
+                ]
             file_size = path.stat().st_size
             for level in self._levels:
                 if level.data_end() > file_size:
@@ -230,6 +307,7 @@ class _TiffSlide(Slide):
     def _close(self) -> None:
         for level in self._levels:
             level.close()
+        self._cache.clear()
         self._tif.close()
 
 
