@@ -703,3 +703,18 @@ def test_tifffile_reader_gives_the_openslide_reader_results(border_slide):
     assert len(fast.points) == len(dots)
     with pytest.raises(MitokitError, match="reader must be one of"):
         SlidePredictor(BlobPredictor(), reader="openslide")
+
+
+def test_cli_detect_reader_option(tmp_path, blob_model):
+    path, dots = small_slide(tmp_path, "a.tif", 32, n=5)
+    out = tmp_path / "out"
+    args = ["detect", str(path), "--model", str(blob_model), "--out", str(out)]
+    seen = {}
+    for reader in ("auto", "slide"):
+        result = CliRunner().invoke(cli, [*args, "--reader", reader, "--overwrite"])
+        assert result.exit_code == 0, result.output
+        summary = json.loads((out / "a" / "summary.json").read_text())
+        seen[summary["reading"]["reader"]] = summary["mitotic_count"]
+    assert seen == {"tifffile": len(dots), "openslide": len(dots)}
+    bad = CliRunner().invoke(cli, [*args, "--reader", "fast"])
+    assert bad.exit_code == 2 and "'fast' is not one of 'auto', 'slide'" in bad.output

@@ -45,6 +45,14 @@ from mitokit.cli.options import (
     default=None,
     help="Overlap of neighbouring tiles in um (default: max(1/8 tile, 10 um)).",
 )
+@click.option(
+    "--reader",
+    type=click.Choice(["auto", "slide"]),
+    default="auto",
+    show_default=True,
+    help="auto: read tiled TIFFs through tifffile where a probe of the slide's tiles gives "
+    "OpenSlide's pixels exactly (quicker); slide: always the backend the slide opens with.",
+)
 @overwrite_option("Redo slides whose output is already complete.")
 @json_option
 def detect(
@@ -59,6 +67,7 @@ def detect(
     backend: str,
     tile_size: int | None,
     overlap_um: float | None,
+    reader: str,
     overwrite: bool,
     as_json: bool,
 ) -> None:
@@ -90,6 +99,7 @@ def detect(
             threshold=threshold,
             tile_size=tile_size,
             overlap_um=overlap_um,
+            reader=reader,
             progress=not as_json,
             log=lambda line: click.echo(line, err=True),
         )
