@@ -129,3 +129,30 @@ def test_other_files_keep_open_slides_backend(tmp_path):
         assert handle.mpp == 0.25
     with pytest.raises(MitokitError, match="no such file"):
         region_reader(tmp_path / "gone.tif", mpp=None, level=0, size=(8, 8), probes=[(0, 0)])
+
+
+@pytest.mark.parametrize("compression", ["webp", "jpeg2000"])
+def test_tiffs_with_codecs_openslide_lacks_open_through_tifffile(tmp_path, compression):
+    import tifffile
+
+    image = _texture()[:600, :700]
+    path = tmp_path / f"{compression}.tif"
+    with tifffile.TiffWriter(path, bigtiff=True) as writer:
+        writer.write(
+            image,
+            tile=(256, 256),
+            compression=compression,
+            compressionargs={"level": 100} if compression == "webp" else {"level": 95},
+            resolution=(40000, 40000),
+            resolutionunit="CENTIMETER",
+        )
+    import openslide
+
+    with pytest.raises(openslide.OpenSlideError, match="Unsupported TIFF compression"):
+        openslide.OpenSlide(str(path))
+    with open_slide(path) as slide:
+        assert slide.backend == "tifffile" and slide.mpp == pytest.approx(0.25)
+        region = slide.read_region((100, 50), 0, (300, 200)).astype(int)
+    assert np.abs(region - image[50:250, 100:400]).mean() < 4
+    _, backend = region_reader(path, mpp=None, level=0, size=(64, 64), probes=[(0, 0)])
+    assert backend == "tifffile"

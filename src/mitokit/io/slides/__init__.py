@@ -4,7 +4,8 @@
 
 - ``openslide``: every format OpenSlide recognises (Aperio svs, Hamamatsu ndpi/vms, MIRAX mrxs,
   Leica scn, Ventana bif, tiled pyramidal TIFF ...), read through openslide-python.
-- ``tifffile``: OME-TIFF and every other TIFF (stripped, untiled, multi-series). Regions are read
+- ``tifffile``: OME-TIFF and every other TIFF (stripped, untiled, multi-series, or tiled with a
+  codec OpenSlide lacks, such as WebP or JPEG 2000 outside an Aperio file). Regions are read
   tile by tile (or strip by strip), so memory stays bounded on large tiled pages; uncompressed
   pages are memory-mapped.
 - ``pillow``: PNG, JPEG, BMP and the other formats Pillow reads. The image is decoded once at open
@@ -28,7 +29,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from mitokit.errors import input_error
+from mitokit.errors import MitokitError, input_error
 from mitokit.io.slides.base import MAX_PLAUSIBLE_MPP, Slide, _check_mpp_argument
 from mitokit.io.slides.color import to_rgb8
 from mitokit.io.slides.openslide_backend import _openslide_format, _OpenSlideSlide
@@ -71,7 +72,13 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
 
     if head[:4] in _TIFF_MAGICS:
         if not _is_ome_tiff(path) and _openslide_format(path) is not None:
-            return _OpenSlideSlide(path, mpp=mpp)
+            try:
+                return _OpenSlideSlide(path, mpp=mpp)
+            except MitokitError as exc:  # a codec OpenSlide lacks (WebP, JPEG 2000 in a TIFF)
+                try:
+                    return _TiffSlide(path, mpp=mpp)
+                except MitokitError:
+                    raise exc from None
         return _TiffSlide(path, mpp=mpp)
     if _openslide_format(path) is not None:
         return _OpenSlideSlide(path, mpp=mpp)
