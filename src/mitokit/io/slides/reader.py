@@ -1,11 +1,12 @@
 """The quickest reader of one slide level that gives the same pixels as :func:`open_slide`.
 
 OpenSlide paints every region it reads onto a premultiplied ARGB surface and openslide-python
-converts that to an RGBA image: on this project's 2-core benchmark machine about 19 ns per
-pixel, 1.2 ms for a 250-pixel tile, however often the tile was read before. A tiled TIFF (the
-generic pyramidal TIFFs scanners and converters write, Aperio SVS) can be read through tifffile
-instead, which decodes each tile once into its cache and copies the pixels out: about 0.35 ms
-per 250-pixel tile on the same machine (``benchmarks/slide_inference.py --compare-readers``).
+converts that to an RGBA image: on this project's 2-core benchmark machine 1.2 ms for a
+250-pixel region whose tile is already decoded, 1.4-1.8 ms per tile read in a slide's plan
+order. A tiled TIFF (the generic pyramidal TIFFs converters write, Aperio SVS) can be read
+through tifffile instead, which decodes each tile once into its cache and copies the pixels
+out: 0.19-0.43 ms per tile on the same machine and slides (``read_ms_per_tile`` of
+``benchmarks/slide_inference.py``).
 
 The two must agree, so the choice is checked on the slide itself: a few regions of the level
 to be read are read through both, and tifffile is used only where every pixel is equal (at a
