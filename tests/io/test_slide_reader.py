@@ -156,3 +156,22 @@ def test_tiffs_with_codecs_openslide_lacks_open_through_tifffile(tmp_path, compr
     assert np.abs(region - image[50:250, 100:400]).mean() < 4
     _, backend = region_reader(path, mpp=None, level=0, size=(64, 64), probes=[(0, 0)])
     assert backend == "tifffile"
+
+
+def test_any_tifffile_trouble_keeps_openslide(jpeg_slide, tmp_path, monkeypatch):
+    import mitokit.io.slides as slides
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("an unexpected tifffile failure")
+
+    import tifffile
+
+    webp = tmp_path / "webp.tif"
+    tifffile.imwrite(webp, _texture()[:300, :300], tile=(256, 256), compression="webp")
+    monkeypatch.setattr(tiff_backend, "_TiffSlide", broken)
+    monkeypatch.setattr(slides, "_TiffSlide", broken)
+    _, backend = region_reader(jpeg_slide, mpp=None, level=0, size=(64, 64), probes=[(5, 5)])
+    assert backend == "openslide"
+    # a TIFF OpenSlide recognises but cannot open: its message, not tifffile's trouble
+    with pytest.raises(MitokitError, match=r"webp\.tif: OpenSlide cannot open it: Unsupported"):
+        open_slide(webp)

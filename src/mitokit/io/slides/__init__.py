@@ -77,7 +77,7 @@ def open_slide(path: str | os.PathLike, *, mpp: float | None = None) -> Slide:
             except MitokitError as exc:  # a codec OpenSlide lacks (WebP, JPEG 2000 in a TIFF)
                 try:
                     return _TiffSlide(path, mpp=mpp)
-                except MitokitError:
+                except Exception:  # noqa: BLE001 - OpenSlide's message says more
                     raise exc from None
         return _TiffSlide(path, mpp=mpp)
     if _openslide_format(path) is not None:
