@@ -3,11 +3,11 @@
 The random ResNet-18 tile classifier of ``slide_inference.py`` (250 px), batch norm folded, on
 the same 256 random tiles in one process: PyTorch eager (channels-last input, as the slide
 engine hands it) against the float ONNX graph ``--backend onnx`` uses, in ONNX Runtime sessions
-set up every way that could matter on a CPU: the project's (one intra-op thread per core, no
-spinning), with spinning threads, without graph optimisation beyond the basic one, with
-sequential and parallel execution, and at batch sizes 8, 32 and 64. Each setting runs
-``--repeats`` times in turns (A B C ... A B C) and reports its median tiles/s and its ratio over
-PyTorch's at the same batch size.
+set up every way that could matter on a CPU: the project's own
+(:func:`mitokit.models.backend.open_session`: one intra-op thread per core, no spinning), with
+spinning threads, without graph optimisation beyond the basic one, with parallel execution, and
+at batch sizes 8, 32 and 64. Each setting runs ``--repeats`` times in turns (A B C ... A B C)
+and reports its median tiles/s and its ratio over PyTorch's at the same batch size.
 
 Usage::
 
@@ -52,7 +52,7 @@ def main() -> None:
     import torch
     from slide_inference import save_random_model
 
-    from mitokit.models.backend import cached_graph
+    from mitokit.models.backend import cached_graph, open_session
     from mitokit.models.backend.runtime import example_input
     from mitokit.models.predictors import load_predictor
 
@@ -65,9 +65,7 @@ def main() -> None:
         example = example_input(model, {"task": predictor.task})
         graph = str(cached_graph(model, folder, predictor.task, example))
         sessions = {
-            "project (no spin, all optimisations)": _session(
-                graph, spin=False, level="ORT_ENABLE_ALL", parallel=False
-            ),
+            "project (no spin, all optimisations)": open_session(graph),
             "spinning threads": _session(graph, spin=True, level="ORT_ENABLE_ALL", parallel=False),
             "basic optimisation only": _session(
                 graph, spin=False, level="ORT_ENABLE_BASIC", parallel=False

@@ -70,6 +70,7 @@ def write_slide(path: str, source_path: str) -> float:
 def child(args: argparse.Namespace) -> dict:
     """Load the model, warm it up, predict the slide; in this fresh process."""
     import torch
+    from slide_inference import _rss_mib
 
     from mitokit.engines.slide import SlidePredictor
     from mitokit.models.predictors import load_predictor
@@ -81,11 +82,7 @@ def child(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     result = engine.predict_slide(args.slide)
     seconds = time.perf_counter() - start
-    peak = 0.0
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                peak = int(line.split()[1]) / 1024
+    peak = _rss_mib()
     return {
         "tiles": len(result.tile_scores),
         "seconds": round(seconds, 1),
@@ -106,10 +103,10 @@ def main() -> None:
     p.add_argument("--slide", default=None, help=argparse.SUPPRESS)
     p.add_argument("--model", default=None, help=argparse.SUPPRESS)
     args = p.parse_args()
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     if args.child:
         print(json.dumps(child(args)))
         return
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from slide_inference import save_random_model
 
     from mitokit.data.synthetic.generate import write_synthetic_slide

@@ -175,3 +175,27 @@ def test_any_tifffile_trouble_keeps_openslide(jpeg_slide, tmp_path, monkeypatch)
     # a TIFF OpenSlide recognises but cannot open: its message, not tifffile's trouble
     with pytest.raises(MitokitError, match=r"webp\.tif: OpenSlide cannot open it: Unsupported"):
         open_slide(webp)
+
+
+def test_a_known_backend_is_not_opened_again(tmp_path, monkeypatch):
+    import mitokit.io.slides as slides
+
+    png = tmp_path / "big.png"
+    Image.fromarray(_texture()[:400, :500]).save(png)
+    opened = []
+    real = slides._PillowSlide
+
+    def counting(*args, **kwargs):  # Pillow decodes the whole image at each open
+        opened.append(args[0])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(slides, "_PillowSlide", counting)
+    opener, backend = region_reader(
+        png, mpp=0.25, level=0, size=(32, 32), probes=[(0, 0)], backend="pillow"
+    )
+    assert backend == "pillow" and opened == []
+    with opener():
+        pass
+    assert len(opened) == 1
+    _, backend = region_reader(png, mpp=0.25, level=0, size=(32, 32), probes=[(0, 0)])
+    assert backend == "pillow" and len(opened) == 2  # unknown: opened once to find out

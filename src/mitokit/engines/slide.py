@@ -248,7 +248,7 @@ class SlidePredictor:
             size, scan.geometry, overlap=overlap, mask=scan.mask, min_tissue=self.min_tissue
         )
         canvas = HeatCanvas(scan.thumbnail.shape[:2], scan.downsample)
-        opener, backend = plan_opener(path, mpp, plan, self.reader)
+        opener, backend = plan_opener(path, mpp, plan, self.reader, scan.backend)
         points, tile_ids, scores = self._stream(opener, plan, size, canvas, desc or path.name)
         points = self._final_points(points, tile_ids, scores, plan, scan)
         hotspot = find_hotspot(points, slide_size=size, mpp=scan.mpp, tissue=scan.mask)

@@ -127,6 +127,7 @@ class _Scan:
     downsample: tuple[float, float]
     mask: TissueMask
     geometry: ReadGeometry
+    backend: str
 
 
 def _scan_slide(
@@ -159,7 +160,8 @@ def _scan_slide(
             slide, tile_size=tile_size, model_mpp=model_mpp, slide_mpp=slide_mpp
         )
         mpp_source = slide.mpp_source or "file"
-    return _Scan(size, slide_mpp, mpp_source, thumb, ds, mask, geometry)
+        backend = slide.backend
+    return _Scan(size, slide_mpp, mpp_source, thumb, ds, mask, geometry, backend)
 
 
 def fit_tile_size(predictor: Any, forced: int | None) -> int:
@@ -183,26 +185,38 @@ def fit_tile_size(predictor: Any, forced: int | None) -> int:
     )
 
 
-__all__ = ["SLIDE_SUFFIXES", "find_slides", "fit_tile_size", "shard", "slide_folder_names"]
-
-
 PROBE_TILES = 4
 """Tiles of a plan read through both readers before the quicker one is trusted."""
 
 
 def plan_opener(
-    path: Path, mpp: float | None, plan: TilePlan, reader: str
+    path: Path, mpp: float | None, plan: TilePlan, reader: str, backend: str | None = None
 ) -> tuple[Callable[[], Any], str]:
     """How the reader threads open ``path`` for ``plan``'s tiles, and the backend's name.
 
-    The probes are :data:`PROBE_TILES` tiles spread over the plan (tiles on tissue), compared
-    by :func:`mitokit.io.slides.reader.region_reader`.
+    ``backend`` is the one the slide was scanned with (None: found out). The probes are
+    :data:`PROBE_TILES` tiles spread over the plan (tiles on tissue), compared by
+    :func:`mitokit.io.slides.reader.region_reader`.
     """
     from mitokit.io.slides.reader import region_reader
 
     g = plan.geometry
-    picks = np.unique(np.linspace(0, len(plan) - 1, PROBE_TILES).round().astype(int))
-    probes = [tuple(o) for o in plan.origins[picks]] if len(plan) else []
+    probes = []
+    if len(plan):
+        picks = np.unique(np.linspace(0, len(plan) - 1, PROBE_TILES).round().astype(int))
+        probes = [tuple(o) for o in plan.origins[picks]]
+    size = (g.read_size, g.read_size)
     return region_reader(
-        path, mpp=mpp, level=g.level, size=(g.read_size, g.read_size), probes=probes, reader=reader
+        path, mpp=mpp, level=g.level, size=size, probes=probes, reader=reader, backend=backend
     )
+
+
+__all__ = [
+    "PROBE_TILES",
+    "SLIDE_SUFFIXES",
+    "find_slides",
+    "fit_tile_size",
+    "plan_opener",
+    "shard",
+    "slide_folder_names",
+]

@@ -36,6 +36,7 @@ def region_reader(
     size: tuple[int, int],
     probes: Sequence[tuple[int, int]],
     reader: str = "auto",
+    backend: str | None = None,
 ) -> tuple[Callable[[], Slide], str]:
     """An opener of new handles on ``path`` for reading many regions of one level, and its name.
 
@@ -46,6 +47,8 @@ def region_reader(
         size: ``(w, h)`` of the regions, pixels of ``level``.
         probes: Level-0 ``(x, y)`` of regions to compare (say, a few tiles on tissue).
         reader: ``"auto"`` or ``"slide"`` (always :func:`open_slide`'s backend).
+        backend: The backend :func:`open_slide` gives ``path``, where the caller knows it (so
+            the slide is opened here only to compare readers); None finds it out.
 
     Returns:
         ``(opener, backend)``: ``opener()`` opens a new handle; ``backend`` is its backend's
@@ -65,15 +68,12 @@ def region_reader(
     def default() -> Slide:
         return open_slide(path, mpp=mpp)
 
-    with default() as slide:
-        backend = slide.backend
-        if reader == "slide" or backend != "openslide" or not _is_tiff(path):
-            return default, backend
-        try:
-            with _TiffSlide(path, mpp=mpp) as tiff:
-                same = _same_pixels(slide, tiff, level, size, probes)
-        except Exception:  # noqa: BLE001 - only a quicker way: any trouble keeps OpenSlide
-            same = False
+    same = False
+    if backend is None or (reader == "auto" and backend == "openslide"):
+        with default() as slide:
+            backend = slide.backend
+            if reader == "auto" and backend == "openslide":
+                same = _tiff_agrees(path, mpp, slide, level, size, probes)
     if not same:
         return default, backend
 
@@ -83,11 +83,23 @@ def region_reader(
     return tiff_opener, "tifffile"
 
 
-def _is_tiff(path: Path) -> bool:
-    from mitokit.io.slides import _TIFF_MAGICS
+def _tiff_agrees(
+    path: Path,
+    mpp: float | None,
+    slide: Slide,
+    level: int,
+    size: tuple[int, int],
+    probes: Sequence[tuple[int, int]],
+) -> bool:
+    """Whether tifffile reads ``path`` as ``slide`` does; False for any trouble (a file that is
+    not a TIFF, one tifffile cannot decode): it is only a quicker way."""
+    from mitokit.io.slides.tiff_backend import _TiffSlide
 
-    with path.open("rb") as fh:
-        return fh.read(4) in _TIFF_MAGICS
+    try:
+        with _TiffSlide(path, mpp=mpp) as tiff:
+            return _same_pixels(slide, tiff, level, size, probes)
+    except Exception:  # noqa: BLE001 - OpenSlide stays the reader
+        return False
 
 
 def _same_pixels(
